@@ -1,0 +1,62 @@
+/**
+ * Database errors translated to what callers act on, in this one place. postgres.js raises
+ * `PostgresError` (with a SQLSTATE `code`) for errors the server reports and plain errors with a
+ * Node or postgres.js `code` for connection failures; drizzle wraps either in `cause`.
+ */
+
+/** The database cannot be reached or is shutting down: retry later (HTTP 503). */
+export class DatabaseUnavailableError extends Error {
+  override readonly name = 'DatabaseUnavailableError'
+  constructor(cause: unknown) {
+    super('the database is unavailable', { cause })
+  }
+}
+
+// Class 08 (connection exception) is matched by prefix.
+const UNAVAILABLE_SQLSTATES = new Set([
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now (starting up, shutting down, recovering)
+  '53300', // too_many_connections
+])
+
+const UNAVAILABLE_CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+])
+
+/** The SQLSTATE of a server-reported error, if `err` (or what it wraps) is one. */
+export function sqlState(err: unknown): string | undefined {
+  for (const e of causes(err)) {
+    if ('severity' in e && typeof e.code === 'string') return e.code
+  }
+  return undefined
+}
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (const e of causes(err)) {
+    if (e instanceof DatabaseUnavailableError) return true
+    const code = typeof e.code === 'string' ? e.code : undefined
+    if (code === undefined) continue
+    if ('severity' in e) return code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code)
+    if (UNAVAILABLE_CONNECTION_CODES.has(code)) return true
+  }
+  return false
+}
+
+/** `err`'s chain: itself, its causes, and an AggregateError's members (Node's happy-eyeballs connect). */
+function* causes(err: unknown, depth = 0): Generator<Error & { code?: unknown }> {
+  if (!(err instanceof Error) || depth > 8) return
+  yield err
+  if (err instanceof AggregateError) for (const inner of err.errors) yield* causes(inner, depth + 1)
+  yield* causes(err.cause, depth + 1)
+}

@@ -1,0 +1,6 @@
+export { closeDb, createDb, type Db, type DbOptions, type Executor, type Schema } from './client.js'
+export { DatabaseUnavailableError, isDatabaseUnavailable, sqlState } from './errors.js'
+export { migrateDatabase, migrationsFolder } from './migrate.js'
+export * from './queries/orders.js'
+export * from './queries/health.js'
+export { type LineItem, type OrderStatus, orderStatus, orderStatuses, orders } from './schema.js'

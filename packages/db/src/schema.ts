@@ -1,0 +1,68 @@
+import { sql } from 'drizzle-orm'
+import {
+  bigint,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  text,
+  timestamp,
+} from 'drizzle-orm/pg-core'
+
+export const orderStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelled'] as const
+export type OrderStatus = (typeof orderStatuses)[number]
+
+export const orderStatus = pgEnum('order_status', orderStatuses)
+
+/** One line of an order. Prices are in the currency's minor unit (cents), never floats. */
+export interface LineItem {
+  sku: string
+  quantity: number
+  unitPriceCents: number
+}
+
+const timestamptz = () => timestamp({ withTimezone: true, mode: 'date' })
+
+export const orders = pgTable(
+  'orders',
+  {
+    // Numbers, not strings: an int8 identity stays below 2^53 for 285 years at a million orders a second.
+    id: bigint({ mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    customerId: text().notNull(),
+    currency: text().notNull(),
+    items: jsonb().$type<LineItem[]>().notNull(),
+    totalCents: bigint({ mode: 'number' }).notNull(),
+    status: orderStatus().notNull().default('pending'),
+    /** Higher runs first. */
+    priority: integer().notNull().default(0),
+    /** Not claimable before this instant. */
+    runAt: timestamptz().notNull().defaultNow(),
+    attempts: integer().notNull().default(0),
+    maxAttempts: integer().notNull().default(5),
+    lastError: text(),
+    createdAt: timestamptz().notNull().defaultNow(),
+    updatedAt: timestamptz().notNull().defaultNow(),
+    completedAt: timestamptz(),
+    /** The worker id that completed the order. */
+    completedBy: text(),
+  },
+  (table) => [
+    // The claim query's index: its predicate and column order are the claim's WHERE and ORDER BY,
+    // so a claim reads the first claimable rows and stops. Finished rows never enter it, so it stays
+    // as small as the backlog however long the history grows.
+    index('orders_claim_idx')
+      .on(table.priority.desc().nullsFirst(), table.runAt, table.id)
+      .where(sql`${table.status} = 'pending'`),
+    // Listing by status with keyset pagination on id, and counting the small statuses.
+    index('orders_status_id_idx').on(table.status, table.id),
+    check('orders_currency_iso4217', sql`${table.currency} ~ '^[A-Z]{3}$'`),
+    check('orders_total_nonnegative', sql`${table.totalCents} >= 0`),
+    check('orders_items_nonempty', sql`jsonb_typeof(${table.items}) = 'array' and jsonb_array_length(${table.items}) > 0`),
+    check('orders_attempts_nonnegative', sql`${table.attempts} >= 0`),
+    check('orders_max_attempts_positive', sql`${table.maxAttempts} >= 1`),
+  ],
+)
+
+export type OrderRow = typeof orders.$inferSelect

@@ -1,0 +1,3 @@
+import { tearDownTestRun } from './test-database.js'
+
+await tearDownTestRun()

@@ -1,0 +1,3 @@
+import { setUpTestRun } from './test-database.js'
+
+await setUpTestRun(process.env)

@@ -1,0 +1,2 @@
+export { ConfigError, parseEnv } from './env.js'
+export { createLogger, type Logger, type LoggerConfig, logFormats, logLevels } from './logger.js'

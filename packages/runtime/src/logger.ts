@@ -1,0 +1,26 @@
+import { type Logger, type LoggerOptions, pino } from 'pino'
+import pretty from 'pino-pretty'
+
+export type { Logger }
+
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export const logFormats = ['json', 'pretty'] as const
+
+export interface LoggerConfig {
+  level: (typeof logLevels)[number]
+  /** JSON lines for machines (the default), or colourised lines for a person at a terminal. */
+  format: (typeof logFormats)[number]
+  /** Fields on every line, e.g. `{ service: 'worker', workerId }`. */
+  base?: Record<string, unknown>
+}
+
+/** The one logger setup for every service: pino, fields first, `err` serialised. */
+export function createLogger(config: LoggerConfig): Logger {
+  const options: LoggerOptions = {
+    level: config.level,
+    base: config.base ?? null,
+    timestamp: pino.stdTimeFunctions.isoTime,
+  }
+  if (config.format === 'json') return pino(options)
+  return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'service' }))
+}
