@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { migrateDatabase } from '@postgres-queue/db'
@@ -21,22 +21,21 @@ interface RunState {
 
 const TEMPLATE = 'postgres_queue_template'
 
-// One state file per checkout, so two checkouts can test at once.
-const stateFile = path.join(
-  os.tmpdir(),
-  'postgres-queue-test',
-  `${createHash('sha256').update(process.cwd()).digest('hex').slice(0, 12)}.json`,
-)
+const stateDir = path.join(os.tmpdir(), 'postgres-queue-test')
+// tap's before and after scripts and every test file are children of the same tap process, so its
+// pid names this run: two runs at once (two checkouts, two terminals) keep separate servers.
+const stateFile = path.join(stateDir, `run-${process.ppid}.json`)
 
 /** Server settings for throwaway test clusters: fsync off (a process crash loses nothing). */
 export const testClusterSettings = { fsync: 'off', max_connections: 300 }
 
 /** tap `before`: start (or reuse) the server and build the migrated template database. */
 export async function setUpTestRun(env: NodeJS.ProcessEnv): Promise<void> {
+  await stopAbandonedRuns()
   let adminUrl = env.DATABASE_URL
   let dataDir: string | undefined
   if (!adminUrl) {
-    dataDir = path.join(os.tmpdir(), 'postgres-queue-test', `cluster-${process.pid}`)
+    dataDir = path.join(stateDir, `cluster-${process.ppid}`)
     const cluster = await startCluster({ dataDir, port: 0, settings: testClusterSettings })
     adminUrl = cluster.url()
   }
@@ -48,17 +47,40 @@ export async function setUpTestRun(env: NodeJS.ProcessEnv): Promise<void> {
     await admin.end()
   }
   await migrateDatabase(withDatabase(adminUrl, TEMPLATE))
-  await mkdir(path.dirname(stateFile), { recursive: true })
+  await mkdir(stateDir, { recursive: true })
   await writeFile(stateFile, JSON.stringify({ adminUrl, template: TEMPLATE, dataDir } satisfies RunState))
 }
 
 /** tap `after`: stop the cluster this run started, if any. */
 export async function tearDownTestRun(): Promise<void> {
-  const state = await readState()
-  await rm(stateFile, { force: true })
+  await endRun(stateFile, await readState())
+}
+
+async function endRun(file: string, state: RunState): Promise<void> {
+  await rm(file, { force: true })
   if (!state.dataDir) return
-  await stopCluster(state.dataDir)
+  await stopCluster(state.dataDir).catch(() => {}) // already stopped
   await rm(state.dataDir, { recursive: true, force: true })
+}
+
+/** Servers of runs that were killed before their `after` script ran. */
+async function stopAbandonedRuns(): Promise<void> {
+  const files = await readdir(stateDir).catch(() => [])
+  for (const file of files) {
+    const match = /^run-(\d+)\.json$/.exec(file)
+    if (!match || isAlive(Number(match[1]))) continue
+    const state = JSON.parse(await readFile(path.join(stateDir, file), 'utf8')) as RunState
+    await endRun(path.join(stateDir, file), state)
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' // alive, someone else's
+  }
 }
 
 interface Teardown {
@@ -80,7 +102,7 @@ export async function createTestDatabase(t: Teardown): Promise<string> {
 
 /** A throwaway cluster of the test's own, for tests that stop and start the server. */
 export async function startPrivateCluster(t: Teardown): Promise<Cluster> {
-  const dataDir = path.join(os.tmpdir(), 'postgres-queue-test', `private-${randomBytes(6).toString('hex')}`)
+  const dataDir = path.join(stateDir, `private-${randomBytes(6).toString('hex')}`)
   const cluster = await startCluster({ dataDir, port: 0, settings: testClusterSettings })
   t.teardown(async () => {
     await cluster.stop().catch(() => {})
