@@ -1,11 +1,130 @@
 import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
-import t from 'tap'
-import { claimOrders, closeDb, createDb, insertOrders } from '../src/index.js'
+import { sql } from 'drizzle-orm'
+import t, { type Test } from 'tap'
+import {
+  claimOrders,
+  closeDb,
+  completeOrders,
+  createDb,
+  type Db,
+  failOrders,
+  getOrder,
+  insertOrders,
+  type Order,
+} from '../src/index.js'
 
-t.test('claims pending orders in one transaction', async (t) => {
-  const db = createDb(await createTestDatabase(t))
+async function setUp(t: Test): Promise<Db> {
+  const db = createDb(await createTestDatabase(t), { maxConnections: 20 })
   t.teardown(() => closeDb(db))
-  const inserted = await insertOrders(db, [makeOrder(), makeOrder()])
+  return db
+}
+
+/** Holds a claim open until `release` resolves, the way a worker holds its batch transaction. */
+function holdClaim(db: Db, limit: number, release: Promise<void>): { claimed: Promise<Order[]>; done: Promise<void> } {
+  let resolveClaimed: (orders: Order[]) => void = () => {}
+  const claimed = new Promise<Order[]>((resolve) => (resolveClaimed = resolve))
+  const done = db.transaction(async (tx) => {
+    resolveClaimed(await claimOrders(tx, { limit }))
+    await release
+  })
+  return { claimed, done }
+}
+
+t.test('concurrent claimers take disjoint rows whose union is every claimable row', async (t) => {
+  const db = await setUp(t)
+  const inserted = await insertOrders(db, Array.from({ length: 200 }, () => makeOrder()))
+  let release: () => void = () => {}
+  const released = new Promise<void>((resolve) => (release = resolve))
+  const claims = Array.from({ length: 8 }, () => holdClaim(db, 30, released))
+  const batches = await Promise.all(claims.map((c) => c.claimed))
+  release()
+  await Promise.all(claims.map((c) => c.done))
+
+  const ids = batches.flat().map((o) => o.id)
+  t.equal(new Set(ids).size, ids.length, 'no row is claimed twice')
+  t.same([...ids].sort((a, b) => a - b), inserted.map((o) => o.id), 'every claimable row is claimed')
+  t.ok(batches.every((b) => b.length <= 30), 'no claimer gets more than its limit')
+})
+
+t.test('a claim returns at most its limit, highest priority first, then oldest', async (t) => {
+  const db = await setUp(t)
+  const [low, high, , urgent] = await insertOrders(db, [
+    makeOrder({ priority: 0 }),
+    makeOrder({ priority: 5 }),
+    makeOrder({ priority: 0 }),
+    makeOrder({ priority: 9 }),
+  ])
+  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 3 }))
+  t.same(
+    claimed.map((o) => o.id),
+    [urgent!.id, high!.id, low!.id],
+  )
+})
+
+t.test('orders whose run_at is in the future are skipped until it passes', async (t) => {
+  const db = await setUp(t)
+  const [due] = await insertOrders(db, [makeOrder(), makeOrder({ runAt: new Date(Date.now() + 60_000) })])
   const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
-  t.same(claimed.map((o) => o.id), inserted.map((o) => o.id))
+  t.same(
+    claimed.map((o) => o.id),
+    [due!.id],
+  )
+})
+
+t.test('orders of a rolled-back batch are claimable again at once, untouched', async (t) => {
+  const db = await setUp(t)
+  const inserted = await insertOrders(db, [makeOrder(), makeOrder()])
+  const rollback = new Error('worker died')
+  await t.rejects(
+    db.transaction(async (tx) => {
+      const claimed = await claimOrders(tx, { limit: 10 })
+      await completeOrders(tx, { ids: claimed.map((o) => o.id), workerId: 'doomed' })
+      throw rollback
+    }),
+    rollback,
+  )
+  const reclaimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  t.same(
+    reclaimed.map((o) => o.id),
+    inserted.map((o) => o.id),
+  )
+  t.ok(reclaimed.every((o) => o.status === 'pending' && o.attempts === 0 && o.completedBy === null))
+})
+
+t.test('completing and failing are set-based and count the attempt', async (t) => {
+  const db = await setUp(t)
+  const [ok, bad] = await insertOrders(db, [makeOrder(), makeOrder()])
+  await db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 10 })
+    t.equal(await completeOrders(tx, { ids: [ok!.id], workerId: 'worker-a' }), 1)
+    t.equal(await failOrders(tx, [{ id: bad!.id, error: 'card declined' }]), 1)
+  })
+  const completed = await getOrder(db, ok!.id)
+  t.match(completed, { status: 'completed', attempts: 1, completedBy: 'worker-a', completedAt: Date })
+  const failed = await getOrder(db, bad!.id)
+  t.match(failed, { status: 'pending', attempts: 1, lastError: 'card declined', completedAt: null })
+  const again = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  t.same(
+    again.map((o) => o.id),
+    [bad!.id],
+    'a failed attempt is claimable again; a completed order is not',
+  )
+})
+
+t.test('the claim reads the partial index in claim order and stops at the limit', async (t) => {
+  const db = await setUp(t)
+  // A history of finished orders and a backlog, so a plan that ignored the index would show.
+  await db.execute(sql`
+    insert into orders (customer_id, currency, items, total_cents, status)
+    select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1,
+           case when g % 10 = 0 then 'pending' else 'completed' end::order_status
+    from generate_series(1, 20000) g`)
+  await db.execute(sql`analyze orders`)
+  const plan = await db.transaction(async (tx) => {
+    const query = claimOrders(tx, { limit: 50 })
+    const rows = await tx.execute(sql`explain (format json) ${query}`)
+    return JSON.stringify(rows[0])
+  })
+  t.match(plan, /"Node Type":"Limit".*"Node Type":"LockRows".*"Index Name":"orders_claim_idx"/)
+  t.notMatch(plan, /"Node Type":"Sort"/, 'no sort: the index supplies the claim order')
 })

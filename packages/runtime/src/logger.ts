@@ -1,4 +1,4 @@
-import { type Logger, type LoggerOptions, pino } from 'pino'
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino'
 import pretty from 'pino-pretty'
 
 export type { Logger }
@@ -14,13 +14,18 @@ export interface LoggerConfig {
   base?: Record<string, unknown>
 }
 
-/** The one logger setup for every service: pino, fields first, `err` serialised. */
-export function createLogger(config: LoggerConfig): Logger {
+/**
+ * The one logger setup for every service: pino, fields first, `err` serialised. Lines go to stdout
+ * unless a `destination` is given (tests capture them).
+ */
+export function createLogger(config: LoggerConfig, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
     level: config.level,
     base: config.base ?? null,
     timestamp: pino.stdTimeFunctions.isoTime,
   }
-  if (config.format === 'json') return pino(options)
-  return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'service' }))
+  if (config.format === 'pretty') {
+    return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }))
+  }
+  return destination ? pino(options, destination) : pino(options)
 }

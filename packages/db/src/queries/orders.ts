@@ -65,7 +65,7 @@ export async function insertOrders(db: Executor, input: readonly NewOrder[]): Pr
  *
  * Transition: none (pending stays pending until completeOrders/failOrders in the same transaction).
  */
-export function claimOrders(tx: Executor, { limit }: { limit: number }): Promise<Order[]> {
+export function claimOrders(tx: Executor, { limit }: { limit: number }) {
   return tx
     .select()
     .from(orders)

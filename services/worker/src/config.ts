@@ -1,0 +1,88 @@
+import { ConfigError, type LoggerConfig, logFormats, logLevels, parseEnv } from '@postgres-queue/runtime'
+import { validate as isValidCron } from 'node-cron'
+import Type from 'typebox'
+
+
+export const WorkerEnv = Type.Object({
+  DATABASE_URL: Type.String({ description: 'PostgreSQL connection URL' }),
+  WORKER_ID: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 128, description: 'Name in logs and completed_by; default hostname-pid' }),
+  ),
+  WORKER_CRON: Type.String({
+    default: '*/5 * * * * *',
+    description: 'node-cron schedule of drain ticks (six fields: seconds first)',
+  }),
+  WORKER_JITTER_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60_000,
+    default: 500,
+    description: 'Random delay before each tick, so replicas do not poll in lockstep',
+  }),
+  WORKER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 50, description: 'Orders claimed per batch' }),
+  WORKER_ORDER_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'Longest one order may take in the processor before it fails',
+  }),
+  WORKER_BATCH_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 3_600_000,
+    default: 30_000,
+    description: 'Time budget of one batch transaction; orders not started within it are left for the next claim',
+  }),
+  WORKER_SHUTDOWN_TIMEOUT_MS: Type.Integer({
+    minimum: 0,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'On SIGTERM, how long the batch in hand may take to finish before it is rolled back',
+  }),
+  LOG_LEVEL: Type.Union(
+    logLevels.map((v) => Type.Literal(v)),
+    { default: 'info', description: 'pino log level' },
+  ),
+  LOG_FORMAT: Type.Union(
+    logFormats.map((v) => Type.Literal(v)),
+    { default: 'json', description: 'json lines, or pretty for a terminal' },
+  ),
+})
+
+export interface WorkerConfig {
+  databaseUrl: string
+  workerId: string
+  cron: string
+  jitterMs: number
+  batchSize: number
+  orderTimeoutMs: number
+  batchTimeoutMs: number
+  shutdownTimeoutMs: number
+  log: LoggerConfig
+}
+
+/** Reads and validates the worker's environment once, at start-up. `host` supplies the default worker id. */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  host: { hostname: string; pid: number },
+): Readonly<WorkerConfig> {
+  const e = parseEnv(WorkerEnv, env)
+  if (!isValidCron(e.WORKER_CRON)) {
+    throw new ConfigError([`WORKER_CRON=${JSON.stringify(e.WORKER_CRON)} is not a valid node-cron expression`])
+  }
+  if (e.WORKER_ORDER_TIMEOUT_MS > e.WORKER_BATCH_TIMEOUT_MS) {
+    throw new ConfigError([
+      `WORKER_ORDER_TIMEOUT_MS=${e.WORKER_ORDER_TIMEOUT_MS} must not exceed WORKER_BATCH_TIMEOUT_MS=${e.WORKER_BATCH_TIMEOUT_MS}`,
+    ])
+  }
+  const workerId = e.WORKER_ID ?? `${host.hostname}-${host.pid}`
+  return Object.freeze({
+    databaseUrl: e.DATABASE_URL,
+    workerId,
+    cron: e.WORKER_CRON,
+    jitterMs: e.WORKER_JITTER_MS,
+    batchSize: e.WORKER_BATCH_SIZE,
+    orderTimeoutMs: e.WORKER_ORDER_TIMEOUT_MS,
+    batchTimeoutMs: e.WORKER_BATCH_TIMEOUT_MS,
+    shutdownTimeoutMs: e.WORKER_SHUTDOWN_TIMEOUT_MS,
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT, base: { service: 'worker', workerId } },
+  })
+}

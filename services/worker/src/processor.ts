@@ -1,0 +1,42 @@
+import type { Executor, Order } from '@postgres-queue/db'
+import { orderTotalCents } from '@postgres-queue/db'
+import type { Logger } from '@postgres-queue/runtime'
+
+/**
+ * The seam between the queue and a team's business logic. Replace `processOrder` below (or pass
+ * another OrderProcessor to `runWorker`) and the loop, claiming, retries and shutdown stay as they are.
+ */
+export interface ProcessContext {
+  workerId: string
+  /** 1 on the first try. */
+  attempt: number
+  /** Aborted when the order's time is up or the worker is forced to stop: pass it to fetch and friends. */
+  signal: AbortSignal
+  /** A child logger carrying orderId. */
+  log: Logger
+}
+
+/**
+ * Database writes of one order, run in the transaction that marks the order completed, inside a
+ * savepoint of their own: they commit exactly when the order completes, and are undone (failing
+ * only this order) if they throw.
+ */
+export type CommitWork = (tx: Executor) => Promise<void>
+
+/**
+ * Processes one order. Throwing fails this order only. Return a CommitWork for writes that must
+ * happen exactly once with the completion; work outside the database (calls to other services)
+ * belongs in the function body.
+ */
+export type OrderProcessor = (order: Order, ctx: ProcessContext) => Promise<CommitWork | void>
+
+/**
+ * The default processor: fulfils the order. Fulfilment here is checking the order is consistent
+ * (the stored total is the sum of its lines); a real team would reserve stock or charge a card.
+ */
+export const processOrder: OrderProcessor = async (order) => {
+  const expected = orderTotalCents(order.items)
+  if (expected !== order.totalCents) {
+    throw new Error(`order total ${order.totalCents} does not match its items (${expected})`)
+  }
+}

@@ -1,0 +1,126 @@
+import { type Db, isDatabaseUnavailable } from '@postgres-queue/db'
+import type { Logger } from '@postgres-queue/runtime'
+import cron, { type ScheduledTask } from 'node-cron'
+import type { WorkerConfig } from './config.js'
+import type { OrderProcessor } from './processor.js'
+import { runTransactionBatch } from './transaction-batch.js'
+
+export interface WorkerDeps {
+  db: Db
+  processor: OrderProcessor
+  config: WorkerConfig
+  log: Logger
+}
+
+export interface Worker {
+  /** Starts the schedule and drains once right away. */
+  start(): void
+  /**
+   * Stops claiming, lets the batch in hand finish for up to `shutdownTimeoutMs`, then aborts it
+   * (its transaction rolls back, so its orders are claimable again at once). Never rejects.
+   */
+  stop(): Promise<void>
+  /** Drains now: claims and processes batches until nothing is claimable. Joins a drain in progress. */
+  drain(): Promise<void>
+}
+
+export function createWorker({ db, processor, config, log }: WorkerDeps): Worker {
+  const stopController = new AbortController()
+  let task: ScheduledTask | undefined
+  let draining: Promise<void> | undefined
+  // Set when a drain is requested while one runs: the running drain makes one more pass, so an
+  // order that arrived mid-drain is not left waiting for the next tick.
+  let drainAgain = false
+  let databaseDown = false
+  let stopped = false
+
+  async function drainUntilEmpty(): Promise<void> {
+    do {
+      drainAgain = false
+      for (;;) {
+        if (stopped) return
+        const claimed = await runTransactionBatch({ db, processor, config, log, stop: stopController.signal })
+        if (databaseDown) log.info('database reachable again')
+        databaseDown = false
+        if (claimed < config.batchSize) break
+      }
+    } while (drainAgain)
+  }
+
+  function drain(): Promise<void> {
+    if (draining) {
+      drainAgain = true
+      return draining
+    }
+    draining = drainUntilEmpty()
+      .catch((err: unknown) => {
+        if (stopController.signal.aborted) return // the forced stop's rollback, expected
+        if (isDatabaseUnavailable(err)) {
+          // Back off until the next tick; say so once per outage, not once per tick.
+          if (!databaseDown) log.warn({ err }, 'database unavailable; retrying on the next tick')
+          databaseDown = true
+        } else {
+          log.error({ err }, 'drain failed; retrying on the next tick')
+        }
+      })
+      .finally(() => {
+        draining = undefined
+      })
+    return draining
+  }
+
+  return {
+    start() {
+      if (task || stopped) return
+      task = cron.schedule(config.cron, () => drain(), {
+        name: `drain ${config.workerId}`,
+        noOverlap: true,
+        maxRandomDelay: config.jitterMs,
+        logger: cronLogger(log),
+      })
+      void drain()
+      log.info({ cron: config.cron, batchSize: config.batchSize }, 'worker started')
+    },
+
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await task?.destroy()
+      task = undefined
+      const inFlight = draining
+      if (inFlight && !(await settlesWithin(inFlight, config.shutdownTimeoutMs))) {
+        log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'batch still running at shutdown; rolling it back')
+        stopController.abort(new Error('worker stopped'))
+        // A processor notices the abort at once; a statement stuck in the database does not, and is
+        // ended when the caller closes the pool, which rolls the transaction back.
+        await settlesWithin(inFlight, ABORT_GRACE_MS)
+      }
+      stopController.abort(new Error('worker stopped'))
+      log.info('worker stopped')
+    },
+
+    drain,
+  }
+}
+
+const ABORT_GRACE_MS = 1000
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = await Promise.race([
+    promise.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ])
+  clearTimeout(timer)
+  return settled
+}
+
+/** node-cron's own warnings (e.g. a missed tick on a blocked event loop) go through pino. */
+function cronLogger(log: Logger) {
+  return {
+    info: (message: string) => log.debug({ source: 'node-cron' }, message),
+    warn: (message: string) => log.warn({ source: 'node-cron' }, message),
+    error: (message: string | Error, err?: Error) => log.error({ source: 'node-cron', err: err ?? message }, 'node-cron error'),
+    debug: (message: string | Error) => log.debug({ source: 'node-cron' }, String(message)),
+  }
+}

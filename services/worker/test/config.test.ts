@@ -1,0 +1,46 @@
+import { ConfigError } from '@postgres-queue/runtime'
+import t from 'tap'
+import { loadConfig } from '../src/config.js'
+
+const host = { hostname: 'box', pid: 42 }
+const required = { DATABASE_URL: 'postgres://localhost/db' }
+
+t.test('defaults fill every optional variable', async (t) => {
+  const config = loadConfig(required, host)
+  t.match(config, {
+    workerId: 'box-42',
+    cron: '*/5 * * * * *',
+    batchSize: 50,
+    orderTimeoutMs: 10_000,
+    batchTimeoutMs: 30_000,
+    shutdownTimeoutMs: 10_000,
+    log: { level: 'info', format: 'json' },
+  })
+  t.ok(Object.isFrozen(config))
+})
+
+t.test('values are converted from strings', async (t) => {
+  const config = loadConfig({ ...required, WORKER_BATCH_SIZE: '200', WORKER_ID: 'w-7', LOG_FORMAT: 'pretty' }, host)
+  t.match(config, { batchSize: 200, workerId: 'w-7', log: { format: 'pretty' } })
+})
+
+t.test('each bad variable is named in the error', async (t) => {
+  const err = t.throws(() =>
+    loadConfig({ WORKER_BATCH_SIZE: 'many', LOG_LEVEL: 'loud', WORKER_CRON: '*/5 * * * * *' }, host),
+  ) as ConfigError
+  t.type(err, ConfigError)
+  t.match(err.message, /DATABASE_URL is required/)
+  t.match(err.message, /WORKER_BATCH_SIZE="many"/)
+  t.match(err.message, /LOG_LEVEL="loud" must be one of fatal, error, warn, info, debug, trace, silent/)
+})
+
+t.test('an invalid cron expression is rejected by name', async (t) => {
+  t.throws(() => loadConfig({ ...required, WORKER_CRON: 'every five seconds' }, host), /WORKER_CRON/)
+})
+
+t.test('an order timeout longer than the batch budget is rejected', async (t) => {
+  t.throws(
+    () => loadConfig({ ...required, WORKER_ORDER_TIMEOUT_MS: '60000', WORKER_BATCH_TIMEOUT_MS: '1000' }, host),
+    /WORKER_ORDER_TIMEOUT_MS=60000 must not exceed WORKER_BATCH_TIMEOUT_MS=1000/,
+  )
+})

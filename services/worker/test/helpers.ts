@@ -1,0 +1,60 @@
+import { Writable } from 'node:stream'
+import { closeDb, createDb, type Db } from '@postgres-queue/db'
+import { createTestDatabase } from '@postgres-queue/devkit'
+import { createLogger, type Logger } from '@postgres-queue/runtime'
+import { sql } from 'drizzle-orm'
+import type { Test } from 'tap'
+import type { WorkerConfig } from '../src/config.js'
+import type { CommitWork } from '../src/processor.js'
+
+/** A migrated database of this test's own, plus a table the processors under test write to. */
+export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db: Db; url: string }> {
+  const url = await createTestDatabase(t)
+  const db = createDb(url, { maxConnections })
+  t.teardown(() => closeDb(db))
+  await db.execute(sql`create table order_effects (order_id bigint not null, worker_id text not null)`)
+  return { db, url }
+}
+
+/** CommitWork recording that `orderId` was processed; a double processing shows as two rows. */
+export const recordEffect =
+  (orderId: number, workerId: string): CommitWork =>
+  async (tx) => {
+    await tx.execute(sql`insert into order_effects (order_id, worker_id) values (${orderId}, ${workerId})`)
+  }
+
+export async function effectCounts(db: Db): Promise<Map<number, number>> {
+  const rows = await db.execute<{ order_id: string; n: number }>(
+    sql`select order_id, count(*)::int as n from order_effects group by order_id`,
+  )
+  return new Map(rows.map((r) => [Number(r.order_id), r.n]))
+}
+
+export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig {
+  return {
+    databaseUrl: 'unused',
+    workerId: 'test-worker',
+    cron: '*/5 * * * * *',
+    jitterMs: 0,
+    batchSize: 50,
+    orderTimeoutMs: 5000,
+    batchTimeoutMs: 30_000,
+    shutdownTimeoutMs: 5000,
+    log: { level: 'silent', format: 'json' },
+    ...overrides,
+  }
+}
+
+export const silentLogger: Logger = createLogger({ level: 'silent', format: 'json' })
+
+/** A logger whose JSON lines are kept for assertions. */
+export function capturingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>)
+      done()
+    },
+  })
+  return { log: createLogger({ level: 'debug', format: 'json' }, stream), lines }
+}

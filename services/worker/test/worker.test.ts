@@ -1,0 +1,119 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
+import { makeOrder } from '@postgres-queue/devkit'
+import t from 'tap'
+import type { OrderProcessor } from '../src/processor.js'
+import { createWorker } from '../src/worker.js'
+import { capturingLogger, effectCounts, recordEffect, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+
+const recordingProcessor: OrderProcessor = async (order, ctx) => recordEffect(order.id, ctx.workerId)
+
+t.test('drain loops over batches until nothing is claimable', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, Array.from({ length: 120 }, () => makeOrder()))
+  const worker = createWorker({ db, processor: recordingProcessor, config: testConfig({ batchSize: 25 }), log: silentLogger })
+  await worker.drain()
+  t.equal((await listOrders(db, { status: 'pending', limit: 500 })).length, 0)
+  const counts = await effectCounts(db)
+  t.equal(counts.size, 120)
+  t.ok([...counts.values()].every((n) => n === 1), 'each order processed once')
+})
+
+t.test('three workers draining at once process every order exactly once, and all of them work', async (t) => {
+  const { db, url } = await setUpDatabase(t)
+  await insertOrders(db, Array.from({ length: 1000 }, () => makeOrder()))
+  const workers = ['w-1', 'w-2', 'w-3'].map((workerId) => {
+    const pool = createDb(url, { maxConnections: 2 })
+    t.teardown(() => closeDb(pool))
+    return createWorker({
+      db: pool,
+      processor: async (order, ctx) => {
+        await sleep(1) // let the other workers interleave
+        return recordEffect(order.id, ctx.workerId)
+      },
+      config: testConfig({ workerId, batchSize: 20 }),
+      log: silentLogger,
+    })
+  })
+  await Promise.all(workers.map((w) => w.drain()))
+  const counts = await effectCounts(db)
+  t.equal(counts.size, 1000, 'every order was processed')
+  t.same([...new Set(counts.values())], [1], 'no order was processed twice')
+  const completed = await listOrders(db, { status: 'completed', limit: 500 })
+  const more = await listOrders(db, { status: 'completed', limit: 500, after: completed.at(-1)!.id })
+  const byWorker = new Set([...completed, ...more].map((o) => o.completedBy))
+  t.same([...byWorker].sort(), ['w-1', 'w-2', 'w-3'])
+})
+
+t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [first] = await insertOrders(db, [makeOrder()])
+  let late: Promise<unknown> | undefined
+  const worker = createWorker({
+    db,
+    processor: async (order, ctx) => {
+      // An order arrives (and a wake-up with it) while the first batch is in hand.
+      if (order.id === first!.id) late = insertOrders(db, [makeOrder()]).then(() => worker.drain())
+      return recordEffect(order.id, ctx.workerId)
+    },
+    config: testConfig(),
+    log: silentLogger,
+  })
+  await worker.drain()
+  await late
+  t.equal((await effectCounts(db)).size, 2, 'the late order was drained without waiting for a tick')
+})
+
+t.test('stop lets the batch in hand finish, then claims nothing more', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, Array.from({ length: 10 }, () => makeOrder()))
+  let stopping: Promise<void> | undefined
+  const worker = createWorker({
+    db,
+    processor: async (order, ctx) => {
+      stopping ??= worker.stop()
+      await sleep(20)
+      return recordEffect(order.id, ctx.workerId)
+    },
+    config: testConfig({ batchSize: 5 }),
+    log: silentLogger,
+  })
+  worker.start()
+  await sleep(200)
+  await stopping
+  t.equal((await effectCounts(db)).size, 5, 'the batch in hand completed')
+  t.equal((await listOrders(db, { status: 'pending', limit: 10 })).length, 5, 'the next batch was never claimed')
+})
+
+t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [order] = await insertOrders(db, [makeOrder()])
+  let entered: () => void = () => {}
+  const processing = new Promise<void>((resolve) => (entered = resolve))
+  const worker = createWorker({
+    db,
+    processor: async (_order, ctx) => {
+      entered()
+      await sleep(60_000, undefined, { signal: ctx.signal })
+    },
+    config: testConfig({ shutdownTimeoutMs: 100, orderTimeoutMs: 60_000, batchTimeoutMs: 60_000 }),
+    log: silentLogger,
+  })
+  worker.start()
+  await processing
+  const started = Date.now()
+  await worker.stop()
+  t.ok(Date.now() - started < 3000, 'stop is bounded')
+  t.match(await getOrder(db, order!.id), { status: 'pending', attempts: 0, lastError: null })
+})
+
+t.test('an unreachable database is logged once and retried, never thrown', async (t) => {
+  const db = createDb('postgres://postgres:postgres@127.0.0.1:1/none', { connectTimeoutSeconds: 1 })
+  t.teardown(() => closeDb(db))
+  const { log, lines } = capturingLogger()
+  const worker = createWorker({ db, processor: recordingProcessor, config: testConfig(), log })
+  await worker.drain()
+  await worker.drain()
+  const warnings = lines.filter((l) => l.msg === 'database unavailable; retrying on the next tick')
+  t.equal(warnings.length, 1)
+})
