@@ -1,2 +1,3 @@
 export { ConfigError, parseEnv } from './env.js'
 export { createLogger, type Logger, type LoggerConfig, logFormats, logLevels } from './logger.js'
+export { commonEnv } from './common-env.js'

@@ -1,10 +1,10 @@
-import { ConfigError, type LoggerConfig, logFormats, logLevels, parseEnv } from '@postgres-queue/runtime'
+import { commonEnv, ConfigError, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
 import { validate as isValidCron } from 'node-cron'
 import Type from 'typebox'
 
 
 export const WorkerEnv = Type.Object({
-  DATABASE_URL: Type.String({ description: 'PostgreSQL connection URL' }),
+  ...commonEnv,
   WORKER_ID: Type.Optional(
     Type.String({ minLength: 1, maxLength: 128, description: 'Name in logs and completed_by; default hostname-pid' }),
   ),
@@ -37,14 +37,6 @@ export const WorkerEnv = Type.Object({
     default: 10_000,
     description: 'On SIGTERM, how long the batch in hand may take to finish before it is rolled back',
   }),
-  LOG_LEVEL: Type.Union(
-    logLevels.map((v) => Type.Literal(v)),
-    { default: 'info', description: 'pino log level' },
-  ),
-  LOG_FORMAT: Type.Union(
-    logFormats.map((v) => Type.Literal(v)),
-    { default: 'json', description: 'json lines, or pretty for a terminal' },
-  ),
 })
 
 export interface WorkerConfig {

@@ -1,0 +1,52 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Db } from '@postgres-queue/db'
+import { createLogger, type Logger } from '@postgres-queue/runtime'
+import Fastify from 'fastify'
+import type { ApiConfig } from './config.js'
+import { handleError, handleNotFound } from './errors.js'
+import { healthRoutes } from './routes/health.js'
+import { orderRoutes } from './routes/orders.js'
+import { validatorCompiler } from './validation.js'
+
+export interface AppDeps {
+  /** Borrowed: whoever created it closes it, after the app. */
+  db: Db
+  config: ApiConfig
+  /** Defaults to one built from the config's log level and format. */
+  logger?: Logger
+}
+
+/** The HTTP api, ready for `inject` or `listen`. */
+export function buildApp({ db, config, logger }: AppDeps) {
+  const app = Fastify({
+    loggerInstance:
+      logger ?? createLogger({ level: config.logLevel, format: config.logFormat, base: { service: 'api' } }),
+    // Fastify's own 503 for a request arriving on a kept-alive connection during close has another
+    // shape than every other error. Serving it instead is cheap: the pool closes only after the app,
+    // and the response's `Connection: close` ends that connection.
+    return503OnClosing: false,
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setValidatorCompiler(validatorCompiler)
+  app.setErrorHandler(handleError)
+  app.setNotFoundHandler(handleNotFound)
+  // Every body is JSON; without this, a text/plain body would reach validation and get a 400, not a 415.
+  app.removeContentTypeParser('text/plain')
+
+  // Fastify answers requests that arrive during close with `Connection: close`, but not those already
+  // running: their keep-alive connections would stay open and hold close() (hence the shutdown) until
+  // the client's idle timeout. Telling those clients too lets close() finish with the last response.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+
+  app.register(healthRoutes, { db })
+  app.register(orderRoutes, { db })
+  return app
+}
+
+export type App = ReturnType<typeof buildApp>
