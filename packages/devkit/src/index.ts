@@ -1,3 +1,3 @@
 export { makeOrder } from './fixtures.js'
-export { type Cluster, type ClusterOptions, startCluster, stopCluster } from './postgres-cluster.js'
+export { type Cluster, type ClusterOptions, freePort, startCluster, stopCluster } from './postgres-cluster.js'
 export { createTestDatabase, startPrivateCluster } from './test-database.js'

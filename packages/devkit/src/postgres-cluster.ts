@@ -153,7 +153,8 @@ function run(command: string, args: string[], owner: OsUser | undefined): Promis
   })
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.on('error', reject)
