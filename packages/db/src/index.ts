@@ -1,3 +1,6 @@
+// Processors' CommitWork gets a drizzle transaction; `sql` from here is the same drizzle, so raw
+// statements and the query builder interoperate with it.
+export { sql } from 'drizzle-orm'
 export { closeDb, createDb, type Db, type DbOptions, type Executor, type Schema } from './client.js'
 export { DatabaseUnavailableError, isDatabaseUnavailable, sqlState } from './errors.js'
 export { migrateDatabase, migrationsFolder } from './migrate.js'

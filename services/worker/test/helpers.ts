@@ -1,8 +1,7 @@
 import { Writable } from 'node:stream'
-import { closeDb, createDb, type Db } from '@postgres-queue/db'
+import { closeDb, createDb, type Db, sql } from '@postgres-queue/db'
 import { createTestDatabase } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
-import { sql } from 'drizzle-orm'
 import type { Test } from 'tap'
 import type { WorkerConfig } from '../src/config.js'
 import type { CommitWork } from '../src/processor.js'
@@ -12,7 +11,7 @@ export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db:
   const url = await createTestDatabase(t)
   const db = createDb(url, { maxConnections })
   t.teardown(() => closeDb(db))
-  await db.execute(sql`create table order_effects (order_id bigint not null, worker_id text not null)`)
+  await db.$client`create table order_effects (order_id bigint not null, worker_id text not null)`
   return { db, url }
 }
 
@@ -24,9 +23,8 @@ export const recordEffect =
   }
 
 export async function effectCounts(db: Db): Promise<Map<number, number>> {
-  const rows = await db.execute<{ order_id: string; n: number }>(
-    sql`select order_id, count(*)::int as n from order_effects group by order_id`,
-  )
+  const rows = await db.$client<{ order_id: string; n: number }[]>`
+    select order_id, count(*)::int as n from order_effects group by order_id`
   return new Map(rows.map((r) => [Number(r.order_id), r.n]))
 }
 

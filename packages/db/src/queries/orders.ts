@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, getTableColumns, gt, lte, sql } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import type { Executor } from '../client.js'
-import { type LineItem, type OrderRow, type OrderStatus, orders } from '../schema.js'
+import { type LineItem, type OrderRow, type OrderStatus, orderStatuses, orders } from '../schema.js'
 
 export type Order = OrderRow
 
@@ -155,6 +155,17 @@ export function listOrders(db: Executor, query: ListOrdersQuery): Promise<Order[
     )
     .orderBy(asc(orders.id))
     .limit(query.limit)
+}
+
+/** How many orders are in each status; every status is present, zero when none. */
+export async function countOrdersByStatus(db: Executor): Promise<Record<OrderStatus, number>> {
+  const rows = await db
+    .select({ status: orders.status, n: sql<number>`count(*)::int` })
+    .from(orders)
+    .groupBy(orders.status)
+  const counts = Object.fromEntries(orderStatuses.map((status) => [status, 0])) as Record<OrderStatus, number>
+  for (const { status, n } of rows) counts[status] = n
+  return counts
 }
 
 const orderColumns = Object.entries(getTableColumns(orders)).map(([key, column]) => ({
