@@ -9,6 +9,7 @@ import {
   pgTable,
   text,
   timestamp,
+  uniqueIndex,
 } from 'drizzle-orm/pg-core'
 
 export const orderStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelled'] as const
@@ -37,7 +38,11 @@ export const orders = pgTable(
     status: orderStatus().notNull().default('pending'),
     /** Higher runs first. */
     priority: integer().notNull().default(0),
-    /** Not claimable before this instant. */
+    /**
+     * Not claimable before this instant. For a pending order, when it is due (now, a delay, or a
+     * retry's backoff); for a processing order, when its lease lapses: one column, so one index
+     * serves both kinds of claimable row.
+     */
     runAt: timestamptz().notNull().defaultNow(),
     attempts: integer().notNull().default(0),
     maxAttempts: integer().notNull().default(5),
@@ -47,14 +52,24 @@ export const orders = pgTable(
     completedAt: timestamptz(),
     /** The worker id that completed the order. */
     completedBy: text(),
+    /** Lease mode: the worker holding the order while it is processing. */
+    lockedBy: text(),
+    /** The client's Idempotency-Key, unique while the order is kept. */
+    idempotencyKey: text(),
+    /** A hash of the request that carried the key, to tell a retry from a conflicting reuse. */
+    requestHash: text(),
   },
   (table) => [
     // The claim query's index: its predicate and column order are the claim's WHERE and ORDER BY,
     // so a claim reads the first claimable rows and stops. Finished rows never enter it, so it stays
-    // as small as the backlog however long the history grows.
+    // as small as the backlog (pending orders and leases) however long the history grows.
     index('orders_claim_idx')
       .on(table.priority.desc().nullsFirst(), table.runAt, table.id)
-      .where(sql`${table.status} = 'pending'`),
+      .where(sql`${table.status} in ('pending', 'processing')`),
+    // A unique index, not a read-then-write: two concurrent requests with one key insert one order.
+    uniqueIndex('orders_idempotency_key_idx')
+      .on(table.idempotencyKey)
+      .where(sql`${table.idempotencyKey} is not null`),
     // Listing by status with keyset pagination on id, and counting the small statuses.
     index('orders_status_id_idx').on(table.status, table.id),
     check('orders_currency_iso4217', sql`${table.currency} ~ '^[A-Z]{3}$'`),

@@ -97,7 +97,9 @@ t.test('completing and failing are set-based and count the attempt', async (t) =
   await db.transaction(async (tx) => {
     await claimOrders(tx, { limit: 10 })
     t.equal(await completeOrders(tx, { ids: [ok!.id], workerId: 'worker-a' }), 1)
-    t.equal(await failOrders(tx, [{ id: bad!.id, error: 'card declined' }]), 1)
+    t.same(await failOrders(tx, [{ id: bad!.id, error: 'card declined' }], { baseMs: 0, maxMs: 0 }), [
+      { id: bad!.id, status: 'pending' },
+    ])
   })
   const completed = await getOrder(db, ok!.id)
   t.match(completed, { status: 'completed', attempts: 1, completedBy: 'worker-a', completedAt: Date })

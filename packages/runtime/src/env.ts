@@ -1,4 +1,4 @@
-import type { Static, TObject } from 'typebox'
+import type { Static, TObject, TSchema } from 'typebox'
 import Value from 'typebox/value'
 
 /** Thrown when the environment does not satisfy a service's schema; names every bad variable. */
@@ -23,19 +23,19 @@ export function parseEnv<T extends TObject>(schema: T, env: Readonly<Record<stri
   const value = Value.Convert(schema, Value.Default(schema, picked))
   if (Value.Check(schema, value)) return value
 
-  const problems = new Map<string, string>()
-  for (const error of Value.Errors(schema, value)) {
-    if (error.keyword === 'required') {
-      for (const name of (error.params as { requiredProperties: string[] }).requiredProperties) {
-        problems.set(name, `${name} is required: ${describe(schema, name)}`)
-      }
-      continue
+  // Checked one variable at a time: an error list for the whole object is capped, and one union
+  // (LOG_LEVEL's literals) could use it all up and hide the next bad variable.
+  const problems: string[] = []
+  for (const [name, property] of Object.entries(schema.properties) as [string, TSchema][]) {
+    const converted = (value as Record<string, unknown>)[name]
+    if (converted === undefined) {
+      if (schema.required?.includes(name)) problems.push(`${name} is required: ${describe(schema, name)}`)
+    } else if (!Value.Check(property, converted)) {
+      const [first] = Value.Errors(property, converted)
+      problems.push(`${name}=${JSON.stringify(picked[name])} ${expectation(schema, name, first?.message ?? 'is invalid')}`)
     }
-    const name = error.instancePath.split('/')[1]
-    if (name === undefined || problems.has(name)) continue
-    problems.set(name, `${name}=${JSON.stringify(picked[name])} ${expectation(schema, name, error.message)}`)
   }
-  throw new ConfigError([...problems.values()])
+  throw new ConfigError(problems)
 }
 
 function describe(schema: TObject, name: string): string {

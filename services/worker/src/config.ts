@@ -1,3 +1,4 @@
+import type { RetryPolicy } from '@postgres-queue/db'
 import { commonEnv, ConfigError, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
 import { validate as isValidCron } from 'node-cron'
 import Type from 'typebox'
@@ -18,7 +19,35 @@ export const WorkerEnv = Type.Object({
     default: 500,
     description: 'Random delay before each tick, so replicas do not poll in lockstep',
   }),
+  WORKER_MODE: Type.Union([Type.Literal('transaction'), Type.Literal('lease')], {
+    default: 'transaction',
+    description: 'transaction: one short transaction per batch; lease: claims commit at once, for slow processors',
+  }),
   WORKER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 50, description: 'Orders claimed per batch' }),
+  WORKER_LEASE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 3_600_000,
+    default: 30_000,
+    description: "Lease mode: how long a claim lasts unless heartbeats extend it; a dead worker's orders return after it",
+  }),
+  WORKER_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description: 'Lease mode: orders of a batch processed at once',
+  }),
+  WORKER_RETRY_BASE_MS: Type.Integer({
+    minimum: 0,
+    maximum: 86_400_000,
+    default: 1000,
+    description: 'Backoff before the first retry; doubles per attempt, with jitter',
+  }),
+  WORKER_RETRY_MAX_MS: Type.Integer({
+    minimum: 0,
+    maximum: 86_400_000,
+    default: 300_000,
+    description: 'Longest backoff between retries',
+  }),
   WORKER_ORDER_TIMEOUT_MS: Type.Integer({
     minimum: 10,
     maximum: 600_000,
@@ -39,12 +68,18 @@ export const WorkerEnv = Type.Object({
   }),
 })
 
+export type WorkerMode = 'transaction' | 'lease'
+
 export interface WorkerConfig {
   databaseUrl: string
   workerId: string
+  mode: WorkerMode
   cron: string
   jitterMs: number
   batchSize: number
+  leaseMs: number
+  concurrency: number
+  retry: RetryPolicy
   orderTimeoutMs: number
   batchTimeoutMs: number
   shutdownTimeoutMs: number
@@ -65,13 +100,22 @@ export function loadConfig(
       `WORKER_ORDER_TIMEOUT_MS=${e.WORKER_ORDER_TIMEOUT_MS} must not exceed WORKER_BATCH_TIMEOUT_MS=${e.WORKER_BATCH_TIMEOUT_MS}`,
     ])
   }
+  if (e.WORKER_RETRY_BASE_MS > e.WORKER_RETRY_MAX_MS) {
+    throw new ConfigError([
+      `WORKER_RETRY_BASE_MS=${e.WORKER_RETRY_BASE_MS} must not exceed WORKER_RETRY_MAX_MS=${e.WORKER_RETRY_MAX_MS}`,
+    ])
+  }
   const workerId = e.WORKER_ID ?? `${host.hostname}-${host.pid}`
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
     workerId,
+    mode: e.WORKER_MODE,
     cron: e.WORKER_CRON,
     jitterMs: e.WORKER_JITTER_MS,
     batchSize: e.WORKER_BATCH_SIZE,
+    leaseMs: e.WORKER_LEASE_MS,
+    concurrency: e.WORKER_CONCURRENCY,
+    retry: { baseMs: e.WORKER_RETRY_BASE_MS, maxMs: e.WORKER_RETRY_MAX_MS },
     orderTimeoutMs: e.WORKER_ORDER_TIMEOUT_MS,
     batchTimeoutMs: e.WORKER_BATCH_TIMEOUT_MS,
     shutdownTimeoutMs: e.WORKER_SHUTDOWN_TIMEOUT_MS,

@@ -25,7 +25,7 @@ export class OrderTimeoutError extends Error {
 export async function runProcessor(
   processor: OrderProcessor,
   order: Order,
-  options: { workerId: string; timeoutMs: number; stop: AbortSignal; log: Logger },
+  options: { workerId: string; attempt: number; timeoutMs: number; stop: AbortSignal; log: Logger },
 ): Promise<ProcessorResult> {
   const started = performance.now()
   const controller = new AbortController()
@@ -40,7 +40,7 @@ export async function runProcessor(
     const commit = await Promise.race([
       processor(order, {
         workerId: options.workerId,
-        attempt: order.attempts + 1,
+        attempt: options.attempt,
         signal: controller.signal,
         log: options.log.child({ orderId: order.id }),
       }),

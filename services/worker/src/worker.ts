@@ -3,6 +3,7 @@ import type { Logger } from '@postgres-queue/runtime'
 import cron, { type ScheduledTask } from 'node-cron'
 import type { WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
+import { runLeaseBatch } from './lease-batch.js'
 import { runTransactionBatch } from './transaction-batch.js'
 
 export interface WorkerDeps {
@@ -16,8 +17,9 @@ export interface Worker {
   /** Starts the schedule and drains once right away. */
   start(): void
   /**
-   * Stops claiming, lets the batch in hand finish for up to `shutdownTimeoutMs`, then aborts it
-   * (its transaction rolls back, so its orders are claimable again at once). Never rejects.
+   * Stops claiming and starting orders, lets the orders in hand finish for up to
+   * `shutdownTimeoutMs`, then aborts them (in transaction mode the batch rolls back, so its orders
+   * are claimable again at once). Never rejects.
    */
   stop(): Promise<void>
   /** Drains now: claims and processes batches until nothing is claimable. Joins a drain in progress. */
@@ -25,6 +27,10 @@ export interface Worker {
 }
 
 export function createWorker({ db, processor, config, log }: WorkerDeps): Worker {
+  const runBatch = config.mode === 'lease' ? runLeaseBatch : runTransactionBatch
+  // Two steps, as River stops: first stop starting orders (draining), then, past the shutdown
+  // timeout, abandon the ones in hand (stop).
+  const drainingController = new AbortController()
   const stopController = new AbortController()
   let task: ScheduledTask | undefined
   let draining: Promise<void> | undefined
@@ -39,7 +45,14 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
       drainAgain = false
       for (;;) {
         if (stopped) return
-        const claimed = await runTransactionBatch({ db, processor, config, log, stop: stopController.signal })
+        const claimed = await runBatch({
+          db,
+          processor,
+          config,
+          log,
+          draining: drainingController.signal,
+          stop: stopController.signal,
+        })
         if (databaseDown) log.info('database reachable again')
         databaseDown = false
         if (claimed < config.batchSize) break
@@ -79,12 +92,13 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
         logger: cronLogger(log),
       })
       void drain()
-      log.info({ cron: config.cron, batchSize: config.batchSize }, 'worker started')
+      log.info({ mode: config.mode, cron: config.cron, batchSize: config.batchSize }, 'worker started')
     },
 
     async stop() {
       if (stopped) return
       stopped = true
+      drainingController.abort()
       await task?.destroy()
       task = undefined
       const inFlight = draining

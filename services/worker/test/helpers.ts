@@ -32,9 +32,13 @@ export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig 
   return {
     databaseUrl: 'unused',
     workerId: 'test-worker',
+    mode: 'transaction',
     cron: '*/5 * * * * *',
     jitterMs: 0,
     batchSize: 50,
+    leaseMs: 30_000,
+    concurrency: 10,
+    retry: { baseMs: 0, maxMs: 0 },
     orderTimeoutMs: 5000,
     batchTimeoutMs: 30_000,
     shutdownTimeoutMs: 5000,
@@ -56,3 +60,6 @@ export function capturingLogger(): { log: Logger; lines: Record<string, unknown>
   })
   return { log: createLogger({ level: 'debug', format: 'json' }, stream), lines }
 }
+
+/** Signals for a batch run: never draining, never stopped. */
+export const running = { draining: new AbortController().signal, stop: new AbortController().signal }

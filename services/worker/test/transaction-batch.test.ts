@@ -5,9 +5,8 @@ import t from 'tap'
 import type { OrderProcessor } from '../src/processor.js'
 import { processOrder } from '../src/processor.js'
 import { runTransactionBatch } from '../src/transaction-batch.js'
-import { capturingLogger, effectCounts, recordEffect, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, effectCounts, recordEffect, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
-const neverStop = new AbortController().signal
 
 t.test('a batch completes every claimed order in one transaction and logs one line per order', async (t) => {
   const { db } = await setUpDatabase(t)
@@ -18,7 +17,7 @@ t.test('a batch completes every claimed order in one transaction and logs one li
     processor: processOrder,
     config: testConfig({ workerId: 'w-1' }),
     log,
-    stop: neverStop,
+    ...running,
   })
   t.equal(claimed, 3)
   for (const { id } of inserted) {
@@ -39,7 +38,7 @@ t.test('a throwing processor fails only its own order, and only its writes are u
     if (order.customerId === 'poison') throw new Error('payment declined')
     return recordEffect(order.id, ctx.workerId)
   }
-  await runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, stop: neverStop })
+  await runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, ...running })
 
   t.match(await getOrder(db, first!.id), { status: 'completed', attempts: 1 })
   t.match(await getOrder(db, last!.id), { status: 'completed', attempts: 1 })
@@ -65,7 +64,7 @@ t.test('commit work that throws is rolled back to its savepoint and fails only i
     await recordEffect(order.id, ctx.workerId)(tx)
     if (order.customerId === 'bad-write') throw new Error('constraint says no')
   }
-  await runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, stop: neverStop })
+  await runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, ...running })
 
   t.match(await getOrder(db, good!.id), { status: 'completed' })
   t.match(await getOrder(db, bad!.id), { status: 'pending', attempts: 1, lastError: 'Error: constraint says no' })
@@ -84,7 +83,7 @@ t.test('an order that outlives its timeout fails with a timeout error; the rest 
     processor,
     config: testConfig({ orderTimeoutMs: 100 }),
     log: silentLogger,
-    stop: neverStop,
+    ...running,
   })
   t.ok(Date.now() - started < 5000, 'the batch did not wait for the slow processor')
   t.match(await getOrder(db, slow!.id), { status: 'pending', attempts: 1, lastError: /timed out after 100 ms/ })
@@ -102,7 +101,7 @@ t.test('orders that would not fit in the batch budget are left untouched for the
     processor,
     config: testConfig({ orderTimeoutMs: 100, batchTimeoutMs: 250 }),
     log: silentLogger,
-    stop: neverStop,
+    ...running,
   })
   t.equal(claimed, 4)
   const pending = await listOrders(db, { status: 'pending', limit: 10 })
@@ -123,7 +122,9 @@ t.test('a forced stop rolls the batch back: its orders are pending and unattempt
     stop.abort(new Error('worker stopped'))
     return recordEffect(order.id, ctx.workerId)
   }
-  await t.rejects(runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, stop: stop.signal }))
+  await t.rejects(
+    runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, ...running, stop: stop.signal }),
+  )
   for (const { id } of inserted) t.match(await getOrder(db, id), { status: 'pending', attempts: 0 })
   t.equal((await effectCounts(db)).size, 0)
 })

@@ -64,7 +64,7 @@ t.test('a drain requested mid-drain makes the running drain look again', async (
   t.equal((await effectCounts(db)).size, 2, 'the late order was drained without waiting for a tick')
 })
 
-t.test('stop lets the batch in hand finish, then claims nothing more', async (t) => {
+t.test('stop settles the order in hand and starts no other: they stay pending, unattempted', async (t) => {
   const { db } = await setUpDatabase(t)
   await insertOrders(db, Array.from({ length: 10 }, () => makeOrder()))
   let stopping: Promise<void> | undefined
@@ -81,8 +81,10 @@ t.test('stop lets the batch in hand finish, then claims nothing more', async (t)
   worker.start()
   await sleep(200)
   await stopping
-  t.equal((await effectCounts(db)).size, 5, 'the batch in hand completed')
-  t.equal((await listOrders(db, { status: 'pending', limit: 10 })).length, 5, 'the next batch was never claimed')
+  t.equal((await effectCounts(db)).size, 1, 'the order in hand completed')
+  const pending = await listOrders(db, { status: 'pending', limit: 10 })
+  t.equal(pending.length, 9, 'no other order was started')
+  t.ok(pending.every((o) => o.attempts === 0))
 })
 
 t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {

@@ -1,9 +1,7 @@
-import { and, asc, desc, eq, getTableColumns, gt, lte, sql } from 'drizzle-orm'
-import { toSnakeCase } from 'drizzle-orm/casing'
+import { and, asc, eq, gt, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
-import { type LineItem, type OrderRow, type OrderStatus, orderStatuses, orders } from '../schema.js'
-
-export type Order = OrderRow
+import { type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
+import { decodeOrder, type Order } from './shared.js'
 
 /** What a client submits; the server derives the total and everything else. */
 export interface NewOrder {
@@ -16,6 +14,16 @@ export interface NewOrder {
   runAt?: Date
   /** Claims before the order is dead-lettered. Default 5. */
   maxAttempts?: number
+  /** The client's Idempotency-Key: at most one order is ever stored per key. */
+  idempotencyKey?: string
+  /** A hash of the request, stored with the key so a reuse with another body can be told apart. */
+  requestHash?: string
+}
+
+/** An order as insertOrders returns it. */
+export type InsertedOrder = Order & {
+  /** False when the idempotency key was already taken: this is the order stored first under it. */
+  created: boolean
 }
 
 /** The sum of quantity x unit price, in minor units. Throws if it leaves the exact integer range. */
@@ -28,15 +36,22 @@ export function orderTotalCents(items: readonly LineItem[]): number {
 /**
  * Inserts one or many orders in ONE statement (`insert ... select from unnest(...)`), so a batch
  * is one round trip and one commit, and the statement text (hence its prepared plan) is the same
- * for one row or a thousand. Returns the rows in submission order.
+ * for one row or a thousand. Returns one result per input, in submission order.
+ *
+ * An input whose idempotency key is taken inserts nothing (`on conflict do nothing` on the unique
+ * index, so concurrent duplicates are safe: the second waits for the first to commit) and returns
+ * the order stored under that key, with `created: false`. That lookup is a second statement: the
+ * first's snapshot predates a concurrent duplicate's commit, so it could not see the row.
  *
  * Transition: (none) -> pending.
  */
-export async function insertOrders(db: Executor, input: readonly NewOrder[]): Promise<Order[]> {
+export async function insertOrders(db: Executor, input: readonly NewOrder[]): Promise<InsertedOrder[]> {
   if (input.length === 0) return []
   const rows = await db.execute(sql`
-    insert into ${orders} (customer_id, currency, items, total_cents, priority, run_at, max_attempts)
-    select customer_id, currency, items, total_cents, priority, coalesce(run_at, statement_timestamp()), max_attempts
+    insert into ${orders} (customer_id, currency, items, total_cents, priority, run_at, max_attempts,
+                           idempotency_key, request_hash)
+    select customer_id, currency, items, total_cents, priority, coalesce(run_at, statement_timestamp()),
+           max_attempts, idempotency_key, request_hash
     from unnest(
       ${sql.param(input.map((o) => o.customerId))}::text[],
       ${sql.param(input.map((o) => o.currency))}::text[],
@@ -45,88 +60,38 @@ export async function insertOrders(db: Executor, input: readonly NewOrder[]): Pr
       ${sql.param(input.map((o) => o.priority ?? 0))}::int[],
       -- text, then cast: drizzle replaces postgres.js's timestamptz[] serializer with a pass-through
       ${sql.param(input.map((o) => o.runAt?.toISOString() ?? null))}::text[]::timestamptz[],
-      ${sql.param(input.map((o) => o.maxAttempts ?? 5))}::int[]
-    ) with ordinality as input(customer_id, currency, items, total_cents, priority, run_at, max_attempts, position)
+      ${sql.param(input.map((o) => o.maxAttempts ?? 5))}::int[],
+      ${sql.param(input.map((o) => o.idempotencyKey ?? null))}::text[],
+      ${sql.param(input.map((o) => o.requestHash ?? null))}::text[]
+    ) with ordinality
+      as input(customer_id, currency, items, total_cents, priority, run_at, max_attempts,
+               idempotency_key, request_hash, position)
     order by position
+    on conflict (idempotency_key) where idempotency_key is not null do nothing
     returning *`)
   // Identity values are drawn in `position` order, so id order is submission order.
-  return rows.map(decodeOrder).sort((a, b) => a.id - b.id)
+  const inserted = rows.map(decodeOrder).sort((a, b) => a.id - b.id)
+  const keys = input.flatMap((o) => (o.idempotencyKey === undefined ? [] : [o.idempotencyKey]))
+  const byKey = new Map(inserted.flatMap((o) => (o.idempotencyKey === null ? [] : [[o.idempotencyKey, o] as const])))
+  const taken = keys.filter((key) => !byKey.has(key))
+  const existing = taken.length === 0 ? [] : await getOrdersByIdempotencyKey(db, taken)
+  const firstFor = new Set<string>()
+  const unkeyed = inserted.filter((o) => o.idempotencyKey === null).values()
+  return input.map(({ idempotencyKey: key }) => {
+    if (key === undefined) return { ...(unkeyed.next().value as Order), created: true }
+    const created = byKey.has(key) && !firstFor.has(key)
+    firstFor.add(key)
+    const order = byKey.get(key) ?? existing.find((o) => o.idempotencyKey === key)
+    if (order === undefined) throw new Error(`no order under idempotency key ${key}`)
+    return { ...order, created }
+  })
 }
 
-/**
- * Transaction mode's claim: locks up to `limit` claimable orders (pending, `run_at` due), highest
- * priority first, then oldest. Must run inside a transaction; the locks are its claim.
- *
- * `FOR UPDATE SKIP LOCKED` makes concurrent claimers take disjoint rows without waiting for each
- * other. The plan is Limit -> LockRows -> Index Scan on `orders_claim_idx`: the scan walks the
- * partial index in claim order, skips rows another transaction holds, and stops after `limit`
- * locked rows, so the limit is applied once, after skipping. Writes nothing: the completion is the
- * order's one write. A rollback (or a crashed worker's dropped connection) releases the rows at once.
- *
- * Transition: none (pending stays pending until completeOrders/failOrders in the same transaction).
- */
-export function claimOrders(tx: Executor, { limit }: { limit: number }) {
-  return tx
+async function getOrdersByIdempotencyKey(db: Executor, keys: readonly string[]): Promise<Order[]> {
+  return db
     .select()
     .from(orders)
-    // The status literal is part of the statement text, not a parameter: the planner can only match
-    // the partial index's predicate against a constant.
-    .where(and(sql`${orders.status} = 'pending'`, lte(orders.runAt, sql`now()`)))
-    .orderBy(desc(orders.priority), asc(orders.runAt), asc(orders.id))
-    .limit(limit)
-    .for('update', { skipLocked: true })
-}
-
-/**
- * Completes claimed orders with one set-based statement. Counts the attempt that succeeded.
- * Returns how many rows it completed.
- *
- * Transition: pending (locked by this transaction) -> completed.
- */
-export async function completeOrders(
-  tx: Executor,
-  { ids, workerId }: { ids: readonly number[]; workerId: string },
-): Promise<number> {
-  if (ids.length === 0) return 0
-  const completed = await tx
-    .update(orders)
-    .set({
-      status: 'completed',
-      attempts: sql`${orders.attempts} + 1`,
-      completedAt: sql`statement_timestamp()`,
-      completedBy: workerId,
-      updatedAt: sql`statement_timestamp()`,
-    })
-    .where(and(sql`${orders.id} = any(${sql.param(ids)}::bigint[])`, sql`${orders.status} = 'pending'`))
-    .returning({ id: orders.id })
-  return completed.length
-}
-
-export interface OrderFailure {
-  id: number
-  error: string
-}
-
-/**
- * Records failed attempts with one set-based statement: `attempts` + 1 and the error kept in
- * `last_error`; the order stays pending, claimable again.
- *
- * Transition: pending (locked by this transaction) -> pending.
- */
-export async function failOrders(tx: Executor, failures: readonly OrderFailure[]): Promise<number> {
-  if (failures.length === 0) return 0
-  const failed = await tx.execute(sql`
-    update ${orders} set
-      attempts = ${orders.attempts} + 1,
-      last_error = failure.error,
-      updated_at = statement_timestamp()
-    from unnest(
-      ${sql.param(failures.map((f) => f.id))}::bigint[],
-      ${sql.param(failures.map((f) => f.error))}::text[]
-    ) as failure(id, error)
-    where ${orders.id} = failure.id and ${orders.status} = 'pending'
-    returning ${orders.id}`)
-  return failed.length
+    .where(sql`${orders.idempotencyKey} = any(${sql.param(keys)}::text[])`)
 }
 
 /** One order by id, or undefined. */
@@ -168,18 +133,58 @@ export async function countOrdersByStatus(db: Executor): Promise<Record<OrderSta
   return counts
 }
 
-const orderColumns = Object.entries(getTableColumns(orders)).map(([key, column]) => ({
-  key,
-  name: toSnakeCase(key),
-  column,
-}))
+export type CancelResult =
+  | { outcome: 'cancelled'; order: Order }
+  | { outcome: 'not_found' }
+  /** The order exists but is not pending, or a worker holds it right now. */
+  | { outcome: 'conflict'; order: Order; reason: string }
 
-/** Maps a raw `returning *` row (snake_case, driver values) to an Order, with drizzle's own decoders. */
-function decodeOrder(row: Record<string, unknown>): Order {
-  const order: Record<string, unknown> = {}
-  for (const { key, name, column } of orderColumns) {
-    const value = row[name]
-    order[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value)
-  }
-  return order as Order
+/**
+ * Cancels a pending order. An order a worker holds (its batch transaction has it locked) is not
+ * waited for: SKIP LOCKED passes it over and the result says it is being processed.
+ *
+ * Transition: pending -> cancelled.
+ */
+export async function cancelOrder(db: Executor, id: number): Promise<CancelResult> {
+  const rows = await db.execute(sql`
+    update ${orders} set status = 'cancelled', updated_at = statement_timestamp()
+    where ${orders.id} = (
+      select id from ${orders} where id = ${id} and status = 'pending' for update skip locked
+    )
+    returning *`)
+  const [cancelled] = rows
+  if (cancelled) return { outcome: 'cancelled', order: decodeOrder(cancelled) }
+  const order = await getOrder(db, id)
+  if (order === undefined) return { outcome: 'not_found' }
+  const reason =
+    order.status === 'pending' ? 'the order is being processed' : `the order is ${order.status}, not pending`
+  return { outcome: 'conflict', order, reason }
+}
+
+export interface RetryQuery {
+  /** Only these orders; every failed order when absent. */
+  ids?: readonly number[]
+  /** The most orders sent back in one call. */
+  limit: number
+}
+
+/**
+ * Redrive: sends failed (dead-lettered) orders back to pending, due now, with their attempts reset
+ * so they get a full set of retries. `last_error` is kept as history. Returns the ids retried,
+ * oldest first.
+ *
+ * Transition: failed -> pending.
+ */
+export async function retryOrders(db: Executor, query: RetryQuery): Promise<number[]> {
+  const onlyIds = query.ids === undefined ? sql`` : sql`and id = any(${sql.param(query.ids)}::bigint[])`
+  const rows = await db.execute(sql`
+    update ${orders} set status = 'pending', attempts = 0, run_at = statement_timestamp(),
+      updated_at = statement_timestamp()
+    where ${orders.id} in (
+      select id from ${orders} where status = 'failed' ${onlyIds}
+      order by id limit ${query.limit}
+      for update skip locked
+    )
+    returning ${orders.id}`)
+  return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
 }

@@ -1,0 +1,158 @@
+import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import t, { type Test } from 'tap'
+import {
+  cancelOrder,
+  claimOrders,
+  closeDb,
+  countOrdersByStatus,
+  createDb,
+  type Db,
+  failOrders,
+  getOrder,
+  insertOrders,
+  retryOrders,
+} from '../src/index.js'
+
+async function setUp(t: Test, maxConnections = 10): Promise<Db> {
+  const db = createDb(await createTestDatabase(t), { maxConnections })
+  t.teardown(() => closeDb(db))
+  return db
+}
+
+/** Fails `ids` until they are dead-lettered (max_attempts 1). */
+async function deadLetter(db: Db, ids: number[]): Promise<void> {
+  await db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 100 })
+    await failOrders(
+      tx,
+      ids.map((id) => ({ id, error: 'boom' })),
+      { baseMs: 0, maxMs: 0 },
+    )
+  })
+}
+
+t.test('insertOrders stores a batch in submission order with server-computed totals', async (t) => {
+  const db = await setUp(t)
+  const input = [
+    makeOrder({ customerId: 'first', items: [{ sku: 'A', quantity: 3, unitPriceCents: 700 }] }),
+    makeOrder({ customerId: 'second', priority: 7, maxAttempts: 9 }),
+  ]
+  const inserted = await insertOrders(db, input)
+  t.same(
+    inserted.map((o) => o.customerId),
+    ['first', 'second'],
+  )
+  t.match(inserted[0], { totalCents: 2100, status: 'pending', attempts: 0, maxAttempts: 5, created: true })
+  t.match(inserted[1], { totalCents: 2999, priority: 7, maxAttempts: 9 })
+})
+
+t.test('one idempotency key stores one order; a repeat returns it as not created', async (t) => {
+  const db = await setUp(t)
+  const [first] = await insertOrders(db, [makeOrder({ idempotencyKey: 'k-1', requestHash: 'h' })])
+  const [repeat] = await insertOrders(db, [makeOrder({ idempotencyKey: 'k-1', requestHash: 'h2' })])
+  t.equal(first!.created, true)
+  t.equal(repeat!.created, false)
+  t.equal(repeat!.id, first!.id)
+  t.equal(repeat!.requestHash, 'h', 'the stored request is the first one')
+  t.equal((await countOrdersByStatus(db)).pending, 1)
+})
+
+t.test('concurrent submissions with one key store exactly one order', async (t) => {
+  const db = await setUp(t, 20)
+  const results = await Promise.all(
+    Array.from({ length: 20 }, () => insertOrders(db, [makeOrder({ idempotencyKey: 'same', requestHash: 'h' })])),
+  )
+  const orders = results.flat()
+  t.equal(orders.filter((o) => o.created).length, 1, 'one created')
+  t.equal(new Set(orders.map((o) => o.id)).size, 1, 'all answered with the same order')
+  t.equal((await countOrdersByStatus(db)).pending, 1)
+})
+
+t.test('keyed and unkeyed orders in one batch each get their own answer', async (t) => {
+  const db = await setUp(t)
+  const [existing] = await insertOrders(db, [makeOrder({ idempotencyKey: 'taken' })])
+  const batch = await insertOrders(db, [
+    makeOrder({ customerId: 'a' }),
+    makeOrder({ customerId: 'b', idempotencyKey: 'taken' }),
+    makeOrder({ customerId: 'c', idempotencyKey: 'fresh' }),
+    makeOrder({ customerId: 'd' }),
+    makeOrder({ customerId: 'e', idempotencyKey: 'fresh' }),
+  ])
+  t.same(
+    batch.map((o) => [o.customerId, o.created]),
+    [
+      ['a', true],
+      [existing!.customerId, false],
+      ['c', true],
+      ['d', true],
+      ['c', false],
+    ],
+  )
+})
+
+t.test('cancelOrder cancels a pending order and explains why it cannot cancel others', async (t) => {
+  const db = await setUp(t)
+  const [pending, held, done] = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
+  t.match(await cancelOrder(db, pending!.id), { outcome: 'cancelled', order: { status: 'cancelled' } })
+  t.match(await cancelOrder(db, pending!.id), { outcome: 'conflict', reason: 'the order is cancelled, not pending' })
+  t.same(await cancelOrder(db, 999_999), { outcome: 'not_found' })
+  await db.$client`update orders set status = 'completed' where id = ${done!.id}`
+  t.match(await cancelOrder(db, done!.id), { outcome: 'conflict', reason: 'the order is completed, not pending' })
+
+  // A worker's batch transaction holds `held`: cancel does not wait for it.
+  let release: () => void = () => {}
+  const holding = db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 10 })
+    await new Promise<void>((resolve) => (release = resolve))
+  })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.match(await cancelOrder(db, held!.id), { outcome: 'conflict', reason: 'the order is being processed' })
+  release()
+  await holding
+})
+
+t.test('retryOrders redrives failed orders only, with a fresh set of attempts', async (t) => {
+  const db = await setUp(t)
+  const orders = await insertOrders(db, [
+    makeOrder({ maxAttempts: 1 }),
+    makeOrder({ maxAttempts: 1 }),
+    makeOrder({ maxAttempts: 1 }),
+    makeOrder(),
+  ])
+  const [a, b, c, untouched] = orders.map((o) => o.id) as [number, number, number, number]
+  await deadLetter(db, [a, b, c])
+  t.match(await getOrder(db, a), { status: 'failed', attempts: 1, lastError: 'boom' })
+
+  t.same(await retryOrders(db, { ids: [a, untouched], limit: 100 }), [a], 'only failed orders are retried')
+  t.match(await getOrder(db, a), { status: 'pending', attempts: 0, lastError: 'boom' })
+  t.same(await retryOrders(db, { limit: 1 }), [b], 'the limit holds, oldest first')
+  t.same(await retryOrders(db, { limit: 100 }), [c])
+  t.same(await retryOrders(db, { limit: 100 }), [])
+})
+
+t.test('failOrders dead-letters at max_attempts and otherwise backs off', async (t) => {
+  const db = await setUp(t)
+  const [last, spare] = await insertOrders(db, [makeOrder({ maxAttempts: 1 }), makeOrder({ maxAttempts: 3 })])
+  const before = Date.now()
+  const outcomes = await db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 10 })
+    return failOrders(
+      tx,
+      [
+        { id: last!.id, error: 'x' },
+        { id: spare!.id, error: 'y' },
+      ],
+      { baseMs: 10_000, maxMs: 10_000 },
+    )
+  })
+  t.same(
+    new Map(outcomes.map((o) => [o.id, o.status])),
+    new Map([
+      [last!.id, 'failed'],
+      [spare!.id, 'pending'],
+    ]),
+  )
+  const retrying = await getOrder(db, spare!.id)
+  const delay = retrying!.runAt.getTime() - before
+  t.ok(delay >= 4_000 && delay <= 11_000, `backoff within [base/2, base]: ${delay} ms`)
+})
