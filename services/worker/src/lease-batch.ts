@@ -45,7 +45,10 @@ export async function runLeaseBatch(deps: BatchDeps): Promise<number> {
   const processed: ProcessedOrder[] = []
   const queue = leased.values()
   const processNext = async (): Promise<void> => {
-    for (let next = queue.next(); !next.done && !deps.draining.aborted && !deps.stop.aborted; next = queue.next()) {
+    // Check before taking the next order, so a stop leaves it in the queue to be released.
+    while (!deps.draining.aborted && !deps.stop.aborted) {
+      const next = queue.next()
+      if (next.done) return
       processed.push(await processOne(deps, next.value, inFlight))
     }
   }

@@ -19,31 +19,33 @@ t.test('drain loops over batches until nothing is claimable', async (t) => {
   t.ok([...counts.values()].every((n) => n === 1), 'each order processed once')
 })
 
-t.test('three workers draining at once process every order exactly once, and all of them work', async (t) => {
-  const { db, url } = await setUpDatabase(t)
-  await insertOrders(db, Array.from({ length: 1000 }, () => makeOrder()))
-  const workers = ['w-1', 'w-2', 'w-3'].map((workerId) => {
-    const pool = createDb(url, { maxConnections: 2 })
-    t.teardown(() => closeDb(pool))
-    return createWorker({
-      db: pool,
-      processor: async (order, ctx) => {
-        await sleep(1) // let the other workers interleave
-        return recordEffect(order.id, ctx.workerId)
-      },
-      config: testConfig({ workerId, batchSize: 20 }),
-      log: silentLogger,
+for (const mode of ['transaction', 'lease'] as const) {
+  t.test(`${mode} mode: three workers draining at once process every order exactly once, and all work`, async (t) => {
+    const { db, url } = await setUpDatabase(t)
+    await insertOrders(db, Array.from({ length: 1000 }, () => makeOrder()))
+    const workers = ['w-1', 'w-2', 'w-3'].map((workerId) => {
+      const pool = createDb(url, { maxConnections: 2 })
+      t.teardown(() => closeDb(pool))
+      return createWorker({
+        db: pool,
+        processor: async (order, ctx) => {
+          await sleep(1) // let the other workers interleave
+          return recordEffect(order.id, ctx.workerId)
+        },
+        config: testConfig({ workerId, mode, batchSize: 20 }),
+        log: silentLogger,
+      })
     })
+    await Promise.all(workers.map((w) => w.drain()))
+    const counts = await effectCounts(db)
+    t.equal(counts.size, 1000, 'every order was processed')
+    t.same([...new Set(counts.values())], [1], 'no order was processed twice')
+    const completed = await listOrders(db, { status: 'completed', limit: 500 })
+    const more = await listOrders(db, { status: 'completed', limit: 500, after: completed.at(-1)!.id })
+    const byWorker = new Set([...completed, ...more].map((o) => o.completedBy))
+    t.same([...byWorker].sort(), ['w-1', 'w-2', 'w-3'])
   })
-  await Promise.all(workers.map((w) => w.drain()))
-  const counts = await effectCounts(db)
-  t.equal(counts.size, 1000, 'every order was processed')
-  t.same([...new Set(counts.values())], [1], 'no order was processed twice')
-  const completed = await listOrders(db, { status: 'completed', limit: 500 })
-  const more = await listOrders(db, { status: 'completed', limit: 500, after: completed.at(-1)!.id })
-  const byWorker = new Set([...completed, ...more].map((o) => o.completedBy))
-  t.same([...byWorker].sort(), ['w-1', 'w-2', 'w-3'])
-})
+}
 
 t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
   const { db } = await setUpDatabase(t)

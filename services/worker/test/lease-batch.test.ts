@@ -1,0 +1,125 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { getOrder, insertOrders, leaseOrders, listOrders } from '@postgres-queue/db'
+import { makeOrder } from '@postgres-queue/devkit'
+import t from 'tap'
+import { runLeaseBatch } from '../src/lease-batch.js'
+import type { OrderProcessor } from '../src/processor.js'
+import { capturingLogger, effectCounts, recordEffect, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+
+const leaseConfig = (overrides = {}) => testConfig({ mode: 'lease', ...overrides })
+
+t.test('a lease batch completes its orders, holding each as processing while it runs', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const inserted = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
+  const seen: unknown[] = []
+  const processor: OrderProcessor = async (order, ctx) => {
+    seen.push(await getOrder(db, order.id))
+    return recordEffect(order.id, ctx.workerId)
+  }
+  const { log, lines } = capturingLogger()
+  const claimed = await runLeaseBatch({ db, processor, config: leaseConfig({ workerId: 'w-l' }), log, ...running })
+  t.equal(claimed, 3)
+  t.match(seen, inserted.map(() => ({ status: 'processing', lockedBy: 'w-l', attempts: 1 })))
+  for (const { id } of inserted) {
+    t.match(await getOrder(db, id), { status: 'completed', attempts: 1, completedBy: 'w-l', lockedBy: null })
+  }
+  t.equal((await effectCounts(db)).size, 3)
+  t.equal(lines.filter((l) => l.msg === 'order processed').length, 3)
+})
+
+t.test('orders of a lease batch run concurrently, up to the configured concurrency', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, Array.from({ length: 8 }, () => makeOrder()))
+  let running_ = 0
+  let peak = 0
+  const processor: OrderProcessor = async () => {
+    peak = Math.max(peak, ++running_)
+    await sleep(50)
+    running_--
+  }
+  await runLeaseBatch({ db, processor, config: leaseConfig({ concurrency: 4 }), log: silentLogger, ...running })
+  t.equal(peak, 4)
+  t.equal((await listOrders(db, { status: 'completed', limit: 10 })).length, 8)
+})
+
+t.test('a heartbeat keeps a slow order from being taken over', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [order] = await insertOrders(db, [makeOrder()])
+  const rivals: number[] = []
+  const processor: OrderProcessor = async (o, ctx) => {
+    // Three lease periods long; another worker keeps trying to claim meanwhile.
+    for (let i = 0; i < 6; i++) {
+      await sleep(100)
+      const { leased } = await leaseOrders(db, { limit: 1, workerId: 'rival', leaseMs: 10_000 })
+      rivals.push(...leased.map((l) => l.order.id))
+    }
+    return recordEffect(o.id, ctx.workerId)
+  }
+  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 200 }), log: silentLogger, ...running })
+  t.same(rivals, [], 'the rival never got the order')
+  t.match(await getOrder(db, order!.id), { status: 'completed', attempts: 1 })
+})
+
+t.test('a failure is fenced, counted at claim, and retried later; its writes are undone', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [good, bad] = await insertOrders(db, [makeOrder(), makeOrder({ customerId: 'bad' })])
+  const processor: OrderProcessor = async (order, ctx) => async (tx) => {
+    await recordEffect(order.id, ctx.workerId)(tx)
+    if (order.customerId === 'bad') throw new Error('ledger refused')
+  }
+  await runLeaseBatch({
+    db,
+    processor,
+    config: leaseConfig({ retry: { baseMs: 60_000, maxMs: 60_000 } }),
+    log: silentLogger,
+    ...running,
+  })
+  t.match(await getOrder(db, good!.id), { status: 'completed' })
+  const failed = await getOrder(db, bad!.id)
+  t.match(failed, { status: 'pending', attempts: 1, lastError: 'Error: ledger refused', lockedBy: null })
+  t.ok(failed!.runAt.getTime() > Date.now() + 20_000, 'it waits out its backoff')
+  t.same(await effectCounts(db), new Map([[good!.id, 1]]))
+})
+
+t.test('a worker whose lease was taken over completes nothing and aborts its processor', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [order] = await insertOrders(db, [makeOrder()])
+  let aborted = false
+  const processor: OrderProcessor = async (o, ctx) => {
+    // Simulate a takeover: the lease is moved to another holder behind this worker's back.
+    await db.$client`update orders set locked_by = 'usurper', attempts = attempts + 1 where id = ${o.id}`
+    await sleep(1000, undefined, { signal: ctx.signal }).catch(() => (aborted = true))
+    return recordEffect(o.id, ctx.workerId)
+  }
+  const { log, lines } = capturingLogger()
+  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 150 }), log, ...running })
+  t.ok(aborted, 'the heartbeat noticed and aborted the processor')
+  t.match(await getOrder(db, order!.id), { status: 'processing', lockedBy: 'usurper' })
+  t.equal((await effectCounts(db)).size, 0, 'no effect was written')
+  t.ok(lines.some((l) => l.msg === 'lease lost to another worker'))
+})
+
+t.test('a graceful stop releases the leases of unstarted orders at once', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [first] = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  const draining = new AbortController()
+  const processor: OrderProcessor = async (order, ctx) => {
+    draining.abort()
+    return recordEffect(order.id, ctx.workerId)
+  }
+  await runLeaseBatch({
+    db,
+    processor,
+    config: leaseConfig({ concurrency: 1 }),
+    log: silentLogger,
+    ...running,
+    draining: draining.signal,
+  })
+  t.match(await getOrder(db, first!.id), { status: 'completed' })
+  const pending = await listOrders(db, { status: 'pending', limit: 10 })
+  t.equal(pending.length, 4)
+  t.ok(
+    pending.every((o) => o.attempts === 0 && o.lockedBy === null && o.runAt <= new Date()),
+    'released: due now, unattempted, unheld',
+  )
+})
