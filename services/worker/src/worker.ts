@@ -1,4 +1,4 @@
-import { type Db, isDatabaseUnavailable } from '@postgres-queue/db'
+import { type Db, isDatabaseUnavailable, listenForOrders, type Subscription } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import cron, { type ScheduledTask } from 'node-cron'
 import type { WorkerConfig } from './config.js'
@@ -39,6 +39,8 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
   let drainAgain = false
   let databaseDown = false
   let stopped = false
+  let subscription: Subscription | undefined
+  let subscribing: Promise<void> | undefined
 
   async function drainUntilEmpty(): Promise<void> {
     do {
@@ -53,7 +55,12 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
           draining: drainingController.signal,
           stop: stopController.signal,
         })
-        if (databaseDown) log.info('database reachable again')
+        if (databaseDown) {
+          log.info('database reachable again')
+          // The LISTEN connection died with the outage, and postgres.js tries to restore it only
+          // once, maybe too early: subscribe afresh.
+          void subscribe()
+        }
         databaseDown = false
         if (claimed < config.batchSize) break
       }
@@ -82,16 +89,43 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
     return draining
   }
 
+  /**
+   * Wake-ups: a NOTIFY from the api starts a drain at once, so pickup takes milliseconds rather
+   * than a cron interval. The schedule stays as the safety net: a lost notification (or a dead
+   * LISTEN connection) costs at most one tick.
+   */
+  function subscribe(): Promise<void> {
+    subscribing ??= (async () => {
+      const previous = subscription
+      subscription = undefined
+      await previous?.unsubscribe().catch(() => {})
+      if (stopped) return
+      try {
+        subscription = await listenForOrders(db, () => void drain())
+      } catch (err) {
+        log.debug({ err }, 'could not listen for wake-ups; polling until the next tick')
+      }
+    })().finally(() => {
+      subscribing = undefined
+    })
+    return subscribing
+  }
+
+  async function tick(): Promise<void> {
+    if (subscription === undefined) await subscribe()
+    await drain()
+  }
+
   return {
     start() {
       if (task || stopped) return
-      task = cron.schedule(config.cron, () => drain(), {
+      task = cron.schedule(config.cron, tick, {
         name: `drain ${config.workerId}`,
         noOverlap: true,
         maxRandomDelay: config.jitterMs,
         logger: cronLogger(log),
       })
-      void drain()
+      void tick()
       log.info({ mode: config.mode, cron: config.cron, batchSize: config.batchSize }, 'worker started')
     },
 
@@ -101,6 +135,8 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
       drainingController.abort()
       await task?.destroy()
       task = undefined
+      await subscription?.unsubscribe().catch(() => {})
+      subscription = undefined
       const inFlight = draining
       if (inFlight && !(await settlesWithin(inFlight, config.shutdownTimeoutMs))) {
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'batch still running at shutdown; rolling it back')

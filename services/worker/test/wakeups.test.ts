@@ -1,0 +1,45 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { getOrder, insertOrders, notifyOrdersWaiting } from '@postgres-queue/db'
+import { makeOrder } from '@postgres-queue/devkit'
+import t from 'tap'
+import { processOrder } from '../src/processor.js'
+import { createWorker } from '../src/worker.js'
+import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
+
+async function completedWithin(db: Parameters<typeof getOrder>[0], id: number, ms: number): Promise<number | undefined> {
+  const started = Date.now()
+  while (Date.now() - started < ms) {
+    if ((await getOrder(db, id))?.status === 'completed') return Date.now() - started
+    await sleep(10)
+  }
+  return undefined
+}
+
+t.test('a notification wakes an idle worker at once, long before its next tick', async (t) => {
+  const { db } = await setUpDatabase(t)
+  // Hourly ticks: only the wake-up can explain a quick pickup.
+  const worker = createWorker({ db, processor: processOrder, config: testConfig({ cron: '0 0 * * * *' }), log: silentLogger })
+  worker.start()
+  t.teardown(() => worker.stop())
+  await sleep(300) // the first tick subscribes
+  const [order] = await insertOrders(db, [makeOrder()])
+  await notifyOrdersWaiting(db)
+  const ms = await completedWithin(db, order!.id, 2000)
+  t.ok(ms !== undefined, `picked up after the notification (${ms} ms)`)
+})
+
+t.test('a lost wake-up costs at most one cron interval: the tick picks the order up', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const worker = createWorker({
+    db,
+    processor: processOrder,
+    config: testConfig({ cron: '* * * * * *', jitterMs: 0 }),
+    log: silentLogger,
+  })
+  worker.start()
+  t.teardown(() => worker.stop())
+  await sleep(300)
+  const [order] = await insertOrders(db, [makeOrder()]) // and no notification
+  const ms = await completedWithin(db, order!.id, 2500)
+  t.ok(ms !== undefined && ms <= 1500, `picked up by the next one-second tick (${ms} ms)`)
+})
