@@ -9,4 +9,5 @@ const NAMESPACE = sql`hashtext('postgres-queue')`
 
 export const advisoryLock = {
   migrate: sql`${NAMESPACE}, 1`,
+  retention: sql`${NAMESPACE}, 2`,
 } as const

@@ -7,6 +7,7 @@ import {
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -81,3 +82,36 @@ export const orders = pgTable(
 )
 
 export type OrderRow = typeof orders.$inferSelect
+
+/** The worker fleet: each worker registers at start and heartbeats; a silent one is gone. */
+export const workers = pgTable('workers', {
+  id: text().primaryKey(),
+  host: text().notNull(),
+  pid: integer().notNull(),
+  mode: text().notNull(),
+  startedAt: timestamptz().notNull().defaultNow(),
+  lastSeenAt: timestamptz().notNull().defaultNow(),
+  /** Set by a graceful stop; a worker that died just stops heartbeating. */
+  stoppedAt: timestamptz(),
+  /** Orders completed and failed attempts since the worker started. */
+  processed: bigint({ mode: 'number' }).notNull().default(0),
+  failed: bigint({ mode: 'number' }).notNull().default(0),
+})
+
+/**
+ * Completions and failures per worker per 5-second bucket, written with each heartbeat rather than
+ * per order, so throughput costs the hot path nothing and stays cheap to read however large the
+ * orders table grows.
+ */
+export const orderThroughput = pgTable(
+  'order_throughput',
+  {
+    bucket: timestamptz().notNull(),
+    workerId: text().notNull(),
+    completed: integer().notNull().default(0),
+    failed: integer().notNull().default(0),
+  },
+  (table) => [primaryKey({ columns: [table.bucket, table.workerId] })],
+)
+
+export type WorkerRow = typeof workers.$inferSelect

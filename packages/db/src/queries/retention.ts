@@ -1,0 +1,44 @@
+import { sql } from 'drizzle-orm'
+import { advisoryLock } from '../advisory-locks.js'
+import type { Db } from '../client.js'
+import { orders } from '../schema.js'
+
+export interface RetentionPolicy {
+  /** Completed and cancelled orders last updated longer ago than this are deleted. */
+  olderThanDays: number
+  /** Rows per delete: small, so each transaction is short and locks little. */
+  batchSize: number
+}
+
+/**
+ * Deletes one batch of finished orders past retention, oldest first, if this caller holds the
+ * retention lock: a transaction-level advisory lock taken with try, so of several workers running
+ * maintenance at once exactly one deletes and the others skip at once instead of queueing.
+ * Returns the rows deleted, or `undefined` when another worker holds the lock. Failed orders are
+ * kept until redriven or deleted by hand.
+ *
+ * Transition: completed | cancelled -> (deleted).
+ */
+export async function deleteExpiredOrders(db: Db, policy: RetentionPolicy): Promise<number | undefined> {
+  return db.transaction(async (tx) => {
+    const [lock] = await tx.execute<{ locked: boolean }>(
+      sql`select pg_try_advisory_xact_lock(${advisoryLock.retention}) as locked`,
+    )
+    if (!lock?.locked) return undefined
+    // One status at a time: each reads the (status, id) index from the oldest id and stops at the batch.
+    let deleted = 0
+    for (const status of ['completed', 'cancelled'] as const) {
+      const rows = await tx.execute(sql`
+        delete from ${orders} where id in (
+          select id from ${orders}
+          where status = ${status}
+            and updated_at < now() - ${policy.olderThanDays} * interval '1 day'
+          order by id limit ${policy.batchSize - deleted}
+        )
+        returning id`)
+      deleted += rows.length
+      if (deleted >= policy.batchSize) break
+    }
+    return deleted
+  })
+}

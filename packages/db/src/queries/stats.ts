@@ -1,0 +1,65 @@
+import { sql } from 'drizzle-orm'
+import type { Executor } from '../client.js'
+import { type OrderStatus, orderStatuses, orderThroughput, orders } from '../schema.js'
+
+export interface QueueStats {
+  /** Orders per status. `completed` is PostgreSQL's estimate (see below); the others are exact. */
+  counts: Record<OrderStatus, number>
+  /** Age of the oldest claimable order: how far behind the workers are. 0 when none waits. */
+  lagSeconds: number
+  completedLastMinute: number
+  completedLast5Minutes: number
+  failedLast5Minutes: number
+}
+
+/**
+ * The queue at a glance, cheap however many finished orders the table holds: every exact count
+ * reads a small index range (the claim index holds just the backlog and leases; failed and
+ * cancelled are few), and throughput comes from the workers' 5-second buckets. Counting completed
+ * orders exactly would read every one of them, so it is estimated from the table's statistics
+ * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
+ */
+export async function getQueueStats(db: Executor): Promise<QueueStats> {
+  const [row] = await db.execute<Record<string, number | string | null>>(sql`
+    select
+      (select count(*) from ${orders} where status = 'pending')::int as pending,
+      (select count(*) from ${orders} where status = 'processing')::int as processing,
+      (select count(*) from ${orders} where status = 'failed')::int as failed,
+      (select count(*) from ${orders} where status = 'cancelled')::int as cancelled,
+      (select greatest(reltuples, 0)::bigint from pg_class where oid = 'orders'::regclass) as estimated_rows,
+      (select extract(epoch from now() - min(run_at)) from ${orders}
+        where status = 'pending' and run_at <= now()) as lag_seconds,
+      (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '1 minute')::int
+        as completed_last_minute,
+      (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '5 minutes')::int
+        as completed_last_5_minutes,
+      (select coalesce(sum(failed), 0) from ${orderThroughput} where bucket >= now() - interval '5 minutes')::int
+        as failed_last_5_minutes`)
+  const n = (key: string) => Number(row?.[key] ?? 0)
+  const exact = n('pending') + n('processing') + n('failed') + n('cancelled')
+  const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>
+  counts.completed = Math.max(0, n('estimated_rows') - exact)
+  return {
+    counts,
+    lagSeconds: Math.max(0, n('lag_seconds')),
+    completedLastMinute: n('completed_last_minute'),
+    completedLast5Minutes: n('completed_last_5_minutes'),
+    failedLast5Minutes: n('failed_last_5_minutes'),
+  }
+}
+
+export interface ThroughputPoint {
+  at: Date
+  completed: number
+  failed: number
+}
+
+/** Completions and failures per 5-second bucket over the last `minutes`, summed over the fleet, oldest first. */
+export async function getThroughputHistory(db: Executor, { minutes }: { minutes: number }): Promise<ThroughputPoint[]> {
+  const rows = await db.execute<{ bucket: string; completed: number; failed: number }>(sql`
+    select bucket, sum(completed)::int as completed, sum(failed)::int as failed
+    from ${orderThroughput}
+    where bucket >= now() - ${minutes} * interval '1 minute'
+    group by bucket order by bucket`)
+  return rows.map((r) => ({ at: new Date(r.bucket), completed: r.completed, failed: r.failed }))
+}

@@ -1,0 +1,98 @@
+import { sql } from 'drizzle-orm'
+import type { Executor } from '../client.js'
+import { orderThroughput, type WorkerRow, workers } from '../schema.js'
+
+/** The width of a throughput bucket. */
+const BUCKET = sql`interval '5 seconds'`
+const bucketOf = (instant: ReturnType<typeof sql>) => sql`date_bin(${BUCKET}, ${instant}, timestamptz '2000-01-01')`
+
+export interface WorkerIdentity {
+  id: string
+  host: string
+  pid: number
+  mode: string
+}
+
+/**
+ * Registers a starting worker (or a restarted one under the same id): counts from zero.
+ *
+ * Transition: (none) | stopped | gone -> alive.
+ */
+export async function registerWorker(db: Executor, worker: WorkerIdentity): Promise<void> {
+  await db
+    .insert(workers)
+    .values(worker)
+    .onConflictDoUpdate({
+      target: workers.id,
+      set: {
+        host: worker.host,
+        pid: worker.pid,
+        mode: worker.mode,
+        startedAt: sql`now()`,
+        lastSeenAt: sql`now()`,
+        stoppedAt: null,
+        processed: 0,
+        failed: 0,
+      },
+    })
+}
+
+export interface Heartbeat {
+  id: string
+  /** Totals since the worker started. */
+  processed: number
+  failed: number
+  /** Since the previous heartbeat, added to the current throughput bucket. */
+  completedSince: number
+  failedSince: number
+}
+
+/** One statement: the worker is seen now with its totals, and its recent work lands in the current bucket. */
+export async function recordHeartbeat(db: Executor, beat: Heartbeat): Promise<void> {
+  await db.execute(sql`
+    with seen as (
+      update ${workers} set last_seen_at = now(), processed = ${beat.processed}, failed = ${beat.failed}
+      where id = ${beat.id}
+    )
+    insert into ${orderThroughput} (bucket, worker_id, completed, failed)
+    select ${bucketOf(sql`now()`)}, ${beat.id}, ${beat.completedSince}, ${beat.failedSince}
+    where ${beat.completedSince} > 0 or ${beat.failedSince} > 0
+    on conflict (bucket, worker_id) do update set
+      completed = ${orderThroughput.completed} + excluded.completed,
+      failed = ${orderThroughput.failed} + excluded.failed`)
+}
+
+/** A graceful stop: the worker is shown as stopped rather than gone silent. */
+export async function markWorkerStopped(db: Executor, id: string): Promise<void> {
+  await db.execute(sql`update ${workers} set stopped_at = now(), last_seen_at = now() where id = ${id}`)
+}
+
+export type WorkerState = 'alive' | 'stopped' | 'gone'
+export type FleetWorker = WorkerRow & { state: WorkerState }
+
+/** Every registered worker, newest first; `gone` when it missed heartbeats for `goneAfterMs`. */
+export async function listWorkers(db: Executor, { goneAfterMs }: { goneAfterMs: number }): Promise<FleetWorker[]> {
+  const rows = await db.select().from(workers).orderBy(sql`${workers.startedAt} desc`)
+  const now = Date.now()
+  return rows.map((row) => ({
+    ...row,
+    state: row.stoppedAt ? 'stopped' : now - row.lastSeenAt.getTime() > goneAfterMs ? 'gone' : 'alive',
+  }))
+}
+
+/**
+ * Maintenance: forgets workers silent for `olderThanMs` and throughput buckets older than
+ * `keepThroughputMs`. Returns how many workers were removed.
+ */
+export async function deleteStaleWorkers(
+  db: Executor,
+  { olderThanMs, keepThroughputMs }: { olderThanMs: number; keepThroughputMs: number },
+): Promise<number> {
+  await db.execute(
+    sql`delete from ${orderThroughput} where bucket < now() - ${keepThroughputMs} * interval '1 millisecond'`,
+  )
+  const rows = await db.execute(
+    sql`delete from ${workers} where last_seen_at < now() - ${olderThanMs} * interval '1 millisecond' returning id`,
+  )
+  return rows.length
+}

@@ -1,0 +1,102 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import t, { type Test } from 'tap'
+import {
+  claimOrders,
+  closeDb,
+  completeOrders,
+  createDb,
+  type Db,
+  deleteExpiredOrders,
+  deleteStaleWorkers,
+  getOrder,
+  getQueueStats,
+  getThroughputHistory,
+  insertOrders,
+  leaseOrders,
+  listWorkers,
+  markWorkerStopped,
+  recordHeartbeat,
+  registerWorker,
+  sql,
+} from '../src/index.js'
+
+async function setUp(t: Test): Promise<Db> {
+  const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
+  t.teardown(() => closeDb(db))
+  return db
+}
+
+t.test('workers register, heartbeat, stop, and go silent', async (t) => {
+  const db = await setUp(t)
+  for (const id of ['alive', 'stops', 'dies']) await registerWorker(db, { id, host: 'box', pid: 1, mode: 'transaction' })
+  await recordHeartbeat(db, { id: 'alive', processed: 7, failed: 1, completedSince: 7, failedSince: 1 })
+  await markWorkerStopped(db, 'stops')
+  await db.execute(sql`update workers set last_seen_at = now() - interval '1 minute' where id = 'dies'`)
+  const fleet = await listWorkers(db, { goneAfterMs: 15_000 })
+  t.same(new Map(fleet.map((w) => [w.id, w.state])), new Map([['alive', 'alive'], ['stops', 'stopped'], ['dies', 'gone']]))
+  t.match(fleet.find((w) => w.id === 'alive'), { processed: 7, failed: 1, host: 'box', mode: 'transaction' })
+
+  await registerWorker(db, { id: 'stops', host: 'box', pid: 2, mode: 'lease' })
+  t.match((await listWorkers(db, { goneAfterMs: 15_000 })).find((w) => w.id === 'stops'), {
+    state: 'alive',
+    pid: 2,
+    processed: 0,
+  })
+  t.equal(await deleteStaleWorkers(db, { olderThanMs: 30_000, keepThroughputMs: 86_400_000 }), 1, 'the silent one is forgotten')
+})
+
+t.test('stats count the queue exactly, estimate history, and measure lag and throughput', async (t) => {
+  const db = await setUp(t)
+  const [old] = await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() - 30_000) })])
+  await insertOrders(db, [makeOrder(), makeOrder(), makeOrder({ runAt: new Date(Date.now() + 60_000) })])
+  await leaseOrders(db, { limit: 1, workerId: 'w', leaseMs: 60_000 }) // takes `old`, the oldest due
+  await db.execute(sql`insert into orders (customer_id, currency, items, total_cents, status)
+    select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1, 'completed' from generate_series(1, 500)`)
+  await db.execute(sql`analyze orders`)
+  await registerWorker(db, { id: 'w', host: 'box', pid: 1, mode: 'lease' })
+  await recordHeartbeat(db, { id: 'w', processed: 12, failed: 2, completedSince: 12, failedSince: 2 })
+  await recordHeartbeat(db, { id: 'w', processed: 15, failed: 2, completedSince: 3, failedSince: 0 })
+
+  const stats = await getQueueStats(db)
+  t.match(stats.counts, { pending: 3, processing: 1, failed: 0, cancelled: 0 })
+  t.ok(Math.abs(stats.counts.completed - 500) <= 5, `completed estimated near 500: ${stats.counts.completed}`)
+  t.ok(stats.lagSeconds >= 0 && stats.lagSeconds < 5, `lag from the oldest due pending order: ${stats.lagSeconds}`)
+  t.equal(old!.status, 'pending')
+  t.match(stats, { completedLastMinute: 15, completedLast5Minutes: 15, failedLast5Minutes: 2 })
+  const history = await getThroughputHistory(db, { minutes: 5 })
+  t.same(
+    history.reduce((sum, p) => sum + p.completed, 0),
+    15,
+  )
+})
+
+t.test('retention deletes old finished orders in batches, keeps the rest, and runs in one worker at a time', async (t) => {
+  const db = await setUp(t)
+  const orders = await insertOrders(db, Array.from({ length: 6 }, () => makeOrder()))
+  const [a, b, c, d, e, f] = orders.map((o) => o.id) as number[]
+  await db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 10 })
+    await completeOrders(tx, { ids: [a!, b!, c!], workerId: 'w' })
+  })
+  await db.execute(sql`update orders set status = 'cancelled' where id = ${d}`)
+  await db.execute(sql`update orders set status = 'failed' where id = ${e}`)
+  await db.execute(sql`update orders set updated_at = now() - interval '8 days' where id <> ${c}`)
+
+  // Another worker holds the retention lock: this one skips rather than waits.
+  let release: () => void = () => {}
+  const holder = db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue'), 2)`)
+    await new Promise<void>((resolve) => (release = resolve))
+  })
+  await sleep(100)
+  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), undefined)
+  release()
+  await holder
+
+  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 2)
+  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 1)
+  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 0)
+  const kept = await Promise.all([a, b, c, d, e, f].map(async (id) => (await getOrder(db, id!))?.status ?? 'deleted'))
+  t.same(kept, ['deleted', 'deleted', 'completed', 'deleted', 'failed', 'pending'], 'recent, failed and pending orders stay')
+})

@@ -1,0 +1,92 @@
+import {
+  closeDb,
+  countOrdersByStatus,
+  createDb,
+  type Db,
+  isDatabaseUnavailable,
+  listenForOrders,
+  sql,
+} from '@postgres-queue/db'
+import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createLogger } from '@postgres-queue/runtime'
+import t, { type Test } from 'tap'
+import { createOrderIntake } from '../src/order-intake.js'
+import { UNREACHABLE_DATABASE_URL } from './helpers.js'
+
+const log = createLogger({ level: 'silent', format: 'json' })
+
+async function setUp(t: Test): Promise<Db> {
+  const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
+  t.teardown(() => closeDb(db))
+  return db
+}
+
+/** Rows inserted by one transaction share its xmin: the count is the number of insert commits. */
+async function insertTransactions(db: Db): Promise<number> {
+  const [row] = await db.execute<{ n: number }>(sql`select count(distinct xmin::text)::int as n from orders`)
+  return row!.n
+}
+
+t.test('concurrent submissions share inserts, and each gets its own order back', async (t) => {
+  const db = await setUp(t)
+  const intake = createOrderIntake(db, { maxBatch: 100, maxInFlight: 1, log })
+  const submitted = Array.from({ length: 50 }, (_, i) => makeOrder({ customerId: `c-${i}` }))
+  const stored = await Promise.all(submitted.map((order) => intake.submit(order)))
+  t.same(
+    stored.map((o) => o.customerId),
+    submitted.map((o) => o.customerId),
+  )
+  t.ok(
+    stored.every((o) => o.created),
+    'every one created',
+  )
+  const commits = await insertTransactions(db)
+  t.ok(commits <= 3, `50 submissions in ${commits} insert transactions`)
+})
+
+t.test('maxBatch bounds one insert', async (t) => {
+  const db = await setUp(t)
+  const intake = createOrderIntake(db, { maxBatch: 10, maxInFlight: 1, log })
+  await Promise.all(Array.from({ length: 41 }, () => intake.submit(makeOrder())))
+  t.ok((await insertTransactions(db)) >= 5, 'at least ceil(41 / 10) inserts')
+  t.equal((await countOrdersByStatus(db)).pending, 41)
+})
+
+t.test('an order the database refuses fails alone, not the group it was coalesced with', async (t) => {
+  const db = await setUp(t)
+  const intake = createOrderIntake(db, { maxBatch: 100, maxInFlight: 1, log })
+  // The api's schema would refuse a lower-case currency; here it reaches the table's CHECK constraint.
+  const results = await Promise.allSettled([
+    intake.submit(makeOrder()),
+    intake.submit(makeOrder()),
+    intake.submit(makeOrder({ currency: 'eur' })),
+    intake.submit(makeOrder()),
+  ])
+  t.same(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled', 'rejected', 'fulfilled'],
+  )
+  t.equal((await countOrdersByStatus(db)).pending, 3)
+})
+
+t.test('each commit wakes the listening workers', async (t) => {
+  const db = await setUp(t)
+  let wakeups = 0
+  const subscription = await listenForOrders(db, () => wakeups++)
+  t.teardown(() => subscription.unsubscribe())
+  const before = wakeups // listenForOrders also wakes once when the subscription starts
+  const intake = createOrderIntake(db, { maxBatch: 100, maxInFlight: 1, log })
+  await intake.submit(makeOrder())
+  await intake.submitBatch([makeOrder(), makeOrder()])
+  await intake.flush()
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.ok(wakeups - before >= 1, `woken ${wakeups - before} times`)
+})
+
+t.test('an unreachable database rejects every waiting submission as unavailable', async (t) => {
+  const db = createDb(UNREACHABLE_DATABASE_URL, { connectTimeoutSeconds: 1 })
+  t.teardown(() => closeDb(db, 0))
+  const intake = createOrderIntake(db, { maxBatch: 100, maxInFlight: 1, log })
+  const results = await Promise.allSettled([intake.submit(makeOrder()), intake.submit(makeOrder())])
+  t.ok(results.every((r) => r.status === 'rejected' && isDatabaseUnavailable(r.reason)))
+})
