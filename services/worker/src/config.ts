@@ -60,6 +60,31 @@ export const WorkerEnv = Type.Object({
     default: 30_000,
     description: 'Time budget of one batch transaction; orders not started within it are left for the next claim',
   }),
+  WORKER_HEARTBEAT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 300_000,
+    default: 5000,
+    description: 'How often the worker reports itself and its counts to the workers table',
+  }),
+  RETENTION_DAYS: Type.Integer({
+    minimum: 0,
+    maximum: 36_500,
+    default: 7,
+    description: 'Completed and cancelled orders older than this are deleted; failed ones are kept',
+  }),
+  RETENTION_CRON: Type.String({
+    default: '0 */5 * * * *',
+    description: 'node-cron schedule of the retention job (one worker at a time runs it)',
+  }),
+  RETENTION_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 1000,
+    description: 'Orders deleted per retention transaction',
+  }),
+  METRICS_PORT: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve Prometheus metrics on this port; off when unset' }),
+  ),
   WORKER_SHUTDOWN_TIMEOUT_MS: Type.Integer({
     minimum: 0,
     maximum: 600_000,
@@ -83,6 +108,12 @@ export interface WorkerConfig {
   orderTimeoutMs: number
   batchTimeoutMs: number
   shutdownTimeoutMs: number
+  heartbeatMs: number
+  retentionDays: number
+  retentionCron: string
+  retentionBatchSize: number
+  /** Undefined: no metrics server. */
+  metricsPort: number | undefined
   log: LoggerConfig
 }
 
@@ -92,8 +123,10 @@ export function loadConfig(
   host: { hostname: string; pid: number },
 ): Readonly<WorkerConfig> {
   const e = parseEnv(WorkerEnv, env)
-  if (!isValidCron(e.WORKER_CRON)) {
-    throw new ConfigError([`WORKER_CRON=${JSON.stringify(e.WORKER_CRON)} is not a valid node-cron expression`])
+  for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
+    if (!isValidCron(e[name])) {
+      throw new ConfigError([`${name}=${JSON.stringify(e[name])} is not a valid node-cron expression`])
+    }
   }
   if (e.WORKER_ORDER_TIMEOUT_MS > e.WORKER_BATCH_TIMEOUT_MS) {
     throw new ConfigError([
@@ -119,6 +152,11 @@ export function loadConfig(
     orderTimeoutMs: e.WORKER_ORDER_TIMEOUT_MS,
     batchTimeoutMs: e.WORKER_BATCH_TIMEOUT_MS,
     shutdownTimeoutMs: e.WORKER_SHUTDOWN_TIMEOUT_MS,
+    heartbeatMs: e.WORKER_HEARTBEAT_MS,
+    retentionDays: e.RETENTION_DAYS,
+    retentionCron: e.RETENTION_CRON,
+    retentionBatchSize: e.RETENTION_BATCH_SIZE,
+    metricsPort: e.METRICS_PORT,
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT, base: { service: 'worker', workerId } },
   })
 }

@@ -9,7 +9,7 @@ import {
   releaseLeasedOrders,
 } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
-import { logOrder, type ProcessedOrder, runCommitWork, waitSince } from './outcomes.js'
+import { type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
 import type { BatchDeps } from './transaction-batch.js'
 
@@ -35,8 +35,10 @@ export async function runLeaseBatch(deps: BatchDeps): Promise<number> {
   const { db, config, log } = deps
   const { workerId, leaseMs } = config
   const { leased, deadLettered } = await leaseOrders(db, { limit: config.batchSize, workerId, leaseMs })
+  deps.observer.claimed(leased.length)
   for (const order of deadLettered) {
     log.error({ orderId: order.id, workerId, attempts: order.attempts, error: order.lastError }, 'order dead-lettered')
+    deps.observer.settled({ orderId: order.id, attempt: order.attempts, outcome: 'dead_lettered' })
   }
   if (leased.length === 0) return deadLettered.length
 
@@ -101,6 +103,7 @@ function startHeartbeat(deps: BatchDeps, inFlight: Map<number, { lease: Lease; a
     for (const { lease, abort } of beating) {
       if (held.has(lease.id) || !inFlight.has(lease.id)) continue
       log.warn({ orderId: lease.id, workerId: config.workerId, attempt: lease.attempt }, 'lease lost to another worker')
+      deps.observer.leaseLost(lease.id)
       abort.abort(new Error('lease lost: another worker took the order over'))
     }
   }
@@ -131,7 +134,7 @@ async function completeProcessed(deps: BatchDeps, processed: ProcessedOrder[]): 
     return { held, settled, failed }
   })
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
-  for (const p of outcome.settled) logOrder(log, workerId, p, failures.get(p.order.id))
+  for (const p of outcome.settled) reportOrder(log, deps.observer, workerId, p, failures.get(p.order.id))
   for (const p of processed) {
     if (!outcome.held.has(p.order.id)) logLost(log, workerId, p)
   }

@@ -48,8 +48,44 @@ class CommitWorkTimeoutError extends Error {
   }
 }
 
-/** The one line per processed order, once its outcome is committed. */
-export function logOrder(log: Logger, workerId: string, processed: ProcessedOrder, failure?: FailureOutcome): void {
+export type SettledOutcome = 'completed' | 'retried' | 'dead_lettered'
+
+/** An order whose attempt is over and committed, for counters and metrics. */
+export interface OrderSettled {
+  orderId: number
+  attempt: number
+  outcome: SettledOutcome
+  /** Absent for an order dead-lettered at claim (its lease lapsed on its last attempt). */
+  waitMs?: number
+  processMs?: number
+}
+
+/** Who hears about the worker's progress: the fleet heartbeat's counters and the metrics. */
+export interface WorkerObserver {
+  claimed(count: number): void
+  settled(event: OrderSettled): void
+  leaseLost(orderId: number): void
+}
+
+export const ignoreProgress: WorkerObserver = { claimed() {}, settled() {}, leaseLost() {} }
+
+/** Tells several observers the same thing. */
+export function observeAll(...observers: WorkerObserver[]): WorkerObserver {
+  return {
+    claimed: (count) => observers.forEach((o) => o.claimed(count)),
+    settled: (event) => observers.forEach((o) => o.settled(event)),
+    leaseLost: (id) => observers.forEach((o) => o.leaseLost(id)),
+  }
+}
+
+/** The one line per processed order, once its outcome is committed, and the observer told. */
+export function reportOrder(
+  log: Logger,
+  observer: WorkerObserver,
+  workerId: string,
+  processed: ProcessedOrder,
+  failure?: FailureOutcome,
+): void {
   const { order, attempt, result, waitMs } = processed
   const fields = {
     orderId: order.id,
@@ -58,9 +94,11 @@ export function logOrder(log: Logger, workerId: string, processed: ProcessedOrde
     waitMs: Math.round(waitMs),
     processMs: Math.round(result.processMs * 100) / 100,
   }
+  const outcome: SettledOutcome = result.ok ? 'completed' : failure?.status === 'failed' ? 'dead_lettered' : 'retried'
   if (result.ok) log.info(fields, 'order processed')
-  else if (failure?.status === 'failed') log.error({ ...fields, error: result.error }, 'order failed; dead-lettered')
+  else if (outcome === 'dead_lettered') log.error({ ...fields, error: result.error }, 'order failed; dead-lettered')
   else log.warn({ ...fields, error: result.error }, 'order failed; will retry')
+  observer.settled({ orderId: order.id, attempt, outcome, waitMs, processMs: result.processMs })
 }
 
 export function waitSince(order: Order): number {

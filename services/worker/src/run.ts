@@ -4,6 +4,10 @@ import { ConfigError, createLogger } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
+import { joinFleet } from './fleet.js'
+import { scheduleMaintenance } from './maintenance.js'
+import { createWorkerMetrics, serveMetrics } from './metrics.js'
+import { observeAll } from './outcomes.js'
 import { createWorker } from './worker.js'
 
 /** Margin for the server-side transaction bounds over the client-side order timeout. */
@@ -24,14 +28,19 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
   }
   const log = createLogger(config.log)
   const db = createDb(config.databaseUrl, {
-    maxConnections: 2,
+    // The batch transaction, plus one for heartbeats, lease releases and retention.
+    maxConnections: 3,
     applicationName: `postgres-queue worker ${config.workerId}`,
     // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
     // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.
     statementTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
     idleInTransactionTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
   })
-  const worker = createWorker({ db, processor, config, log })
+  const fleet = await joinFleet({ db, config, log })
+  const metrics = createWorkerMetrics({ workerId: config.workerId, mode: config.mode })
+  const metricsServer = config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
+  const maintenance = scheduleMaintenance({ db, config, log })
+  const worker = createWorker({ db, processor, config, log, observer: observeAll(fleet.observer, metrics.observer) })
 
   closeWithGrace(
     // The worker bounds its own stop; this outer limit only catches a bug in it.
@@ -39,7 +48,9 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
     async ({ signal, err }) => {
       if (err) log.error({ err }, 'worker crashed; stopping')
       else log.info({ signal }, 'stopping')
-      await worker.stop()
+      await Promise.all([worker.stop(), maintenance.stop()])
+      await fleet.leave()
+      metricsServer?.close()
       await closeDb(db, 0)
     },
   )

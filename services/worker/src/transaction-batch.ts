@@ -1,7 +1,7 @@
 import { claimOrders, completeOrders, type Db, failOrders } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
-import { logOrder, type ProcessedOrder, runCommitWork, waitSince } from './outcomes.js'
+import { type ProcessedOrder, reportOrder, runCommitWork, type WorkerObserver, waitSince } from './outcomes.js'
 import type { OrderProcessor } from './processor.js'
 import { runProcessor } from './run-processor.js'
 
@@ -13,6 +13,7 @@ export interface BatchDeps {
     'workerId' | 'batchSize' | 'orderTimeoutMs' | 'batchTimeoutMs' | 'leaseMs' | 'concurrency' | 'retry'
   >
   log: Logger
+  observer: WorkerObserver
   /** Graceful stop: start no more orders; settle the ones in hand. */
   draining: AbortSignal
   /** Forced stop: abandon the batch in hand. */
@@ -39,6 +40,7 @@ export async function runTransactionBatch(deps: BatchDeps): Promise<number> {
   const { config } = deps
   const outcome = await deps.db.transaction(async (tx) => {
     const claimed = await claimOrders(tx, { limit: config.batchSize })
+    deps.observer.claimed(claimed.length)
     const deadline = performance.now() + config.batchTimeoutMs
     const processed: ProcessedOrder[] = []
     for (const order of claimed) {
@@ -66,6 +68,6 @@ export async function runTransactionBatch(deps: BatchDeps): Promise<number> {
     return { claimed: claimed.length, processed, failed }
   })
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
-  for (const p of outcome.processed) logOrder(deps.log, config.workerId, p, failures.get(p.order.id))
+  for (const p of outcome.processed) reportOrder(deps.log, deps.observer, config.workerId, p, failures.get(p.order.id))
   return outcome.claimed
 }

@@ -4,6 +4,7 @@ import cron, { type ScheduledTask } from 'node-cron'
 import type { WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
 import { runLeaseBatch } from './lease-batch.js'
+import { ignoreProgress, type WorkerObserver } from './outcomes.js'
 import { runTransactionBatch } from './transaction-batch.js'
 
 export interface WorkerDeps {
@@ -11,6 +12,8 @@ export interface WorkerDeps {
   processor: OrderProcessor
   config: WorkerConfig
   log: Logger
+  /** Told of every claim and settled order (fleet counters, metrics). */
+  observer?: WorkerObserver
 }
 
 export interface Worker {
@@ -26,7 +29,7 @@ export interface Worker {
   drain(): Promise<void>
 }
 
-export function createWorker({ db, processor, config, log }: WorkerDeps): Worker {
+export function createWorker({ db, processor, config, log, observer = ignoreProgress }: WorkerDeps): Worker {
   const runBatch = config.mode === 'lease' ? runLeaseBatch : runTransactionBatch
   // Two steps, as River stops: first stop starting orders (draining), then, past the shutdown
   // timeout, abandon the ones in hand (stop).
@@ -52,6 +55,7 @@ export function createWorker({ db, processor, config, log }: WorkerDeps): Worker
           processor,
           config,
           log,
+          observer,
           draining: drainingController.signal,
           stop: stopController.signal,
         })

@@ -4,6 +4,7 @@ import { createTestDatabase } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import type { Test } from 'tap'
 import type { WorkerConfig } from '../src/config.js'
+import { ignoreProgress } from '../src/outcomes.js'
 import type { CommitWork } from '../src/processor.js'
 
 /** A migrated database of this test's own, plus a table the processors under test write to. */
@@ -42,6 +43,11 @@ export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig 
     orderTimeoutMs: 5000,
     batchTimeoutMs: 30_000,
     shutdownTimeoutMs: 5000,
+    heartbeatMs: 5000,
+    retentionDays: 7,
+    retentionCron: '0 */5 * * * *',
+    retentionBatchSize: 1000,
+    metricsPort: undefined,
     log: { level: 'silent', format: 'json' },
     ...overrides,
   }
@@ -61,5 +67,9 @@ export function capturingLogger(): { log: Logger; lines: Record<string, unknown>
   return { log: createLogger({ level: 'debug', format: 'json' }, stream), lines }
 }
 
-/** Signals for a batch run: never draining, never stopped. */
-export const running = { draining: new AbortController().signal, stop: new AbortController().signal }
+/** The rest of a batch run's deps: never draining, never stopped, nobody listening. */
+export const running = {
+  draining: new AbortController().signal,
+  stop: new AbortController().signal,
+  observer: ignoreProgress,
+}

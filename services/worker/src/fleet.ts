@@ -1,0 +1,75 @@
+import os from 'node:os'
+import { type Db, markWorkerStopped, recordHeartbeat, registerWorker } from '@postgres-queue/db'
+import type { Logger } from '@postgres-queue/runtime'
+import type { WorkerConfig } from './config.js'
+import type { WorkerObserver } from './outcomes.js'
+
+export interface FleetMembership {
+  /** Counts settled orders for the heartbeat. */
+  observer: WorkerObserver
+  /** Marks the worker stopped (a graceful exit, as opposed to going silent). */
+  leave(): Promise<void>
+}
+
+/**
+ * The worker's row in `workers`: registered at start, then a heartbeat every `heartbeatMs` with
+ * its totals and what it settled since the last beat (into the 5-second throughput buckets). A
+ * heartbeat that fails (database away) is not lost: its counts go with the next one.
+ */
+export async function joinFleet({
+  db,
+  config,
+  log,
+}: {
+  db: Db
+  config: Pick<WorkerConfig, 'workerId' | 'mode' | 'heartbeatMs'>
+  log: Logger
+}): Promise<FleetMembership> {
+  const totals = { processed: 0, failed: 0 }
+  const unsent = { completed: 0, failed: 0 }
+  const identity = { id: config.workerId, host: os.hostname(), pid: process.pid, mode: config.mode }
+  let registered = false
+
+  async function beat(): Promise<void> {
+    if (!registered) {
+      await registerWorker(db, identity)
+      registered = true
+    }
+    const sending = { ...unsent }
+    await recordHeartbeat(db, {
+      id: config.workerId,
+      ...totals,
+      completedSince: sending.completed,
+      failedSince: sending.failed,
+    })
+    unsent.completed -= sending.completed
+    unsent.failed -= sending.failed
+  }
+
+  await beat().catch((err: unknown) => log.warn({ err }, 'could not register in the fleet; retrying with the heartbeat'))
+  const timer = setInterval(() => {
+    beat().catch((err: unknown) => log.debug({ err }, 'heartbeat failed; its counts go with the next one'))
+  }, config.heartbeatMs)
+  timer.unref()
+
+  return {
+    observer: {
+      claimed() {},
+      settled({ outcome }) {
+        if (outcome === 'completed') {
+          totals.processed++
+          unsent.completed++
+        } else {
+          totals.failed++
+          unsent.failed++
+        }
+      },
+      leaseLost() {},
+    },
+    async leave() {
+      clearInterval(timer)
+      await beat().catch(() => {})
+      await markWorkerStopped(db, config.workerId).catch((err: unknown) => log.warn({ err }, 'could not mark stopped'))
+    },
+  }
+}

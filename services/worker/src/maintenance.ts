@@ -1,0 +1,69 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type Db, deleteExpiredOrders, deleteStaleWorkers } from '@postgres-queue/db'
+import type { Logger } from '@postgres-queue/runtime'
+import cron from 'node-cron'
+import type { WorkerConfig } from './config.js'
+
+/** Forget a worker after an hour of silence; keep a day of throughput for the dashboard. */
+const FORGET_WORKER_AFTER_MS = 60 * 60 * 1000
+const KEEP_THROUGHPUT_MS = 24 * 60 * 60 * 1000
+/** A breath between delete batches, so retention never hogs the database. */
+const PAUSE_BETWEEN_BATCHES_MS = 50
+
+export interface Maintenance {
+  /** One run: delete expired orders batch by batch, then stale fleet rows. */
+  run(): Promise<void>
+  stop(): Promise<void>
+}
+
+/**
+ * Retention, on its own node-cron schedule in every worker: each delete batch takes a try-lock, so
+ * exactly one worker deletes at a time and the others' runs end at once. Keeps the hot table
+ * small: completed and cancelled orders older than `retentionDays` go; failed ones stay until
+ * redriven or deleted by hand.
+ */
+export function scheduleMaintenance({
+  db,
+  config,
+  log,
+}: {
+  db: Db
+  config: Pick<WorkerConfig, 'retentionCron' | 'retentionDays' | 'retentionBatchSize'>
+  log: Logger
+}): Maintenance {
+  let stopped = false
+
+  async function run(): Promise<void> {
+    let total = 0
+    for (;;) {
+      if (stopped) break
+      const deleted = await deleteExpiredOrders(db, {
+        olderThanDays: config.retentionDays,
+        batchSize: config.retentionBatchSize,
+      })
+      if (deleted === undefined) return // another worker is on it
+      total += deleted
+      if (deleted < config.retentionBatchSize) break
+      await sleep(PAUSE_BETWEEN_BATCHES_MS)
+    }
+    const forgotten = await deleteStaleWorkers(db, {
+      olderThanMs: FORGET_WORKER_AFTER_MS,
+      keepThroughputMs: KEEP_THROUGHPUT_MS,
+    })
+    if (total > 0 || forgotten > 0) log.info({ deleted: total, forgottenWorkers: forgotten }, 'retention done')
+  }
+
+  const task = cron.schedule(
+    config.retentionCron,
+    () => run().catch((err: unknown) => log.warn({ err }, 'retention failed; retrying on its next run')),
+    { name: 'retention', noOverlap: true },
+  )
+
+  return {
+    run,
+    async stop() {
+      stopped = true
+      await task.destroy()
+    },
+  }
+}

@@ -1,0 +1,78 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
+import { freePort, makeOrder } from '@postgres-queue/devkit'
+import t from 'tap'
+import { joinFleet } from '../src/fleet.js'
+import { scheduleMaintenance } from '../src/maintenance.js'
+import { createWorkerMetrics, serveMetrics } from '../src/metrics.js'
+import { observeAll } from '../src/outcomes.js'
+import type { OrderProcessor } from '../src/processor.js'
+import { createWorker } from '../src/worker.js'
+import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
+
+t.test('a worker registers, reports what it processed with its heartbeat, and leaves as stopped', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, [makeOrder(), makeOrder(), makeOrder({ customerId: 'bad', maxAttempts: 1 })])
+  const config = testConfig({ workerId: 'fleet-1', heartbeatMs: 100 })
+  const fleet = await joinFleet({ db, config, log: silentLogger })
+  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', state: 'alive', processed: 0 }])
+  const processor: OrderProcessor = async (order) => {
+    if (order.customerId === 'bad') throw new Error('no')
+  }
+  await createWorker({ db, processor, config, log: silentLogger, observer: fleet.observer }).drain()
+  await sleep(300)
+  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', processed: 2, failed: 1 }])
+  t.match(await getQueueStats(db), { completedLastMinute: 2, failedLast5Minutes: 1 })
+  await fleet.leave()
+  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', state: 'stopped' }])
+})
+
+t.test('retention deletes finished orders past RETENTION_DAYS in batches', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const orders = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  await db.execute(sql`update orders set status = 'completed', updated_at = now() - interval '10 days'`)
+  const recent = orders[0]!.id
+  await db.execute(sql`update orders set updated_at = now() where id = ${recent}`)
+  const maintenance = scheduleMaintenance({
+    db,
+    config: testConfig({ retentionDays: 7, retentionBatchSize: 2, retentionCron: '0 0 0 1 1 *' }),
+    log: silentLogger,
+  })
+  t.teardown(() => maintenance.stop())
+  await maintenance.run()
+  t.match(await getQueueStats(db), { counts: { pending: 0 } })
+  const left = await Promise.all(orders.map((o) => getOrder(db, o.id)))
+  t.same(
+    left.filter((o) => o !== undefined).map((o) => o!.id),
+    [recent],
+  )
+})
+
+t.test('metrics count outcomes and time processing and pickup, served for Prometheus', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, [makeOrder(), makeOrder({ customerId: 'bad' })])
+  const metrics = createWorkerMetrics({ workerId: 'm-1', mode: 'transaction' })
+  const processor: OrderProcessor = async (order) => {
+    if (order.customerId === 'bad') throw new Error('no')
+  }
+  await createWorker({
+    db,
+    processor,
+    config: testConfig(),
+    log: silentLogger,
+    observer: observeAll(metrics.observer),
+  }).drain()
+  const port = await freePort()
+  const server = await serveMetrics(metrics.registry, port)
+  t.teardown(() => server.close())
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+  t.equal(response.status, 200)
+  const text = await response.text()
+  t.match(text, /postgres_queue_orders_processed_total\{outcome="completed",worker_id="m-1",mode="transaction"\} 1/)
+  t.match(text, /postgres_queue_orders_processed_total\{outcome="retried",worker_id="m-1",mode="transaction"\} 1/)
+  t.match(text, /postgres_queue_processing_duration_seconds_count\{worker_id="m-1",mode="transaction"\} 2/)
+  t.match(text, /postgres_queue_pickup_latency_seconds_count\{worker_id="m-1",mode="transaction"\} 2/)
+  t.match(text, /postgres_queue_claim_batch_size_sum\{worker_id="m-1",mode="transaction"\} 2/)
+  t.match(text, /process_cpu_seconds_total/)
+  t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
+})
