@@ -19,6 +19,8 @@ export interface DbOptions {
   idleInTransactionTimeoutMs?: number
   /** How long to wait for a new connection before failing the query. */
   connectTimeoutSeconds?: number
+  /** The longest pause between reconnection attempts while the database is away (default 1 s). */
+  maxReconnectDelaySeconds?: number
 }
 
 /**
@@ -33,9 +35,15 @@ export function createDb(url: string, options: DbOptions = {}): Db {
   if (options.idleInTransactionTimeoutMs !== undefined) {
     connection.idle_in_transaction_session_timeout = options.idleInTransactionTimeoutMs
   }
+  const maxReconnectDelay = options.maxReconnectDelaySeconds ?? 1
   const client = postgres(url, {
     max: options.maxConnections ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 5,
+    // postgres.js grows the pause between reconnection attempts with every failure across the pool,
+    // up to 20 s, and resets it only on success: after an outage, queries would wait out that pause
+    // long after the database is back (measured: 503s taking 18.8 s, service back 3.5 s after the
+    // restart, under 8 concurrent clients). Same jittered growth, capped.
+    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, maxReconnectDelay),
     connection,
     onnotice: () => {},
   })

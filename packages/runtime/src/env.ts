@@ -20,7 +20,8 @@ export function parseEnv<T extends TObject>(schema: T, env: Readonly<Record<stri
     const value = env[name]
     if (value !== undefined && value !== '') picked[name] = value
   }
-  const value = Value.Convert(schema, Value.Default(schema, picked))
+  // Default and Convert work in place: convert a copy, so `picked` keeps what the environment said.
+  const value = Value.Convert(schema, Value.Default(schema, { ...picked }))
   if (Value.Check(schema, value)) return value
 
   // Checked one variable at a time: an error list for the whole object is capped, and one union
@@ -32,7 +33,8 @@ export function parseEnv<T extends TObject>(schema: T, env: Readonly<Record<stri
       if (schema.required?.includes(name)) problems.push(`${name} is required: ${describe(schema, name)}`)
     } else if (!Value.Check(property, converted)) {
       const [first] = Value.Errors(property, converted)
-      problems.push(`${name}=${JSON.stringify(picked[name])} ${expectation(schema, name, first?.message ?? 'is invalid')}`)
+      const shown = JSON.stringify(redactCredentials(picked[name] ?? ''))
+      problems.push(`${name}=${shown} ${expectation(schema, name, first?.message ?? 'is invalid')}`)
     }
   }
   throw new ConfigError(problems)
@@ -49,4 +51,9 @@ function expectation(schema: TObject, name: string, message: string): string {
   const allowed = property.anyOf?.map((member) => member.const).filter((v) => v !== undefined)
   const reason = allowed?.length ? `must be one of ${allowed.join(', ')}` : message
   return property.description ? `${reason} (${property.description})` : reason
+}
+
+/** A connection URL's password never reaches a log: `postgres://user:secret@host` -> `postgres://user:***@host`. */
+function redactCredentials(value: string): string {
+  return value.replace(/(\/\/[^/:@\s]*:)[^@\s]*@/g, '$1***@')
 }

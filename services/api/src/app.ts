@@ -2,11 +2,18 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Db } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import Fastify from 'fastify'
+import { requireBearerToken } from './auth.js'
 import type { ApiConfig } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
+import { createOrderIntake } from './order-intake.js'
 import { healthRoutes } from './routes/health.js'
+import { orderActionRoutes } from './routes/order-actions.js'
 import { orderRoutes } from './routes/orders.js'
 import { validatorCompiler } from './validation.js'
+
+// Group commit: up to 100 single submissions per insert, at most 4 inserts in flight, so inserts
+// never take more than 4 of the pool's connections away from reads.
+const INTAKE = { maxBatch: 100, maxInFlight: 4 }
 
 export interface AppDeps {
   /** Borrowed: whoever created it closes it, after the app. */
@@ -44,8 +51,15 @@ export function buildApp({ db, config, logger }: AppDeps) {
     if (closing) reply.header('connection', 'close')
   })
 
+  if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
+
+  const intake = createOrderIntake(db, { ...INTAKE, log: app.log })
+  // Submissions still queued when the server stops accepting are inserted before the pool closes.
+  app.addHook('onClose', () => intake.flush())
+
   app.register(healthRoutes, { db })
-  app.register(orderRoutes, { db })
+  app.register(orderRoutes, { db, intake })
+  app.register(orderActionRoutes, { db, intake })
   return app
 }
 

@@ -1,5 +1,5 @@
-import { commonEnv, type logFormats, type logLevels, parseEnv } from '@postgres-queue/runtime'
-import Type from 'typebox'
+import { ConfigError, commonEnv, type logFormats, type logLevels, parseEnv } from '@postgres-queue/runtime'
+import Type, { type Static } from 'typebox'
 
 /** The environment the api reads; `pnpm start` and the Dockerfile set these. */
 const ApiEnv = Type.Object({
@@ -17,7 +17,19 @@ const ApiEnv = Type.Object({
     default: 10,
     description: 'connections in the api process pool',
   }),
+  DATABASE_CONNECT_TIMEOUT_SECONDS: Type.Integer({
+    minimum: 1,
+    maximum: 60,
+    default: 2,
+    description: 'how long a request waits for a new database connection before its 503',
+  }),
 })
+
+/**
+ * Checked apart from the schema, whose errors quote the value: a token must never reach a log.
+ * Visible ASCII because it travels in a header, where a space or a newline could never match.
+ */
+const API_TOKEN = /^[\x21-\x7E]{16,}$/
 
 export interface ApiConfig {
   readonly port: number
@@ -26,11 +38,26 @@ export interface ApiConfig {
   readonly logLevel: (typeof logLevels)[number]
   readonly logFormat: (typeof logFormats)[number]
   readonly databasePoolSize: number
+  readonly databaseConnectTimeoutSeconds: number
+  /** When set, every route but /health and /ready requires `Authorization: Bearer <apiToken>`. */
+  readonly apiToken?: string
 }
 
 /** The api's configuration from `env`; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Readonly<Record<string, string | undefined>>): ApiConfig {
-  const parsed = parseEnv(ApiEnv, env)
+  const problems: string[] = []
+  let parsed: Static<typeof ApiEnv> | undefined
+  try {
+    parsed = parseEnv(ApiEnv, env)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    problems.push(...err.problems)
+  }
+  const apiToken = env.API_TOKEN === '' ? undefined : env.API_TOKEN
+  if (apiToken !== undefined && !API_TOKEN.test(apiToken)) {
+    problems.push('API_TOKEN must be 16 or more visible ASCII characters, no spaces (the value is a secret, not shown)')
+  }
+  if (parsed === undefined || problems.length > 0) throw new ConfigError(problems)
   return Object.freeze({
     port: parsed.PORT,
     host: parsed.HOST,
@@ -38,5 +65,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
+    databaseConnectTimeoutSeconds: parsed.DATABASE_CONNECT_TIMEOUT_SECONDS,
+    ...(apiToken === undefined ? {} : { apiToken }),
   })
 }

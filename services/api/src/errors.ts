@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import { isDatabaseUnavailable } from '@postgres-queue/db'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { ErrorResponse } from './schemas/errors.js'
 
 /** An error raised on purpose by a route; its code and message are meant for the client. */
@@ -10,9 +10,21 @@ export class ApiError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** For a rule the schema cannot express: the details, in the shape schema validation gives them. */
+    readonly validation?: FastifySchemaValidationError[],
   ) {
     super(message)
   }
+}
+
+/**
+ * A 400 VALIDATION_FAILED for one body field, shaped like the validator's own: `path` is a JSON
+ * pointer into the body, `message` says what is wrong with it.
+ */
+export function invalidBody(path: string, message: string): ApiError {
+  return new ApiError(400, 'VALIDATION_FAILED', `body${path} ${message}`, [
+    { keyword: 'custom', instancePath: path, schemaPath: '', params: {}, message },
+  ])
 }
 
 /** Our codes for Fastify's client errors, spelled out so they stay stable whatever Fastify or Node renames. */
@@ -24,7 +36,7 @@ const FASTIFY_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
 }
 
-/** The pool gives up on a connection after 5 s; asking clients to come back no sooner avoids piling on. */
+/** A database restart or failover takes seconds: clients that come back no sooner don't pile on meanwhile. */
 const RETRY_AFTER_SECONDS = 5
 
 /**

@@ -1,8 +1,9 @@
-import { closeDb, createDb } from '@postgres-queue/db'
+import { closeDb } from '@postgres-queue/db'
 import { ConfigError } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { type ApiConfig, loadConfig } from './config.js'
+import { createApiDb } from './database.js'
 
 /** Ample for in-flight requests (a 1000-order batch takes well under a second), short of a typical 30 s kill. */
 const SHUTDOWN_GRACE_MS = 10_000
@@ -16,10 +17,7 @@ try {
   process.exit(2)
 }
 
-const db = createDb(config.databaseUrl, {
-  maxConnections: config.databasePoolSize,
-  applicationName: 'postgres-queue api',
-})
+const db = createApiDb(config)
 const app = buildApp({ db, config })
 
 // First signal: stop accepting, let in-flight requests finish, then close the pool. A second signal,

@@ -21,6 +21,8 @@ export interface OrderIntake {
   submit(order: NewOrder): Promise<InsertedOrder>
   /** Stores a batch as one insert, whole or not at all. */
   submitBatch(orders: readonly NewOrder[]): Promise<InsertedOrder[]>
+  /** Wakes listening workers (coalesced with other wake-ups), e.g. after a redrive. */
+  wakeWorkers(): void
   /** Waits for queued submissions and wake-ups to settle. */
   flush(): Promise<void>
 }
@@ -87,6 +89,8 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       wake()
       return inserted
     },
+
+    wakeWorkers: wake,
 
     async flush() {
       while (running.size > 0) await Promise.allSettled([...running])

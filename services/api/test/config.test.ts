@@ -12,6 +12,7 @@ t.test('applies the defaults when only DATABASE_URL is set', async (t) => {
     logLevel: 'info',
     logFormat: 'json',
     databasePoolSize: 10,
+    databaseConnectTimeoutSeconds: 2,
   })
 })
 
@@ -24,11 +25,13 @@ t.test('converts the variables to their declared types', async (t) => {
     DATABASE_URL,
     PORT: '8080',
     DATABASE_POOL_SIZE: '25',
+    DATABASE_CONNECT_TIMEOUT_SECONDS: '10',
     LOG_LEVEL: 'debug',
     LOG_FORMAT: 'pretty',
   })
   t.equal(config.port, 8080)
   t.equal(config.databasePoolSize, 25)
+  t.equal(config.databaseConnectTimeoutSeconds, 10)
   t.equal(config.logLevel, 'debug')
   t.equal(config.logFormat, 'pretty')
 })
@@ -63,5 +66,47 @@ t.test('reports every bad variable at once', async (t) => {
       (err as ConfigError).problems.map((problem) => problem.split(/[ =]/)[0]).sort(),
       ['DATABASE_POOL_SIZE', 'DATABASE_URL', 'PORT'],
     )
+  }
+})
+
+t.test('rejects a connect timeout that is not 1 to 60 seconds', async (t) => {
+  for (const seconds of ['0', '61', 'soon']) {
+    t.throws(() => loadConfig({ DATABASE_URL, DATABASE_CONNECT_TIMEOUT_SECONDS: seconds }), {
+      message: /DATABASE_CONNECT_TIMEOUT_SECONDS=/,
+    })
+  }
+})
+
+t.test('leaves the api open when API_TOKEN is unset or empty', async (t) => {
+  t.equal(loadConfig({ DATABASE_URL }).apiToken, undefined)
+  t.equal(loadConfig({ DATABASE_URL, API_TOKEN: '' }).apiToken, undefined)
+})
+
+t.test('keeps an API_TOKEN of 16 visible characters or more', async (t) => {
+  const token = 'k7!Qz-0123456789'
+  t.equal(loadConfig({ DATABASE_URL, API_TOKEN: token }).apiToken, token)
+})
+
+t.test('rejects a short API_TOKEN, or one with spaces, without printing it', async (t) => {
+  const tokens = ['fifteen-chars-x', 'has a space 0123456789', 'tab\tinside-0123456789', 'caf\u00e9-0123456789abc']
+  for (const token of tokens) {
+    try {
+      loadConfig({ DATABASE_URL, API_TOKEN: token })
+      t.fail(`accepted ${JSON.stringify(token)}`)
+    } catch (err) {
+      t.type(err, ConfigError)
+      t.match((err as Error).message, /API_TOKEN must be 16 or more visible ASCII characters/)
+      t.notMatch((err as Error).message, token.slice(0, 8), 'the value is not in the message')
+    }
+  }
+})
+
+t.test('reports a bad API_TOKEN together with the other bad variables', async (t) => {
+  try {
+    loadConfig({ DATABASE_URL, PORT: 'http', API_TOKEN: 'short' })
+    t.fail('loadConfig accepted a bad environment')
+  } catch (err) {
+    t.type(err, ConfigError)
+    t.same((err as ConfigError).problems.map((problem) => problem.split(/[ =]/)[0]).sort(), ['API_TOKEN', 'PORT'])
   }
 })

@@ -29,7 +29,7 @@ t.test('/ready answers 503 when the database refuses connections', async (t) => 
 })
 
 t.test('/ready answers 503 within its 2 s timeout when the database never answers', async (t) => {
-  // Accepts connections and says nothing: the pool would wait out its 5 s connect timeout.
+  // Accepts connections and says nothing: the pool waits out its connect timeout.
   const sockets = new Set<Socket>()
   const silent = createServer((socket) => sockets.add(socket))
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))

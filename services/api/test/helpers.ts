@@ -1,8 +1,9 @@
-import { closeDb, createDb, type Db } from '@postgres-queue/db'
-import { createTestDatabase } from '@postgres-queue/devkit'
+import { closeDb, type Db, failOrders, insertOrders } from '@postgres-queue/db'
+import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import { type App, buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
+import { createApiDb } from '../src/database.js'
 
 interface Teardown {
   teardown(fn: () => unknown): void
@@ -13,15 +14,24 @@ export interface TestApi {
   db: Db
 }
 
+export interface TestApiOptions {
+  databaseUrl?: string
+  logger?: Logger
+  /** More variables for loadConfig, e.g. API_TOKEN. */
+  env?: Record<string, string>
+  /** Connections in the pool; 2 unless a test needs requests to race in the database. */
+  maxConnections?: number
+}
+
 /**
  * The api on a migrated database of the test's own (or on `databaseUrl`), silent unless given a
- * logger. The app, then the pool, are closed when `t` ends.
+ * logger, with the pool main.ts would build but smaller. The app, then the pool, are closed when `t` ends.
  */
-export async function startApi(t: Teardown, options: { databaseUrl?: string; logger?: Logger } = {}): Promise<TestApi> {
+export async function startApi(t: Teardown, options: TestApiOptions = {}): Promise<TestApi> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase(t))
-  const config = loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' })
-  const db = createDb(config.databaseUrl, { maxConnections: 2 })
-  // A 1 s cap: a pool still connecting to a database that never answers would otherwise hold the test 5 s.
+  const config = loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', ...options.env })
+  const db = createApiDb(config, { maxConnections: options.maxConnections ?? 2 })
+  // A 1 s cap: a pool still connecting to a database that never answers would otherwise hold the test.
   t.teardown(() => closeDb(db, 1))
   const app = buildApp({ db, config, logger: options.logger })
   t.teardown(() => app.close())
@@ -36,4 +46,13 @@ export function captureLogs(): { logger: Logger; lines: Record<string, unknown>[
   const lines: Record<string, unknown>[] = []
   const logger = createLogger({ level: 'debug', format: 'json' }, { write: (line) => lines.push(JSON.parse(line)) })
   return { logger, lines }
+}
+
+/** Dead letters: orders that used their one attempt and failed. Returns their ids, ascending. */
+export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
+  const inserted = await insertOrders(db, Array.from({ length: count }, () => makeOrder({ maxAttempts: 1 })))
+  const failures = inserted.map((order) => ({ id: order.id, error: 'processor threw: card declined' }))
+  const outcomes = await db.transaction((tx) => failOrders(tx, failures, { baseMs: 1000, maxMs: 1000 }))
+  if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
+  return inserted.map((order) => order.id)
 }

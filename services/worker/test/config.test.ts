@@ -44,3 +44,10 @@ t.test('an order timeout longer than the batch budget is rejected', async (t) =>
     /WORKER_ORDER_TIMEOUT_MS=60000 must not exceed WORKER_BATCH_TIMEOUT_MS=1000/,
   )
 })
+
+t.test('a bad value that holds a password is reported without it', async (t) => {
+  t.throws(
+    () => loadConfig({ ...required, WORKER_BATCH_SIZE: 'postgres://app:s3cret@db:5432/q' }, host),
+    { message: /WORKER_BATCH_SIZE="postgres:\/\/app:\*\*\*@db:5432\/q"/ },
+  )
+})

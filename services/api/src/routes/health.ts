@@ -3,8 +3,9 @@ import { type Db, pingDatabase } from '@postgres-queue/db'
 import { Health, Readiness } from '../schemas/health.js'
 
 /**
- * Well under the pool's 5 s connect timeout and a typical probe timeout, so a database that does not
- * answer makes the api unready instead of a probe that hangs.
+ * Under a typical probe timeout, so a database that does not answer makes the api unready instead of
+ * a probe that hangs, whatever holds the ping up: a connect timing out, the pool's reconnect backoff,
+ * or a server that took the connection and says nothing.
  */
 const PING_TIMEOUT_MS = 2000
 

@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { type Db, getOrder, insertOrders, listOrders, type Order as OrderRow } from '@postgres-queue/db'
+import { type Db, getOrder, listOrders } from '@postgres-queue/db'
 import { ApiError } from '../errors.js'
+import type { OrderIntake } from '../order-intake.js'
 import {
+  IdempotencyHeaders,
   ListOrdersQuery,
   NewOrderBatchBody,
   NewOrderBody,
@@ -10,18 +12,37 @@ import {
   OrderPage,
   OrderParams,
 } from '../schemas/orders.js'
+import { requestHash, toNewOrder } from '../submission.js'
+import { toOrderJson } from './order-json.js'
 
 const KiB = 1024
 
-export const orderRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
+export const orderRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
   app.post(
     '/orders',
-    // The largest valid order is about 12 KiB of JSON, 80 KiB with every character \u-escaped.
-    { bodyLimit: 256 * KiB, schema: { body: NewOrderBody, response: { 201: Order } } },
+    {
+      // The largest valid order is about 12 KiB of JSON, 80 KiB with every character \u-escaped.
+      bodyLimit: 256 * KiB,
+      schema: { headers: IdempotencyHeaders, body: NewOrderBody, response: { 200: Order, 201: Order } },
+    },
     async (request, reply) => {
-      const [order] = await insertOrders(db, [request.body])
-      if (order === undefined) throw new Error('insert returned no row')
-      return reply.code(201).header('location', `/orders/${order.id}`).send(toOrderJson(order))
+      const idempotencyKey = request.headers['idempotency-key']
+      const newOrder = toNewOrder(request.body)
+      const hash = idempotencyKey === undefined ? undefined : requestHash(request.body)
+      // The key's unique index decides, not a read before the write: of concurrent duplicates, one
+      // inserts and the others wait for its commit, then get its order with created: false.
+      const order = await intake.submit({ ...newOrder, idempotencyKey, requestHash: hash })
+      const location = `/orders/${order.id}`
+      if (order.created) return reply.code(201).header('location', location).send(toOrderJson(order))
+      if (order.requestHash !== hash) {
+        throw new ApiError(
+          422,
+          'IDEMPOTENCY_KEY_REUSED',
+          `Idempotency-Key ${idempotencyKey} was already used for a different order; use a new key for a new order`,
+        )
+      }
+      request.log.info({ orderId: order.id }, 'idempotent request replayed')
+      return reply.code(200).header('location', location).header('idempotent-replayed', 'true').send(toOrderJson(order))
     },
   )
 
@@ -30,8 +51,11 @@ export const orderRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { 
     // About 8 KiB per order at the largest batch; clients with bigger orders send smaller batches.
     { bodyLimit: 8 * KiB * KiB, schema: { body: NewOrderBatchBody, response: { 201: OrderBatchCreated } } },
     async (request, reply) => {
+      // Every order is checked before any is inserted, with one clock for all their delays.
+      const now = Date.now()
+      const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`, now))
       // One statement, so the batch is stored whole or not at all.
-      const inserted = await insertOrders(db, request.body.orders)
+      const inserted = await intake.submitBatch(orders)
       return reply.code(201).send({ ids: inserted.map((order) => order.id) })
     },
   )
@@ -51,24 +75,4 @@ export const orderRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { 
       nextCursor: orders.length === limit && last !== undefined ? last.id : null,
     }
   })
-}
-
-function toOrderJson(order: OrderRow): Order {
-  return {
-    id: order.id,
-    customerId: order.customerId,
-    currency: order.currency,
-    items: order.items,
-    totalCents: order.totalCents,
-    status: order.status,
-    priority: order.priority,
-    runAt: order.runAt.toISOString(),
-    attempts: order.attempts,
-    maxAttempts: order.maxAttempts,
-    lastError: order.lastError,
-    createdAt: order.createdAt.toISOString(),
-    updatedAt: order.updatedAt.toISOString(),
-    completedAt: order.completedAt?.toISOString() ?? null,
-    completedBy: order.completedBy,
-  }
 }

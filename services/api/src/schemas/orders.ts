@@ -13,6 +13,15 @@ const MAX_UNIT_PRICE_CENTS = 1_000_000_000
 
 const MAX_BATCH_ORDERS = 1000
 
+/** A year: the longest delay a client may ask for, in seconds. */
+const MAX_DELAY_SECONDS = 365 * 24 * 60 * 60
+
+/** Generous for any real retry budget, small enough that a poison order dead-letters in bounded time. */
+const MAX_ATTEMPTS = 100
+
+const MAX_RETRY_IDS = 1000
+const MAX_RETRY_LIMIT = 10_000
+
 const OrderId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
 
 const Currency = Type.Enum(Intl.supportedValuesOf('currency'), { description: 'ISO 4217 currency code' })
@@ -34,9 +43,27 @@ export const NewOrderBody = Type.Object(
     priority: Type.Optional(
       Type.Integer({ minimum: -1000, maximum: 1000, default: 0, description: 'higher runs first' }),
     ),
+    // What a schema cannot say is checked in submission.ts: runAt and delaySeconds exclude each
+    // other, and runAt must be an instant both JavaScript and PostgreSQL can hold.
+    runAt: Type.Optional(Type.String({ format: 'date-time', description: 'not processed before this instant' })),
+    delaySeconds: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: MAX_DELAY_SECONDS, description: 'not processed for this long' }),
+    ),
+    maxAttempts: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, default: 5, description: 'tries before it is failed' }),
+    ),
   },
   { additionalProperties: false },
 )
+export type NewOrderBody = Static<typeof NewOrderBody>
+
+/**
+ * Printable ASCII without the space: a UUID, a ULID or any opaque token fits, and a repeated header
+ * (which Node joins with ", ") does not.
+ */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ pattern: '^[\\x21-\\x7E]{1,255}$' })),
+})
 
 export const NewOrderBatchBody = Type.Object(
   { orders: Type.Array(NewOrderBody, { minItems: 1, maxItems: MAX_BATCH_ORDERS }) },
@@ -73,6 +100,26 @@ export const Order = Type.Object({
 export type Order = Static<typeof Order>
 
 export const OrderParams = Type.Object({ id: OrderId }, { additionalProperties: false })
+
+/**
+ * The body of an action on one order: none. Fastify hands a missing body to the validator as null;
+ * `{}` is accepted too, for clients that always send an object.
+ */
+export const NoBody = Type.Union([Type.Null(), Type.Object({}, { additionalProperties: false })])
+
+export const RetryOrdersBody = Type.Object(
+  {
+    ids: Type.Optional(Type.Array(OrderId, { minItems: 1, maxItems: MAX_RETRY_IDS, description: 'only these' })),
+    // Required in the type because the validator fills the default before checking.
+    limit: Type.Integer({ minimum: 1, maximum: MAX_RETRY_LIMIT, default: 1000, description: 'the most retried' }),
+  },
+  { additionalProperties: false },
+)
+
+export const RetriedOrders = Type.Object({
+  retried: Type.Integer({ minimum: 0 }),
+  ids: Type.Array(OrderId, { description: 'the orders sent back to pending, oldest first' }),
+})
 
 export const ListOrdersQuery = Type.Object(
   {

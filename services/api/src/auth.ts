@@ -1,0 +1,36 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ApiError } from './errors.js'
+
+/** Probes carry no credentials: an orchestrator must reach these whatever the token. */
+const OPEN_ROUTES = new Set(['/health', '/ready'])
+
+const BEARER = /^Bearer +(\S+) *$/i
+
+/**
+ * An onRequest hook requiring `Authorization: Bearer <token>` on every route but the probes, unknown
+ * routes included, so a client without the token cannot map the api by its 404s. It runs before the
+ * body is read: an unauthenticated client cannot make the api parse megabytes.
+ */
+export function requireBearerToken(token: string): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  // Digests of equal length whatever the token's length: timingSafeEqual then compares in constant
+  // time, and neither a mismatch nor a length difference is faster to detect.
+  const expected = digest(token)
+  return async (request, reply) => {
+    const route = request.routeOptions.url
+    if (route !== undefined && OPEN_ROUTES.has(route)) return
+    const presented = BEARER.exec(request.headers.authorization ?? '')?.[1]
+    if (presented === undefined) {
+      reply.header('www-authenticate', 'Bearer')
+      throw new ApiError(401, 'UNAUTHORIZED', 'This endpoint requires Authorization: Bearer <token>')
+    }
+    if (!timingSafeEqual(digest(presented), expected)) {
+      reply.header('www-authenticate', 'Bearer error="invalid_token"')
+      throw new ApiError(401, 'UNAUTHORIZED', 'The bearer token is not valid')
+    }
+  }
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}

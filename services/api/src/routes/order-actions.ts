@@ -1,0 +1,74 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { cancelOrder, type Db, getOrder, retryOrders } from '@postgres-queue/db'
+import type { FastifyInstance } from 'fastify'
+import { ApiError } from '../errors.js'
+import type { OrderIntake } from '../order-intake.js'
+import { NoBody, Order, OrderParams, RetriedOrders, RetryOrdersBody } from '../schemas/orders.js'
+import { toOrderJson } from './order-json.js'
+
+/** Redrive (failed -> pending) and cancel (pending -> cancelled). */
+type Deps = { db: Db; intake: OrderIntake }
+
+// Retried orders are due at once: listening workers take them now instead of at their next poll.
+// The retry has committed by then, so a failed wake-up is only logged (by the intake).
+
+export const orderActionRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
+  // A body is required here: redriving every failed order takes an explicit `{}`, not a bare POST.
+  const schema = { body: RetryOrdersBody, response: { 200: RetriedOrders } }
+  app.post('/orders/retry', { schema }, async (request) => {
+    const ids = await retryOrders(db, request.body)
+    request.log.info({ retried: ids.length, limit: request.body.limit }, 'failed orders retried')
+    if (ids.length > 0) intake.wakeWorkers()
+    return { retried: ids.length, ids }
+  })
+
+  app.register(singleOrderActions, { db, intake })
+}
+
+/** Actions on one order: they take no body. */
+const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
+  acceptEmptyJsonBodies(app)
+  const schema = { params: OrderParams, body: NoBody, response: { 200: Order } }
+
+  app.post('/orders/:id/retry', { schema }, async (request) => {
+    const { id } = request.params
+    const [retried] = await retryOrders(db, { ids: [id], limit: 1 })
+    const order = await getOrder(db, id)
+    if (order === undefined) throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
+    if (retried === undefined) {
+      // Still failed here means another redrive holds the row and has not committed yet.
+      const state = order.status === 'failed' ? 'is being retried by another request' : `is ${order.status}`
+      throw new ApiError(409, 'ORDER_NOT_FAILED', `Order ${id} ${state}; only a failed order can be retried`)
+    }
+    request.log.info({ orderId: id }, 'failed order retried')
+    intake.wakeWorkers()
+    return toOrderJson(order)
+  })
+
+  app.post('/orders/:id/cancel', { schema }, async (request) => {
+    const { id } = request.params
+    const result = await cancelOrder(db, id)
+    if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
+    if (result.outcome === 'conflict') {
+      throw new ApiError(409, 'ORDER_NOT_CANCELLABLE', `Order ${id} cannot be cancelled: ${result.reason}`)
+    }
+    request.log.info({ orderId: id }, 'order cancelled')
+    return toOrderJson(result.order)
+  })
+}
+
+/**
+ * Many clients send `Content-Type: application/json` on every POST, body or not, and Fastify's own
+ * parser answers an empty one with 400 EMPTY_BODY. In this plugin's scope only, an empty JSON body
+ * is no body; any other goes to the default parser (same limit, same prototype-poisoning checks).
+ */
+function acceptEmptyJsonBodies(
+  app: Pick<FastifyInstance, 'getDefaultJsonParser' | 'removeContentTypeParser' | 'addContentTypeParser'>,
+): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') done(null, undefined)
+    else parseJson(request, body as string, done)
+  })
+}

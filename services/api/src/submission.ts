@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto'
+import type { NewOrder } from '@postgres-queue/db'
+import { invalidBody } from './errors.js'
+import type { NewOrderBody } from './schemas/orders.js'
+
+// The schema's date-time format admits instants JavaScript cannot represent (a leap second, 23:59:60)
+// and ones PostgreSQL refuses (year 0000, or 9999-12-31T23:59:59-23:59, which is year 10000): each
+// would be a 500 at insert time. Within this range both agree, and no real schedule lies outside it.
+const EARLIEST_RUN_AT = Date.UTC(1970, 0, 1)
+const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+/**
+ * A validated order body as insertOrders takes it, with its schedule resolved to one instant.
+ * `path` is where the order sits in the request body (`/orders/3` in a batch), for the error.
+ * A delay counts from `now`, when the api handled the request.
+ */
+export function toNewOrder(body: NewOrderBody, path = '', now = Date.now()): NewOrder {
+  const { runAt, delaySeconds, ...order } = body
+  if (runAt !== undefined && delaySeconds !== undefined) {
+    throw invalidBody(`${path}/delaySeconds`, 'must not be given with runAt')
+  }
+  if (delaySeconds !== undefined) return { ...order, runAt: new Date(now + delaySeconds * 1000) }
+  if (runAt === undefined) return order
+  const at = Date.parse(runAt)
+  if (!(at >= EARLIEST_RUN_AT && at <= LATEST_RUN_AT)) {
+    throw invalidBody(`${path}/runAt`, 'must be an instant from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z')
+  }
+  return { ...order, runAt: new Date(at) }
+}
+
+/**
+ * What an Idempotency-Key is bound to: a sha256 of the validated body in canonical JSON, so a retry
+ * that spells the same order with other whitespace, key order or an explicit default is the same
+ * request. Defaults are part of it: adding a defaulted field to the schema changes every hash, and a
+ * client retrying across that deploy would get a 422, so such a change wants a note in its release.
+ */
+export function requestHash(body: NewOrderBody): string {
+  return createHash('sha256').update(canonicalJson(body)).digest('hex')
+}
+
+/** JSON with every object's keys sorted; array order is kept (an order's items are a sequence). */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (typeof value === 'object' && value !== null) {
+    const fields = value as Record<string, unknown>
+    const members = Object.keys(fields)
+      .filter((key) => fields[key] !== undefined)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson(fields[key])}`)
+    return `{${members.join(',')}}`
+  }
+  return JSON.stringify(value)
+}
