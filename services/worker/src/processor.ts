@@ -10,6 +10,12 @@ export interface ProcessContext {
   workerId: string
   /** 1 on the first try. */
   attempt: number
+  /**
+   * `order-<id>`: the same on every attempt. Pass it to outside services that deduplicate (a payment
+   * gateway's Idempotency-Key), so a call repeated by a retry takes effect once. Append `ctx.attempt`
+   * only for a call that must count as new on each attempt.
+   */
+  idempotencyKey: string
   /** Aborted when the order's time is up or the worker is forced to stop: pass it to fetch and friends. */
   signal: AbortSignal
   /** A child logger carrying orderId. */

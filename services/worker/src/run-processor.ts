@@ -41,6 +41,7 @@ export async function runProcessor(
       processor(order, {
         workerId: options.workerId,
         attempt: options.attempt,
+        idempotencyKey: `order-${order.id}`,
         signal: controller.signal,
         log: options.log.child({ orderId: order.id }),
       }),
