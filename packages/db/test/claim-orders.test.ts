@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm'
 import t, { type Test } from 'tap'
 import {
   claimOrders,
+  claimStatement,
   closeDb,
   completeOrders,
   createDb,
@@ -123,8 +124,7 @@ t.test('the claim reads the partial index in claim order and stops at the limit'
     from generate_series(1, 20000) g`)
   await db.execute(sql`analyze orders`)
   const plan = await db.transaction(async (tx) => {
-    const query = claimOrders(tx, { limit: 50 })
-    const rows = await tx.execute(sql`explain (format json) ${query}`)
+    const rows = await tx.execute(sql`explain (format json) ${claimStatement(50)}`)
     return JSON.stringify(rows[0])
   })
   t.match(plan, /"Node Type":"Limit".*"Node Type":"LockRows".*"Index Name":"orders_claim_idx"/)

@@ -10,6 +10,7 @@ import {
   failOrders,
   getOrder,
   insertOrders,
+  listOrders,
   retryOrders,
 } from '../src/index.js'
 
@@ -155,4 +156,18 @@ t.test('failOrders dead-letters at max_attempts and otherwise backs off', async 
   const retrying = await getOrder(db, spare!.id)
   const delay = retrying!.runAt.getTime() - before
   t.ok(delay >= 4_000 && delay <= 11_000, `backoff within [base/2, base]: ${delay} ms`)
+})
+
+t.test('listOrders pages oldest first by default and newest first with order desc', async (t) => {
+  const db = await setUp(t)
+  const ids = (await insertOrders(db, Array.from({ length: 5 }, () => makeOrder({ maxAttempts: 1 })))).map((o) => o.id)
+  await deadLetter(db, [ids[1]!, ids[2]!, ids[4]!])
+  const page = async (query: Parameters<typeof listOrders>[1]) => (await listOrders(db, query)).map((o) => o.id)
+
+  t.same(await page({ limit: 2 }), ids.slice(0, 2), 'ascending by default')
+  t.same(await page({ limit: 2, after: ids[1] }), ids.slice(2, 4), 'after: ids above the cursor')
+  t.same(await page({ limit: 2, order: 'desc' }), [ids[4], ids[3]], 'newest first')
+  t.same(await page({ limit: 2, order: 'desc', after: ids[3] }), [ids[2], ids[1]], 'after: ids below the cursor')
+  t.same(await page({ limit: 10, order: 'desc', status: 'failed' }), [ids[4], ids[2], ids[1]], 'latest failed first')
+  t.same(await page({ limit: 10, order: 'desc', status: 'failed', after: ids[1] }), [], 'past the oldest: empty')
 })

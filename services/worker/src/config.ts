@@ -24,6 +24,12 @@ export const WorkerEnv = Type.Object({
     description: 'transaction: one short transaction per batch; lease: claims commit at once, for slow processors',
   }),
   WORKER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 50, description: 'Orders claimed per batch' }),
+  WORKER_BATCHES_IN_FLIGHT: Type.Integer({
+    minimum: 1,
+    maximum: 16,
+    default: 2,
+    description: 'Batches a worker runs at once, each in its own transaction: one is processed while another waits on the database',
+  }),
   WORKER_LEASE_MS: Type.Integer({
     minimum: 100,
     maximum: 3_600_000,
@@ -102,6 +108,7 @@ export interface WorkerConfig {
   cron: string
   jitterMs: number
   batchSize: number
+  batchesInFlight: number
   leaseMs: number
   concurrency: number
   retry: RetryPolicy
@@ -146,6 +153,7 @@ export function loadConfig(
     cron: e.WORKER_CRON,
     jitterMs: e.WORKER_JITTER_MS,
     batchSize: e.WORKER_BATCH_SIZE,
+    batchesInFlight: e.WORKER_BATCHES_IN_FLIGHT,
     leaseMs: e.WORKER_LEASE_MS,
     concurrency: e.WORKER_CONCURRENCY,
     retry: { baseMs: e.WORKER_RETRY_BASE_MS, maxMs: e.WORKER_RETRY_MAX_MS },

@@ -28,8 +28,8 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
   }
   const log = createLogger(config.log)
   const db = createDb(config.databaseUrl, {
-    // The batch transaction, plus one for heartbeats, lease releases and retention.
-    maxConnections: 3,
+    // One per batch in flight, plus two for heartbeats, lease completions and retention.
+    maxConnections: config.batchesInFlight + 2,
     applicationName: `postgres-queue worker ${config.workerId}`,
     // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
     // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.

@@ -48,27 +48,35 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
   async function drainUntilEmpty(): Promise<void> {
     do {
       drainAgain = false
-      for (;;) {
-        if (stopped) return
-        const claimed = await runBatch({
-          db,
-          processor,
-          config,
-          log,
-          observer,
-          draining: drainingController.signal,
-          stop: stopController.signal,
-        })
-        if (databaseDown) {
-          log.info('database reachable again')
-          // The LISTEN connection died with the outage, and postgres.js tries to restore it only
-          // once, maybe too early: subscribe afresh.
-          void subscribe()
-        }
-        databaseDown = false
-        if (claimed < config.batchSize) break
+      // Several batches in flight: while one waits on the database (its claim, its commit's WAL
+      // flush), another's orders are processed, and concurrent commits share one flush.
+      const lanes = await Promise.allSettled(Array.from({ length: config.batchesInFlight }, drainLane))
+      const failed = lanes.find((lane) => lane.status === 'rejected')
+      if (failed) throw failed.reason
+    } while (drainAgain && !stopped)
+  }
+
+  async function drainLane(): Promise<void> {
+    for (;;) {
+      if (stopped) return
+      const claimed = await runBatch({
+        db,
+        processor,
+        config,
+        log,
+        observer,
+        draining: drainingController.signal,
+        stop: stopController.signal,
+      })
+      if (databaseDown) {
+        log.info('database reachable again')
+        // The LISTEN connection died with the outage, and postgres.js tries to restore it only
+        // once, maybe too early: subscribe afresh.
+        void subscribe()
       }
-    } while (drainAgain)
+      databaseDown = false
+      if (claimed < config.batchSize) return
+    }
   }
 
   function drain(): Promise<void> {

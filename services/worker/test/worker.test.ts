@@ -32,7 +32,7 @@ for (const mode of ['transaction', 'lease'] as const) {
           await sleep(1) // let the other workers interleave
           return recordEffect(order.id, ctx.workerId)
         },
-        config: testConfig({ workerId, mode, batchSize: 20 }),
+        config: testConfig({ workerId, mode, batchSize: 20, batchesInFlight: 2 }),
         log: silentLogger,
       })
     })

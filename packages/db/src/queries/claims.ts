@@ -1,9 +1,11 @@
-import { and, asc, desc, lte, sql } from 'drizzle-orm'
+import { sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
 import { orders } from '../schema.js'
 import {
+  decodeOrder,
   decodeOutcomes,
   type FailureOutcome,
+  type Order,
   type OrderFailure,
   type RetryPolicy,
   retryDelay,
@@ -26,18 +28,24 @@ import {
  *
  * Transition: none (the rows change only when completeOrders/failOrders run in the same transaction).
  */
-export function claimOrders(tx: Executor, { limit }: { limit: number }) {
-  return (
-    tx
-      .select()
-      .from(orders)
-      // The status literals are statement text, not parameters: the planner can only match the
-      // partial index's predicate against constants.
-      .where(and(sql`${orders.status} in ('pending', 'processing')`, lte(orders.runAt, sql`now()`)))
-      .orderBy(desc(orders.priority), asc(orders.runAt), asc(orders.id))
-      .limit(limit)
-      .for('update', { skipLocked: true })
-  )
+export async function claimOrders(tx: Executor, { limit }: { limit: number }): Promise<Order[]> {
+  const rows = await tx.execute(claimStatement(limit))
+  return rows.map(decodeOrder)
+}
+
+/**
+ * The claim's statement (exported for EXPLAIN). Written as SQL rather than with the query builder:
+ * it runs once per batch, and building the builder's 18-column select every time was an eighth of
+ * a worker's CPU. The status literals are statement text, not parameters: the planner can only
+ * match the partial index's predicate against constants.
+ */
+export function claimStatement(limit: number) {
+  return sql`
+    select * from ${orders}
+    where status in ('pending', 'processing') and run_at <= now()
+    order by priority desc, run_at, id
+    limit ${limit}
+    for update skip locked`
 }
 
 /**
@@ -51,19 +59,12 @@ export async function completeOrders(
   { ids, workerId }: { ids: readonly number[]; workerId: string },
 ): Promise<number> {
   if (ids.length === 0) return 0
-  const completed = await tx
-    .update(orders)
-    .set({
-      status: 'completed',
-      attempts: sql`${orders.attempts} + 1`,
-      completedAt: sql`statement_timestamp()`,
-      completedBy: workerId,
-      lockedBy: null,
-      updatedAt: sql`statement_timestamp()`,
-    })
-    .where(sql`${orders.id} = any(${sql.param(ids)}::bigint[]) and ${orders.status} in ('pending', 'processing')`)
-    .returning({ id: orders.id })
-  return completed.length
+  const completed = await tx.execute(sql`
+    update ${orders} set
+      status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
+      completed_by = ${workerId}, locked_by = null, updated_at = statement_timestamp()
+    where id = any(${sql.param(ids)}::bigint[]) and status in ('pending', 'processing')`)
+  return completed.count
 }
 
 /**

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
 import { type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
 import { decodeOrder, type Order } from './shared.js'
@@ -102,23 +102,31 @@ export async function getOrder(db: Executor, id: number): Promise<Order | undefi
 
 export interface ListOrdersQuery {
   status?: OrderStatus
-  /** Keyset cursor: only orders with an id greater than this. */
+  /** Keyset cursor: only orders past this id in the listing's order (above it ascending, below it descending). */
   after?: number
   limit: number
+  /** By id: oldest first (the default) or newest first. */
+  order?: 'asc' | 'desc'
 }
 
-/** Orders in id order, optionally of one status, one page at a time (keyset on id). */
+/**
+ * Orders in id order, optionally of one status, one page at a time (keyset on id). Both directions
+ * read orders_status_id_idx (status, id), forwards or backwards, so a page costs the same deep in
+ * the history as at its start.
+ */
 export function listOrders(db: Executor, query: ListOrdersQuery): Promise<Order[]> {
+  const newestFirst = query.order === 'desc'
+  const past = newestFirst ? lt : gt
   return db
     .select()
     .from(orders)
     .where(
       and(
         query.status === undefined ? undefined : eq(orders.status, query.status),
-        query.after === undefined ? undefined : gt(orders.id, query.after),
+        query.after === undefined ? undefined : past(orders.id, query.after),
       ),
     )
-    .orderBy(asc(orders.id))
+    .orderBy(newestFirst ? desc(orders.id) : asc(orders.id))
     .limit(query.limit)
 }
 

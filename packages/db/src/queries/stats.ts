@@ -12,15 +12,8 @@ export interface QueueStats {
   failedLast5Minutes: number
 }
 
-/**
- * The queue at a glance, cheap however many finished orders the table holds: every exact count
- * reads a small index range (the claim index holds just the backlog and leases; failed and
- * cancelled are few), and throughput comes from the workers' 5-second buckets. Counting completed
- * orders exactly would read every one of them, so it is estimated from the table's statistics
- * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
- */
-export async function getQueueStats(db: Executor): Promise<QueueStats> {
-  const [row] = await db.execute<Record<string, number | string | null>>(sql`
+/** getQueueStats's one statement, exported so a test can EXPLAIN exactly what runs. */
+export const queueStatsStatement = sql`
     select
       (select count(*) from ${orders} where status = 'pending')::int as pending,
       (select count(*) from ${orders} where status = 'processing')::int as processing,
@@ -34,7 +27,17 @@ export async function getQueueStats(db: Executor): Promise<QueueStats> {
       (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '5 minutes')::int
         as completed_last_5_minutes,
       (select coalesce(sum(failed), 0) from ${orderThroughput} where bucket >= now() - interval '5 minutes')::int
-        as failed_last_5_minutes`)
+        as failed_last_5_minutes`
+
+/**
+ * The queue at a glance, cheap however many finished orders the table holds: every exact count
+ * reads a small index range (the claim index holds just the backlog and leases; failed and
+ * cancelled are few), and throughput comes from the workers' 5-second buckets. Counting completed
+ * orders exactly would read every one of them, so it is estimated from the table's statistics
+ * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
+ */
+export async function getQueueStats(db: Executor): Promise<QueueStats> {
+  const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement)
   const n = (key: string) => Number(row?.[key] ?? 0)
   const exact = n('pending') + n('processing') + n('failed') + n('cancelled')
   const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>
