@@ -1,0 +1,23 @@
+import postgres from 'postgres'
+
+/**
+ * Puts `rows` completed orders in the table, as months of finished work would leave it, then
+ * VACUUM ANALYZE so the measure sees a settled table rather than a fresh insert's first vacuum.
+ * Plain SQL on purpose: a million rows through insertOrders would take minutes of the budget, and
+ * no product query inserts completed orders.
+ */
+export async function loadHistory(url: string, rows: number): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  try {
+    await sql`
+      insert into orders (customer_id, currency, items, total_cents, status, attempts,
+                          run_at, created_at, updated_at, completed_at, completed_by)
+      select 'history-' || (g % 1000), 'EUR', '[{"sku":"SKU-1","quantity":2,"unitPriceCents":1250}]'::jsonb, 2500,
+             'completed', 1, t, t, t, t + interval '1 second', 'history'
+      from generate_series(1, ${rows}::int) g,
+           lateral (select now() - interval '30 days' + g * interval '1 second' as t) ts`
+    await sql.unsafe('vacuum analyze orders')
+  } finally {
+    await sql.end()
+  }
+}

@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto'
+import { freePort } from '@postgres-queue/devkit'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type Child, scripts, startNode } from '../processes.js'
+import type { WorkerMode } from '../settings.js'
+
+export interface OurWorkerOptions {
+  mode: WorkerMode
+  batchSize: number
+  /** The stock entry point, or the bench's latency worker (same loop, recording processor). */
+  script?: string
+  extraEnv?: Record<string, string>
+}
+
+/**
+ * Starts `count` worker processes as production runs them. LOG_LEVEL=warn so the per-order info line
+ * does not dominate a no-op processor; a drain tick every second (the worker drains at start, so
+ * the tick only matters for the latency measure); WORKER_MODE is passed even while the worker
+ * ignores it, so the mode list in settings.ts is the only thing to change when lease mode lands.
+ */
+export function startOurWorkers(url: string, count: number, options: OurWorkerOptions): Child[] {
+  return Array.from({ length: count }, (_, i) => {
+    const id = `worker-${i + 1}`
+    const script = options.script ?? scripts.worker
+    return startNode(id, script, {
+      DATABASE_URL: url,
+      WORKER_ID: id,
+      WORKER_MODE: options.mode,
+      WORKER_BATCH_SIZE: String(options.batchSize),
+      WORKER_CRON: '* * * * * *',
+      LOG_LEVEL: 'warn',
+      ...options.extraEnv,
+    }, { ipc: script !== scripts.worker })
+  })
+}
+
+export interface RunningApi {
+  child: Child
+  baseUrl: string
+  /** Every request's headers: JSON, and the bearer token the api was started with. */
+  headers: Record<string, string>
+}
+
+/**
+ * Starts the real api (`node services/api/dist/main.js`) and waits until /ready answers. It runs
+ * with a bearer token, as production does (and so a token in the caller's environment cannot turn
+ * every request into a 401); an api without auth ignores the header.
+ */
+export async function startOurApi(url: string): Promise<RunningApi> {
+  const port = await freePort()
+  const token = randomBytes(24).toString('hex')
+  const child = startNode(
+    'api',
+    scripts.api,
+    { DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', API_TOKEN: token },
+    { ipc: false },
+  )
+  const baseUrl = `http://127.0.0.1:${port}`
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
+  for (let tries = 0; tries < 200; tries += 1) {
+    if (child.exitStatus() !== undefined) throw new Error(`api exited (${child.exitStatus()})\n${child.output.join('\n')}`)
+    const ready = await fetch(`${baseUrl}/ready`).then((res) => res.ok, () => false)
+    if (ready) return { child, baseUrl, headers }
+    await sleep(50)
+  }
+  await child.stop()
+  throw new Error(`api not ready after 10 s\n${child.output.join('\n')}`)
+}

@@ -1,0 +1,38 @@
+import type { System } from '../results.js'
+
+/**
+ * What the bench needs from a peer library, on the submitting side. Jobs carry `{ n }`, a number the
+ * worker scripts report back, so the bench can check each ran exactly once.
+ */
+export interface Peer {
+  system: Exclude<System, 'ours'>
+  /** The worker script (bench/src/peers/*-worker.ts) the bench starts one process of per worker. */
+  script: string
+  /** Adds jobs n = 0 .. count-1 in bulk calls. */
+  preload(count: number): Promise<void>
+  /** One job, one call: the peer's plain enqueue. */
+  addOne(n: number): Promise<void>
+  /** Many jobs, one call. */
+  addMany(ns: readonly number[]): Promise<void>
+  /** Jobs of the bench queue still not completed in the peer's own table. */
+  remaining(): Promise<number>
+  /** Jobs stored in the peer's table, whatever their state. */
+  stored(): Promise<number>
+  /**
+   * What the peer's table says after `expected` jobs were processed: problems, or none. Only the
+   * table's view; the worker scripts' own counts are checked besides.
+   */
+  checkTable(expected: number): Promise<string[]>
+  close(): Promise<void>
+}
+
+/** Jobs per bulk call when preloading. */
+export const PRELOAD_CHUNK = 5000
+
+export function chunks(count: number, size: number): number[][] {
+  const out: number[][] = []
+  for (let start = 0; start < count; start += size) {
+    out.push(Array.from({ length: Math.min(size, count - start) }, (_, i) => start + i))
+  }
+  return out
+}

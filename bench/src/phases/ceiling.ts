@@ -1,0 +1,160 @@
+import postgres from 'postgres'
+import { nowMs } from '../clock.js'
+import type { BenchContext } from '../context.js'
+import { BENCH_ORDER, createOurDatabase, dropOurDatabase, preloadOrders } from '../ours/orders.js'
+import type { CeilingResult, ExactlyOnce } from '../results.js'
+import { DEFAULT_BATCH_SIZE } from '../settings.js'
+import { perSecond } from '../stats.js'
+import { describeCeiling } from './describe.js'
+
+const CLAIM_CLIENTS = 4
+const INSERT_CLIENTS = 8
+const ITEMS = BENCH_ORDER.items.map((item) => ({ ...item }))
+
+/**
+ * What PostgreSQL itself does for the same patterns, on our schema, with nothing in between: plain
+ * statements from postgres.js (prepared, one round trip each), no per-row work in the client. Each
+ * statement is the minimal form of the product's: the same predicates, ordering and index, but the
+ * claim returns ids only.
+ */
+export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[]> {
+  const results: CeilingResult[] = []
+  const record = (result: CeilingResult) => {
+    results.push(result)
+    ctx.log(describeCeiling(result))
+  }
+  record(await drainCeiling(ctx, 'claim-complete-1tx', `claim+complete ${DEFAULT_BATCH_SIZE} rows in one tx (FOR UPDATE SKIP LOCKED), ${CLAIM_CLIENTS} clients`, claimCompleteInOneTransaction))
+  record(await drainCeiling(ctx, 'lease-2tx', `lease: claim ${DEFAULT_BATCH_SIZE} rows (UPDATE ... FROM SKIP LOCKED), complete in a 2nd tx, ${CLAIM_CLIENTS} clients`, claimThenCompleteInTwoTransactions))
+  record(await insertCeiling(ctx, 'insert', `insert 1 row/tx, ${INSERT_CLIENTS} clients`, insertOne))
+  record(await insertCeiling(ctx, 'insert-notify', `insert 1 row/tx with pg_notify in the tx, ${INSERT_CLIENTS} clients`, insertOneAndNotify))
+  return results
+}
+
+type Step = (sql: postgres.Sql, client: string) => Promise<number>
+
+/** (a) Transaction mode's pattern: lock a batch, complete it, commit once. */
+const claimCompleteInOneTransaction: Step = (sql, client) =>
+  sql.begin(async (tx) => {
+    const rows = await tx<{ id: string }[]>`
+      select id from orders
+      where status in ('pending', 'processing') and run_at <= now()
+      order by priority desc, run_at, id
+      limit ${DEFAULT_BATCH_SIZE}
+      for update skip locked`
+    if (rows.length === 0) return 0
+    await tx`
+      update orders set status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
+                        completed_by = ${client}, updated_at = statement_timestamp()
+      where id = any(${tx.array(rows.map((r) => r.id))}::bigint[]) and status in ('pending', 'processing')`
+    return rows.length
+  }) as Promise<number>
+
+/**
+ * (b) Lease mode's pattern: one committed statement takes the lease (holder, expiry in run_at,
+ * attempts + 1), a second transaction completes what this holder still holds.
+ */
+const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
+  const rows = await sql<{ id: string }[]>`
+    update orders o set status = 'processing', attempts = o.attempts + 1, locked_by = ${client},
+                        run_at = now() + interval '30 seconds', updated_at = now()
+    from (
+      select id from orders
+      where status in ('pending', 'processing') and run_at <= now()
+      order by priority desc, run_at, id
+      limit ${DEFAULT_BATCH_SIZE}
+      for update skip locked
+    ) claimed
+    where o.id = claimed.id
+    returning o.id`
+  if (rows.length === 0) return 0
+  await sql`
+    update orders set status = 'completed', completed_at = statement_timestamp(), completed_by = ${client},
+                      locked_by = null, updated_at = statement_timestamp()
+    where id = any(${sql.array(rows.map((r) => r.id))}::bigint[]) and status = 'processing' and locked_by = ${client}`
+  return rows.length
+}
+
+const insertOne: Step = async (sql) => {
+  await sql`insert into orders (customer_id, currency, items, total_cents) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)`
+  return 1
+}
+
+/** The peers' single enqueue pattern: a NOTIFY in every insert transaction (one statement, one commit). */
+const insertOneAndNotify: Step = async (sql) => {
+  await sql`
+    with inserted as (
+      insert into orders (customer_id, currency, items, total_cents) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)
+      returning id
+    )
+    select pg_notify('bench_orders', id::text) from inserted`
+  return 1
+}
+
+/** Preloads the orders, then `CLAIM_CLIENTS` loops of `step` until each finds nothing to claim. */
+async function drainCeiling(ctx: BenchContext, pattern: string, label: string, step: Step): Promise<CeilingResult> {
+  const rows = ctx.sizes.processingOrders
+  return withCeilingDatabase(ctx, pattern, async (db, sql) => {
+    await preloadOrders(db, rows)
+    await ctx.server.checkpoint()
+    const measure = await ctx.startCpuMeter(() => [])
+    const started = nowMs()
+    const done = await Promise.all(
+      Array.from({ length: CLAIM_CLIENTS }, async (_, i) => {
+        let total = 0
+        for (let n = -1; n !== 0; total += n) n = await step(sql, `ceiling-${i + 1}`)
+        return total
+      }),
+    )
+    const ms = nowMs() - started
+    const cpu = await measure()
+    const claimed = done.reduce((a, b) => a + b, 0)
+    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from orders where status = 'completed' and attempts = 1`
+    const problems = check(claimed, rows, 'claimed').concat(check(row?.n ?? 0, rows, 'completed with attempts = 1'))
+    return { pattern, label, clients: CLAIM_CLIENTS, rows, ms, rate: perSecond(rows, ms), exactlyOnce: verdict(problems, 'rows claimed by the loops and completed rows both equal the preload'), cpu }
+  })
+}
+
+/** `INSERT_CLIENTS` loops of `step` for `sizes.ceilingInsertSeconds`. */
+async function insertCeiling(ctx: BenchContext, pattern: string, label: string, step: Step): Promise<CeilingResult> {
+  return withCeilingDatabase(ctx, pattern, async (_db, sql) => {
+    const deadline = nowMs() + ctx.sizes.ceilingInsertSeconds * 1000
+    const measure = await ctx.startCpuMeter(() => [])
+    const started = nowMs()
+    const done = await Promise.all(
+      Array.from({ length: INSERT_CLIENTS }, async () => {
+        let total = 0
+        while (nowMs() < deadline) total += await step(sql, '')
+        return total
+      }),
+    )
+    const ms = nowMs() - started
+    const cpu = await measure()
+    const inserted = done.reduce((a, b) => a + b, 0)
+    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from orders`
+    const problems = check(row?.n ?? 0, inserted, 'rows stored')
+    return { pattern, label, clients: INSERT_CLIENTS, rows: inserted, ms, rate: perSecond(inserted, ms), exactlyOnce: verdict(problems, 'rows stored equal the inserts acknowledged'), cpu }
+  })
+}
+
+async function withCeilingDatabase<T>(
+  ctx: BenchContext,
+  pattern: string,
+  fn: (db: Awaited<ReturnType<typeof createOurDatabase>>['db'], sql: postgres.Sql) => Promise<T>,
+): Promise<T> {
+  const { url, db } = await createOurDatabase(ctx, `ceiling_${pattern}`)
+  const sql = postgres(url, { max: INSERT_CLIENTS, onnotice: () => {} })
+  try {
+    return await fn(db, sql)
+  } finally {
+    await sql.end()
+    await dropOurDatabase(ctx, url, db)
+  }
+}
+
+function check(actual: number, expected: number, what: string): string[] {
+  return actual === expected ? [] : [`${actual} ${what}, ${expected} expected`]
+}
+
+function verdict(problems: string[], how: string): ExactlyOnce {
+  return { ok: problems.length === 0, how, problems }
+}

@@ -1,0 +1,32 @@
+import type { CpuUse } from '../cpu.js'
+import type { CeilingResult, EnqueueResult, ExactlyOnce, LatencyResult, ProcessingResult } from '../results.js'
+
+/** One progress line per measure, as the run goes. */
+export function describeProcessing(r: ProcessingResult): string {
+  const history = r.historyRows ? `, ${r.historyRows.toLocaleString('en')} completed rows present` : ''
+  return `processing ${r.system} (${r.label}${history}), ${r.workers} proc: ${r.rate.toLocaleString('en')}/s ` +
+    `first-to-last, ${r.wallRate.toLocaleString('en')}/s wall${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+}
+
+export function describeEnqueue(r: EnqueueResult): string {
+  const latency = r.latencyMs ? `, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms` : ''
+  return `enqueue ${r.system} (${r.label}): ${r.rate.toLocaleString('en')}/s${latency}, ` +
+    `errors ${r.errors}, non-2xx ${r.non2xx}${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+}
+
+export function describeLatency(r: LatencyResult): string {
+  const l = r.latencyMs
+  return `latency ${r.system} (${r.label}): p50 ${l.p50} p95 ${l.p95} p99 ${l.p99} max ${l.max} ms${verdict(r.exactlyOnce)}`
+}
+
+export function describeCeiling(r: CeilingResult): string {
+  return `ceiling ${r.label}: ${r.rate.toLocaleString('en')} rows/s${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+}
+
+function cpu(use: CpuUse | undefined): string {
+  return use ? ` [cpu cores: postgres ${use.postgres}, services ${use.services}, bench ${use.bench}, other ${use.other}]` : ''
+}
+
+function verdict(check: ExactlyOnce): string {
+  return check.ok ? '' : ` EXACTLY-ONCE FAILED: ${check.problems.join('; ')}`
+}

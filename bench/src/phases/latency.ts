@@ -1,0 +1,94 @@
+import type { BenchContext } from '../context.js'
+import { createOurDatabase, BENCH_ORDER, dropOurDatabase, verifyOrders } from '../ours/orders.js'
+import { startOurApi, startOurWorkers } from '../ours/services.js'
+import { PEER_NAMES, PEERS, type PeerName } from '../peers/index.js'
+import { startPeerWorkers } from '../peers/workers.js'
+import { measurePickup } from '../pickup.js'
+import { scripts, stopAll, waitUntil } from '../processes.js'
+import type { LatencyResult } from '../results.js'
+import { DEFAULT_BATCH_SIZE, WORKER_MODES, type WorkerMode } from '../settings.js'
+import { REPORT_STARTS_ENV } from '../workers/protocol.js'
+import { describeLatency } from './describe.js'
+
+/** Idle worker processes per system, as issue 4 measures pickup. */
+const LATENCY_WORKERS = 3
+
+/** Pickup latency: ours in each mode (submitted over HTTP), then each peer (submitted by its client). */
+export async function runLatencyPhase(ctx: BenchContext): Promise<LatencyResult[]> {
+  const results: LatencyResult[] = []
+  const runs = [...WORKER_MODES.map((mode) => () => latencyOurs(ctx, mode)), ...PEER_NAMES.map((peer) => () => latencyPeer(ctx, peer))]
+  for (const run of runs) {
+    const result = await run()
+    results.push(result)
+    ctx.log(describeLatency(result))
+  }
+  return results
+}
+
+/**
+ * Ours: the real api takes each order (POST /orders, one at a time, the client's clock started just
+ * before the request), and three processes of the real worker loop with a recording processor pick
+ * them up, by whatever wakes the worker: the drain tick (every second here, after up to
+ * WORKER_JITTER_MS) and any wake-up the worker has.
+ */
+async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<LatencyResult> {
+  const { url, db } = await createOurDatabase(ctx, `ours_latency_${mode}`)
+  const api = await startOurApi(url)
+  const workers = startOurWorkers(url, LATENCY_WORKERS, {
+    mode,
+    batchSize: DEFAULT_BATCH_SIZE,
+    script: scripts.latencyWorker,
+    extraEnv: { [REPORT_STARTS_ENV]: '1' },
+  })
+  const body = JSON.stringify(BENCH_ORDER)
+  try {
+    const measure = await measurePickup(ctx, workers, async () => {
+      const res = await fetch(`${api.baseUrl}/orders`, { method: 'POST', body, headers: api.headers })
+      if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${await res.text()}`)
+      return ((await res.json()) as { id: number }).id
+    })
+    await stopAll(workers)
+    const stored = await verifyOrders(db, { after: 0, expected: ctx.sizes.latencyOrders })
+    const problems = [...measure.problems, ...stored.exactlyOnce.problems]
+    return {
+      system: 'ours',
+      label: `${mode} mode, POST /orders to ${LATENCY_WORKERS} idle workers (WORKER_CRON every second, other settings default)`,
+      workers: LATENCY_WORKERS,
+      submitted: ctx.sizes.latencyOrders,
+      latencyMs: measure.latencyMs,
+      exactlyOnce: { ok: problems.length === 0, how: 'one processor start per order, and every order read back completed with attempts = 1', problems },
+    }
+  } finally {
+    await stopAll([...workers, api.child])
+    await dropOurDatabase(ctx, url, db)
+  }
+}
+
+async function latencyPeer(ctx: BenchContext, system: PeerName): Promise<LatencyResult> {
+  const url = await ctx.server.createDatabase(`${system}_latency`)
+  const peer = await PEERS[system](url)
+  const running = startPeerWorkers(peer, url, LATENCY_WORKERS, { [REPORT_STARTS_ENV]: '1' })
+  try {
+    const measure = await measurePickup(ctx, running.children, async (n) => {
+      await peer.addOne(n)
+      return n
+    })
+    // The last completions may still be on their way to the table when the last handler has started;
+    // a timeout here shows up as a problem from checkTable.
+    await waitUntil(`${system} to record every completion`, async () => (await peer.remaining()) === 0, { timeoutMs: 5000 }).catch(() => {})
+    const problems = [...measure.problems, ...(await peer.checkTable(ctx.sizes.latencyOrders))]
+    return {
+      system,
+      label: `${peer.system === 'pg-boss' ? 'send()' : 'addJob()'} one at a time to ${LATENCY_WORKERS} idle worker processes`,
+      workers: LATENCY_WORKERS,
+      submitted: ctx.sizes.latencyOrders,
+      latencyMs: measure.latencyMs,
+      exactlyOnce: { ok: problems.length === 0, how: "one handler start per job, and the peer's table checked", problems },
+    }
+  } finally {
+    await stopAll(running.children)
+    await peer.close()
+    await ctx.server.dropDatabase(url)
+  }
+}
+

@@ -1,0 +1,260 @@
+import type { CpuUse } from './cpu.js'
+import type { BenchResults, CeilingResult, EnqueueResult, ExactlyOnce, LatencyResult, ProcessingResult, System } from './results.js'
+import { BUSY_MACHINE_CORES, DEFAULT_BATCH_SIZE, ENQUEUE, GRAPHILE_SETTINGS, PG_BOSS_SETTINGS, WORKER_MODES } from './settings.js'
+import { round } from './stats.js'
+
+/** The markdown report: the summary table in the shape of issue 4's, then every measure in detail. */
+export function renderMarkdown(r: BenchResults): string {
+  const v = r.machine.peers
+  const lines = [
+    `# postgres-queue benchmark${r.quick ? ' (QUICK smoke run: sizes reduced, numbers not comparable)' : ''}`,
+    '',
+    `${r.startedAt}, ${Math.round(r.durationSeconds)} s. ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, ` +
+      `${r.machine.os}, Node ${r.machine.node}. ${r.machine.postgres}, on the same machine.`,
+    '',
+    ...noiseWarning(r),
+    ...summaryTable(r, v),
+    '',
+    'Ratios are ours divided by the other figure. Ceiling: plain SQL from postgres.js on our schema (see below).',
+    ...detailSections(r),
+    ...settingsSection(r),
+  ]
+  return `${lines.join('\n')}\n`
+}
+
+/** Says up front when other processes took CPU during the run, from the `other` column of every measure. */
+function noiseWarning(r: BenchResults): string[] {
+  const others = [...r.ceiling, ...r.processing, ...r.scale, ...r.enqueue]
+    .map((m) => m.cpu?.other)
+    .filter((o): o is number => o !== undefined)
+    .sort((a, b) => a - b)
+  const median = others[Math.floor(others.length / 2)] ?? 0
+  const start = r.machine.otherCoresAtStart ?? 0
+  if (Math.max(median, start) <= BUSY_MACHINE_CORES) return []
+  return [
+    `**Noisy run:** other processes on this machine used ${start} cores before the first measure and a median of ` +
+      `${median} (up to ${others.at(-1)}) of its ${r.machine.cpus} cores during the measures (the *other* CPU column). ` +
+      'Every figure below is depressed by that, unevenly; compare systems only within this run, and rerun on a quiet machine for absolute numbers.',
+    '',
+  ]
+}
+
+function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
+  const rows: string[][] = []
+  const ceiling = (pattern: string) => r.ceiling.find((c) => c.pattern === pattern)
+  const processing = (system: System, workers: number, mode?: string) =>
+    r.processing.find((p) => p.system === system && p.workers === workers && (system !== 'ours' || (p.mode === mode && p.batchSize === DEFAULT_BATCH_SIZE)))
+
+  for (const mode of WORKER_MODES) {
+    const limit = mode === 'transaction' ? ceiling('claim-complete-1tx') : ceiling('lease-2tx')
+    for (const workers of [...new Set(r.processing.map((p) => p.workers))].sort((a, b) => a - b)) {
+      const ours = processing('ours', workers, mode)
+      if (!ours) continue
+      const gw = processing('graphile-worker', workers)
+      rows.push([
+        `process ${ours.jobs.toLocaleString('en')} preloaded, ${workers} process${workers > 1 ? 'es' : ''}, ${mode} mode (batch ${DEFAULT_BATCH_SIZE})`,
+        rate(ours.rate, '/s') + flag(ours.exactlyOnce),
+        rate(processing('pg-boss', workers)?.rate, '/s'),
+        rate(gw?.rate, '/s'),
+        limit ? `${limit.label}: ${rate(limit.rate, ' rows/s')}` : '',
+        ratio(ours.rate, gw?.rate),
+        ratio(ours.rate, limit?.rate),
+        processingTarget(mode, workers, ours.rate, gw?.rate, limit?.rate),
+      ])
+    }
+  }
+
+  const enqueue = (system: System, kind: 'single' | 'bulk') =>
+    r.enqueue.find((e) => e.system === system && e.kind === kind && (system !== 'ours' || e.label.startsWith('POST')))
+  const single = { ours: enqueue('ours', 'single'), gw: enqueue('graphile-worker', 'single'), pb: enqueue('pg-boss', 'single') }
+  const insert = ceiling('insert')
+  if (single.ours) {
+    const o = single.ours
+    rows.push([
+      `enqueue one job per call (ours: POST /orders, ${ENQUEUE.httpConnections} connections; peers: ${ENQUEUE.singleInFlight} in flight)`,
+      `${rate(o.rate, '/s')}, p50 ${o.latencyMs?.p50} / p99 ${o.latencyMs?.p99} ms, ${o.errors + o.non2xx} errors${flag(o.exactlyOnce)}`,
+      rate(single.pb?.rate, '/s'),
+      rate(single.gw?.rate, '/s'),
+      insert ? `${insert.label}: ${rate(insert.rate, ' rows/s')}` : '',
+      ratio(o.rate, single.gw?.rate),
+      ratio(o.rate, insert?.rate),
+      target(
+        `>= 5x graphile-worker, p99 < 25 ms, 0 errors`,
+        single.gw !== undefined && o.rate >= 5 * single.gw.rate && (o.latencyMs?.p99 ?? Infinity) < 25 && o.errors + o.non2xx === 0,
+        single.gw ? `${ratio(o.rate, single.gw.rate)}, p99 ${o.latencyMs?.p99} ms, ${o.errors + o.non2xx} errors` : '',
+      ),
+    ])
+  }
+  const bulk = { ours: enqueue('ours', 'bulk'), gw: enqueue('graphile-worker', 'bulk'), pb: enqueue('pg-boss', 'bulk') }
+  if (bulk.ours) {
+    rows.push([
+      `bulk enqueue, ${ENQUEUE.bulkSize.toLocaleString('en')} per call, ${ENQUEUE.bulkInFlight} in flight (ours: POST /orders/batch)`,
+      rate(bulk.ours.rate, '/s') + flag(bulk.ours.exactlyOnce),
+      rate(bulk.pb?.rate, '/s'),
+      rate(bulk.gw?.rate, '/s'),
+      '',
+      ratio(bulk.ours.rate, bulk.gw?.rate),
+      '',
+      target('>= 1.3x graphile-worker', bulk.gw !== undefined && bulk.ours.rate >= 1.3 * bulk.gw.rate, ratio(bulk.ours.rate, bulk.gw?.rate)),
+    ])
+  }
+  const latency = (system: System) => r.latency.filter((l) => l.system === system)
+  for (const ours of latency('ours')) {
+    const p = (l: LatencyResult | undefined) => (l ? `${l.latencyMs.p50} / ${l.latencyMs.p99} ms` : '')
+    rows.push([
+      `pickup latency p50 / p99, ${ours.workers} idle workers, ${ours.submitted} jobs ${r.settings.latencyGapMs} ms apart (${ours.label.split(',')[0]})`,
+      p(ours) + flag(ours.exactlyOnce),
+      p(latency('pg-boss')[0]),
+      p(latency('graphile-worker')[0]),
+      '',
+      '',
+      '',
+      target('p50 <= 3 ms, p99 <= 10 ms', ours.latencyMs.p50 <= 3 && ours.latencyMs.p99 <= 10, `p50 ${ours.latencyMs.p50}, p99 ${ours.latencyMs.p99} ms`),
+    ])
+  }
+  const history = r.scale.find((s) => s.historyRows > 0)
+  const empty = history && r.scale.find((s) => s.historyRows === 0 && s.workers === history.workers)
+  if (history && empty) {
+    const change = (history.rate / empty.rate - 1) * 100
+    rows.push([
+      `process with ${history.historyRows.toLocaleString('en')} completed orders present, ${history.workers} processes`,
+      `${rate(history.rate, '/s')} (empty table: ${rate(empty.rate, '/s')}, ${change >= 0 ? '+' : ''}${round(change, 1)}%)${flag(history.exactlyOnce)}`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      target('within 10% of the empty table', change >= -10, `${round(change, 1)}%`),
+    ])
+  }
+  return table(
+    ['measure', 'this project', `pg-boss ${v['pg-boss']}`, `graphile-worker ${v['graphile-worker']}`, 'PostgreSQL ceiling', 'ours / graphile-worker', 'ours / ceiling', 'target (issue 4)'],
+    rows,
+    ['l', 'r', 'r', 'r', 'l', 'r', 'r', 'l'],
+  )
+}
+
+function processingTarget(mode: string, workers: number, ours: number, gw: number | undefined, limit: number | undefined): string {
+  if (workers !== 3 || gw === undefined) return ''
+  if (mode === 'transaction') return target('>= 1.5x graphile-worker', ours >= 1.5 * gw, ratio(ours, gw))
+  if (mode === 'lease' && limit !== undefined) {
+    return target('>= 1.0x graphile-worker and >= 70% of the 2-tx ceiling', ours >= gw && ours >= 0.7 * limit, `${ratio(ours, gw)}, ${Math.round((100 * ours) / limit)}% of ceiling`)
+  }
+  return ''
+}
+
+function detailSections(r: BenchResults): string[] {
+  const out: string[] = []
+  out.push('', '## Processing, every run', '')
+  out.push(...table(
+    ['system', 'setting', 'procs', 'jobs', 'first to last', 'rate', 'spawn to drained', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'exactly once'],
+    r.processing.map(processingRow),
+  ))
+  out.push('', 'First to last: ours from `min(completed_at)` to `max(completed_at)` read back with every order; the peers from the first to the last',
+    "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.")
+  out.push('', '## Scale (ours, default mode and batch)', '')
+  const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0)
+  out.push(...table(
+    ['procs', 'completed rows present', 'rate', 'vs 1 process', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'exactly once'],
+    r.scale.map((s) => [String(s.workers), s.historyRows.toLocaleString('en'), rate(s.rate, '/s'), ratio(s.rate, one?.rate), rate(s.wallRate, '/s'), perWorker(s.perWorker), cpu(s.cpu), once(s.exactlyOnce)]),
+  ))
+  out.push('', '## Enqueue', '')
+  out.push(...table(
+    ['system', 'call', 'jobs', 'seconds', 'rate', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'CPU cores: postgres / services / bench / other', 'stored = acknowledged'],
+    r.enqueue.map(enqueueRow),
+  ))
+  out.push('', 'Latency per call (for bulk: per 1,000 jobs). Ours under autocannon from this process; the peers\' calls from this process\'s client.')
+  out.push('', '## Pickup latency', '')
+  out.push(...table(
+    ['system', 'setup', 'jobs', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'exactly once'],
+    r.latency.map((l) => [l.system, l.label, String(l.submitted), String(l.latencyMs.p50), String(l.latencyMs.p95), String(l.latencyMs.p99), String(l.latencyMs.max), once(l.exactlyOnce)]),
+  ))
+  out.push('', 'From just before the submitting call to the handler\'s (processor\'s) first line, clocks of two processes on one machine.')
+  out.push('', '## PostgreSQL ceiling (plain SQL, postgres.js, our schema)', '')
+  out.push(...table(
+    ['pattern', 'clients', 'rows', 'seconds', 'rows/s', 'CPU cores: postgres / bench / other', 'check'],
+    r.ceiling.map((c: CeilingResult) => [c.label, String(c.clients), c.rows.toLocaleString('en'), String(round(c.ms / 1000, 2)), rate(c.rate, ''), c.cpu ? `${c.cpu.postgres} / ${c.cpu.bench} / ${c.cpu.other}` : '', once(c.exactlyOnce)]),
+  ))
+  return out
+}
+
+function settingsSection(r: BenchResults): string[] {
+  const m = r.machine
+  return [
+    '',
+    '## Machine, server and settings',
+    '',
+    `- Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}.`,
+    `- Server: ${m.postgres}; ${Object.entries(m.postgresSettings).map(([k, val]) => `${k}=${val}`).join(', ')}. Embedded (devkit's startCluster), fresh database per measure, CHECKPOINT after each preload.`,
+    `- This project: real entry points (services/worker/dist/main.js, services/api/dist/main.js), LOG_LEVEL=warn, WORKER_CRON='* * * * * *', WORKER_BATCH_SIZE ${DEFAULT_BATCH_SIZE} (the default) unless labelled, modes measured: ${WORKER_MODES.join(', ')}.`,
+    `- graphile-worker ${m.peers['graphile-worker']}, per process: ${JSON.stringify(GRAPHILE_SETTINGS)}, logger silent; jobs added with WorkerUtils addJob/addJobs.`,
+    `- pg-boss ${m.peers['pg-boss']}, per process: constructor ${JSON.stringify(PG_BOSS_SETTINGS.constructor)}, queue ${JSON.stringify(PG_BOSS_SETTINGS.queue)}, work() ${JSON.stringify(PG_BOSS_SETTINGS.work)}; jobs added with send/insert from an instance with supervise and schedule off.`,
+    `- autocannon ${m.peers.autocannon}. Sizes: ${JSON.stringify(r.settings)}.`,
+  ]
+}
+
+function processingRow(p: ProcessingResult): string[] {
+  return [
+    p.system,
+    p.system === 'ours' ? p.label : 'documented high-throughput',
+    String(p.workers),
+    p.jobs.toLocaleString('en'),
+    `${round(p.firstToLastMs / 1000, 2)} s`,
+    rate(p.rate, '/s'),
+    `${round(p.wallMs / 1000, 2)} s`,
+    rate(p.wallRate, '/s'),
+    perWorker(p.perWorker),
+    cpu(p.cpu),
+    once(p.exactlyOnce),
+  ]
+}
+
+function enqueueRow(e: EnqueueResult): string[] {
+  return [
+    e.system,
+    e.label,
+    e.jobs.toLocaleString('en'),
+    String(round(e.ms / 1000, 2)),
+    rate(e.rate, '/s'),
+    String(e.latencyMs?.p50 ?? ''),
+    String(e.latencyMs?.p99 ?? ''),
+    String(e.latencyMs?.max ?? ''),
+    String(e.errors),
+    String(e.non2xx),
+    cpu(e.cpu),
+    once(e.exactlyOnce),
+  ]
+}
+
+function table(header: string[], rows: string[][], align?: ('l' | 'r')[]): string[] {
+  const rule = header.map((_, i) => (align?.[i] === 'r' ? '---:' : '---'))
+  return [header, rule, ...rows].map((cells) => `| ${cells.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`)
+}
+
+function rate(value: number | undefined, unit: string): string {
+  return value === undefined || Number.isNaN(value) ? '' : `${value.toLocaleString('en')}${unit}`
+}
+
+function ratio(ours: number | undefined, other: number | undefined): string {
+  return ours === undefined || !other ? '' : `${round(ours / other, 2)}x`
+}
+
+function target(goal: string, met: boolean, measured: string): string {
+  return `${goal}: ${met ? 'met' : `NOT met (${measured})`}`
+}
+
+function flag(check: ExactlyOnce): string {
+  return check.ok ? '' : ' (EXACTLY-ONCE FAILED)'
+}
+
+function once(check: ExactlyOnce): string {
+  return check.ok ? 'yes' : `NO: ${check.problems.join('; ')}`
+}
+
+function cpu(use: CpuUse | undefined): string {
+  return use ? `${use.postgres} / ${use.services} / ${use.bench} / ${use.other}` : ''
+}
+
+function perWorker(counts: Record<string, number>): string {
+  return Object.values(counts).map((n) => n.toLocaleString('en')).join(' / ')
+}

@@ -1,0 +1,110 @@
+/**
+ * Every knob of a run in one place: the sizes (full or quick), the worker modes measured, and each
+ * peer's settings, which the report prints verbatim.
+ */
+
+/**
+ * The worker's processing modes, as `WORKER_MODE` names them in services/worker/src/config.ts:
+ * every processing and latency measure runs once per mode. Lease mode runs with the worker's
+ * defaults for its own knobs (WORKER_CONCURRENCY, WORKER_LEASE_MS).
+ */
+export const WORKER_MODES = ['transaction', 'lease'] as const
+export type WorkerMode = (typeof WORKER_MODES)[number]
+
+/** The worker's own default (WORKER_BATCH_SIZE), measured in every run. */
+export const DEFAULT_BATCH_SIZE = 50
+
+export interface Sizes {
+  /** Orders (jobs) preloaded for each processing run. */
+  processingOrders: number
+  /** Worker processes in the processing comparison with the peers. */
+  processingWorkers: number[]
+  /**
+   * Extra batch sizes for our worker, measured with 3 processes besides the default: a labelled row
+   * in the details, to show what the knob is worth.
+   */
+  extraBatchSizes: number[]
+  /** Our worker processes in the scaling curve. */
+  scaleWorkers: number[]
+  /** Completed orders already in the table for the history run. */
+  historyRows: number
+  /** Workers in the history run (and the empty-table run it is compared with). */
+  historyWorkers: number
+  /** Length of each enqueue measure. */
+  enqueueSeconds: number
+  /** Orders submitted one at a time in the pickup latency measure, and the gap between them. */
+  latencyOrders: number
+  latencyGapMs: number
+  /** Length of the insert ceiling loops (the claim loops run until the preload is drained). */
+  ceilingInsertSeconds: number
+}
+
+export const FULL: Sizes = {
+  processingOrders: 100_000,
+  processingWorkers: [1, 3],
+  extraBatchSizes: [200],
+  scaleWorkers: [1, 2, 3, 6],
+  historyRows: 1_000_000,
+  historyWorkers: 3,
+  enqueueSeconds: 10,
+  latencyOrders: 500,
+  latencyGapMs: 20,
+  ceilingInsertSeconds: 8,
+}
+
+/** A smoke run (`BENCH_QUICK=1` or `--quick`): every code path in about two minutes, numbers meaningless. */
+export const QUICK: Sizes = {
+  processingOrders: 5_000,
+  processingWorkers: [1, 3],
+  extraBatchSizes: [200],
+  scaleWorkers: [1, 2],
+  historyRows: 50_000,
+  historyWorkers: 2,
+  enqueueSeconds: 2,
+  latencyOrders: 40,
+  latencyGapMs: 20,
+  ceilingInsertSeconds: 2,
+}
+
+/** The concurrency of each enqueue measure, as issue 4 sets them. */
+export const ENQUEUE = {
+  /** autocannon connections on POST /orders. */
+  httpConnections: 64,
+  /** Calls in flight for the peers' one-call-per-job enqueue. */
+  singleInFlight: 8,
+  /** Orders (jobs) per bulk call, and bulk calls in flight. */
+  bulkSize: 1000,
+  bulkInFlight: 4,
+} as const
+
+/** graphile-worker's published high-throughput settings (worker.graphile.org/docs/performance), per process. */
+export const GRAPHILE_SETTINGS = {
+  concurrentJobs: 24,
+  maxPoolSize: 25,
+  localQueue: { size: 500 },
+  completeJobBatchDelay: 0,
+  failJobBatchDelay: 0,
+} as const
+
+/** pg-boss's settings behind issue 4's numbers (picked by a sweep there), per process. */
+export const PG_BOSS_SETTINGS = {
+  constructor: { useListenNotify: true },
+  queue: { notify: true },
+  work: { batchSize: 200, localConcurrency: 4, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5 },
+} as const
+
+/** One queue (pg-boss) and one task (graphile-worker) carry every job of the benchmark. */
+export const PEER_QUEUE = 'bench'
+
+/** Server settings for the benchmark's cluster: durable commits, as production runs. */
+export const SERVER_SETTINGS = {
+  shared_buffers: '1GB',
+  fsync: 'on',
+  synchronous_commit: 'on',
+  // 3 graphile-worker processes hold up to 25 connections each, 6 of our workers 2 each, plus the
+  // api's pool, the ceiling's clients and the bench's own.
+  max_connections: 200,
+} as const
+
+/** Other processes' CPU (cores) above which the report warns that its figures were taken on a busy machine. */
+export const BUSY_MACHINE_CORES = 0.2

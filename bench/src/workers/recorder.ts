@@ -1,0 +1,51 @@
+import { nowMs } from '../clock.js'
+import type { ChildMessage, ParentMessage } from './protocol.js'
+import { REPORT_STARTS_ENV } from './protocol.js'
+
+/** How often a worker script tells the bench its count: often enough to notice the end within a tick. */
+const PROGRESS_INTERVAL_MS = 100
+
+export interface Recorder {
+  /** The handler started on `key` (sends the start time when the bench asked for starts). */
+  started(key: number): void
+  /** The handler is about to return for `key`. */
+  done(key: number): void
+  ready(): void
+}
+
+/**
+ * The worker-script side of the protocol: counts what the handler saw, so the bench can check every
+ * job ran exactly once without trusting the queue's own bookkeeping, and answers `report`.
+ */
+export function createRecorder(env: NodeJS.ProcessEnv): Recorder {
+  const reportStarts = env[REPORT_STARTS_ENV] === '1'
+  const keys: number[] = []
+  let firstDoneAt: number | null = null
+  let lastDoneAt: number | null = null
+  let reported = 0
+
+  const send = (message: ChildMessage) => {
+    if (process.connected) process.send!(message)
+  }
+  setInterval(() => {
+    if (keys.length === reported) return
+    reported = keys.length
+    send({ type: 'progress', handled: reported })
+  }, PROGRESS_INTERVAL_MS).unref()
+  process.on('message', (message: ParentMessage) => {
+    if (message.type === 'report') send({ type: 'report', keys, firstDoneAt, lastDoneAt })
+  })
+
+  return {
+    started(key) {
+      if (reportStarts) send({ type: 'started', key, at: nowMs() })
+    },
+    done(key) {
+      const at = nowMs()
+      firstDoneAt ??= at
+      lastDoneAt = at
+      keys.push(key)
+    },
+    ready: () => send({ type: 'ready' }),
+  }
+}
