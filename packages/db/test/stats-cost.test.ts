@@ -30,7 +30,8 @@ await db.execute(
 )
 await db.execute(
   sql.raw(`insert into orders (customer_id, currency, items, total_cents, run_at)
-  select 'c-' || i, 'EUR', ${ITEMS}, 2500, now() - (i % 60) * interval '1 second' from generate_series(1, ${PENDING_ROWS}) i`),
+  select 'c-' || i, 'EUR', ${ITEMS}, 2500, now() - (i % 60) * interval '1 second'
+  from generate_series(1, ${PENDING_ROWS}) i`),
 )
 await db.execute(
   sql.raw(`insert into orders (customer_id, currency, items, total_cents, status, attempts, max_attempts, last_error)

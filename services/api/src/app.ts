@@ -1,14 +1,20 @@
+import swagger from '@fastify/swagger'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Db } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import Fastify from 'fastify'
 import { requireBearerToken } from './auth.js'
 import type { ApiConfig } from './config.js'
+import { dashboardRoutes } from './dashboard.js'
+import { apiDocsUi, documentErrors, openApiOptions, sharedErrorResponse } from './docs.js'
 import { handleError, handleNotFound } from './errors.js'
+import { createApiMetrics } from './metrics.js'
 import { createOrderIntake } from './order-intake.js'
 import { healthRoutes } from './routes/health.js'
+import { metricsRoutes } from './routes/metrics.js'
 import { orderActionRoutes } from './routes/order-actions.js'
 import { orderRoutes } from './routes/orders.js'
+import { queueRoutes } from './routes/queue.js'
 import { validatorCompiler } from './validation.js'
 
 // Group commit: up to 100 single submissions per insert, at most 4 inserts in flight, so inserts
@@ -53,13 +59,25 @@ export function buildApp({ db, config, logger }: AppDeps) {
 
   if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
 
+  const metrics = createApiMetrics({ db, log: app.log })
+  app.addHook('onResponse', metrics.timeRequest)
+
   const intake = createOrderIntake(db, { ...INTAKE, log: app.log })
   // Submissions still queued when the server stops accepting are inserted before the pool closes.
   app.addHook('onClose', () => intake.flush())
 
+  // Before every route, so the document sees them all: both work through onRoute hooks.
+  app.addSchema(sharedErrorResponse)
+  app.addHook('onRoute', documentErrors)
+  app.register(swagger, openApiOptions({ secured: config.apiToken !== undefined }))
+  app.register(apiDocsUi)
+
   app.register(healthRoutes, { db })
-  app.register(orderRoutes, { db, intake })
+  app.register(orderRoutes, { db, intake, metrics })
   app.register(orderActionRoutes, { db, intake })
+  app.register(queueRoutes, { db })
+  app.register(metricsRoutes, { metrics })
+  app.register(dashboardRoutes)
   return app
 }
 

@@ -2,13 +2,21 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from './errors.js'
 
-/** Probes carry no credentials: an orchestrator must reach these whatever the token. */
-const OPEN_ROUTES = new Set(['/health', '/ready'])
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Served without the token. Probes carry no credentials: an orchestrator must reach them whatever
+     * the token. The dashboard's files and the API docs hold no data, and a browser cannot attach a
+     * bearer header to a navigation: the page asks for the token for its data calls instead.
+     */
+    public?: boolean
+  }
+}
 
 const BEARER = /^Bearer +(\S+) *$/i
 
 /**
- * An onRequest hook requiring `Authorization: Bearer <token>` on every route but the probes, unknown
+ * An onRequest hook requiring `Authorization: Bearer <token>` on every route not marked public, unknown
  * routes included, so a client without the token cannot map the api by its 404s. It runs before the
  * body is read: an unauthenticated client cannot make the api parse megabytes.
  */
@@ -17,8 +25,7 @@ export function requireBearerToken(token: string): (request: FastifyRequest, rep
   // time, and neither a mismatch nor a length difference is faster to detect.
   const expected = digest(token)
   return async (request, reply) => {
-    const route = request.routeOptions.url
-    if (route !== undefined && OPEN_ROUTES.has(route)) return
+    if (request.routeOptions.config.public === true) return
     const presented = BEARER.exec(request.headers.authorization ?? '')?.[1]
     if (presented === undefined) {
       reply.header('www-authenticate', 'Bearer')

@@ -1,8 +1,11 @@
 import { ConfigError, commonEnv, type logFormats, type logLevels, parseEnv } from '@postgres-queue/runtime'
 import Type, { type Static } from 'typebox'
 
-/** The environment the api reads; `pnpm start` and the Dockerfile set these. */
-const ApiEnv = Type.Object({
+/**
+ * The environment the api reads; `pnpm start` and the Dockerfile set these. API_TOKEN is read apart
+ * (see below). Exported for the test that holds the README's configuration table to it.
+ */
+export const ApiEnv = Type.Object({
   PORT: Type.Integer({
     minimum: 0,
     maximum: 65535,

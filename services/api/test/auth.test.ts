@@ -23,6 +23,9 @@ const closed: InjectOptions[] = [
   { method: 'GET', url: '/orders?status=pending' },
   { method: 'POST', url: `/orders/${order!.id}/cancel` },
   { method: 'POST', url: '/orders/retry', payload: {} },
+  { method: 'GET', url: '/queue/stats' },
+  { method: 'GET', url: '/queue/throughput' },
+  { method: 'GET', url: '/metrics' },
   { method: 'GET', url: '/no-such-route' },
 ]
 
@@ -54,7 +57,7 @@ for (const [name, authorization, challenge] of refusals) {
 }
 
 t.test('serves every route to the right token', async (t) => {
-  const expected = [201, 201, 200, 200, 200, 200, 404]
+  const expected = [201, 201, 200, 200, 200, 200, 200, 200, 200, 404]
   for (const [i, request] of closed.entries()) {
     const response = await app.inject(withAuth(`Bearer ${TOKEN}`, request))
     t.equal(response.statusCode, expected[i], `${request.method} ${request.url}`)
@@ -84,6 +87,12 @@ t.test('leaves /health and /ready open, whatever the Authorization header', asyn
     }
   }
   t.equal((await app.inject({ method: 'HEAD', url: '/health' })).statusCode, 200, 'HEAD /health')
+})
+
+t.test('leaves the dashboard and the API docs open: no data in them, and browsers cannot send tokens', async (t) => {
+  for (const url of ['/', '/dashboard/dashboard.js', '/docs', '/docs/json']) {
+    t.equal((await app.inject({ method: 'GET', url })).statusCode, 200, url)
+  }
 })
 
 t.test('without API_TOKEN, no route asks for one', async (t) => {

@@ -114,7 +114,22 @@ t.test('sets nextCursor to the last id of a full page, null on a short one', asy
   t.same(await listIds(`?limit=3&after=${allIds[5]}`), { ids: allIds.slice(6), nextCursor: null })
 })
 
+t.test('lists newest first with order=desc, each page below the last cursor', async (t) => {
+  const ids: number[] = []
+  let page = await listIds('?order=desc&limit=3')
+  ids.push(...page.ids)
+  while (page.nextCursor !== null) {
+    page = await listIds(`?order=desc&limit=3&after=${page.nextCursor}`)
+    ids.push(...page.ids)
+  }
+  t.same(ids, [...allIds].reverse(), 'every order once, newest first')
+  t.same((await listIds('?order=desc&status=completed')).ids, [...completedIds].reverse(), 'of one status')
+  t.same((await listIds('?order=asc&limit=2')).ids, allIds.slice(0, 2), 'asc is the default order')
+})
+
 for (const query of [
+  'order=DESC',
+  'order=newest',
   'status=done',
   'status=PENDING',
   'limit=0',

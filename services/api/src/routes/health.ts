@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { type Db, pingDatabase } from '@postgres-queue/db'
 import { Health, Readiness } from '../schemas/health.js'
+import { withTimeout } from '../timeout.js'
 
 /**
  * Under a typical probe timeout, so a database that does not answer makes the api unready instead of
@@ -9,11 +10,21 @@ import { Health, Readiness } from '../schemas/health.js'
  */
 const PING_TIMEOUT_MS = 2000
 
+/** Probes are open whatever API_TOKEN says (auth.ts), and their documented operations say so. */
+const probe = (summary: string) => ({ config: { public: true }, schema: { tags: ['health'], summary, security: [] } })
+
 export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
-  app.get('/health', { schema: { response: { 200: Health } } }, async () => ({ status: 'ok' as const }))
+  const liveness = probe('Liveness: the process answers')
+  app.get(
+    '/health',
+    { ...liveness, schema: { ...liveness.schema, response: { 200: Health } } },
+    async () => ({ status: 'ok' as const }),
+  )
 
-  app.get('/ready', { schema: { response: { 200: Readiness, 503: Readiness } } }, async (request, reply) => {
+  const readiness = probe('Readiness: the database answers within 2 s')
+  const readinessSchema = { ...readiness.schema, response: { 200: Readiness, 503: Readiness } }
+  app.get('/ready', { ...readiness, schema: readinessSchema }, async (request, reply) => {
     try {
       await withTimeout(pingDatabase(db), PING_TIMEOUT_MS)
       return { status: 'ok' as const }
@@ -22,17 +33,4 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, {
       return reply.code(503).send({ status: 'unavailable' })
     }
   })
-}
-
-/** Rejects after `ms`; `promise` keeps running, its outcome ignored (race has subscribed to it). */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
 }

@@ -14,7 +14,12 @@ type Deps = { db: Db; intake: OrderIntake }
 
 export const orderActionRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
   // A body is required here: redriving every failed order takes an explicit `{}`, not a bare POST.
-  const schema = { body: RetryOrdersBody, response: { 200: RetriedOrders } }
+  const schema = {
+    tags: ['orders'],
+    summary: 'Redrive failed orders: these ids, or every failed order up to limit, oldest first',
+    body: RetryOrdersBody,
+    response: { 200: RetriedOrders },
+  }
   app.post('/orders/retry', { schema }, async (request) => {
     const ids = await retryOrders(db, request.body)
     request.log.info({ retried: ids.length, limit: request.body.limit }, 'failed orders retried')
@@ -28,9 +33,16 @@ export const orderActionRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { 
 /** Actions on one order: they take no body. */
 const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
   acceptEmptyJsonBodies(app)
-  const schema = { params: OrderParams, body: NoBody, response: { 200: Order } }
+  const schema = (summary: string) => ({
+    tags: ['orders'],
+    summary,
+    params: OrderParams,
+    body: NoBody,
+    response: { 200: Order },
+  })
 
-  app.post('/orders/:id/retry', { schema }, async (request) => {
+  const redrive = schema('Redrive one failed order: back to pending, due now')
+  app.post('/orders/:id/retry', { schema: redrive }, async (request) => {
     const { id } = request.params
     const [retried] = await retryOrders(db, { ids: [id], limit: 1 })
     const order = await getOrder(db, id)
@@ -45,7 +57,8 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     return toOrderJson(order)
   })
 
-  app.post('/orders/:id/cancel', { schema }, async (request) => {
+  const cancel = schema('Cancel a pending order')
+  app.post('/orders/:id/cancel', { schema: cancel }, async (request) => {
     const { id } = request.params
     const result = await cancelOrder(db, id)
     if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)

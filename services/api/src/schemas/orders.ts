@@ -126,7 +126,19 @@ export const ListOrdersQuery = Type.Object(
     status: Type.Optional(OrderStatus),
     // Required in the type because the validator fills the default before checking.
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-    after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a nextCursor' })),
+    after: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: 'a nextCursor: the page after it, ids above it (asc) or below it (desc)',
+      }),
+    ),
+    order: Type.Optional(
+      Type.Union([Type.Literal('asc'), Type.Literal('desc')], {
+        default: 'asc',
+        description: 'by id: asc, oldest first; desc, newest first',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

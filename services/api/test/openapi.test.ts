@@ -1,0 +1,106 @@
+import { Validator } from '@seriousme/openapi-schema-validator'
+import type { RouteOptions } from 'fastify'
+import t, { type Test } from 'tap'
+import { startApi } from './helpers.js'
+
+interface Operation {
+  tags?: string[]
+  summary?: string
+  security?: Record<string, string[]>[]
+  parameters?: { in: string; name: string }[]
+  requestBody?: unknown
+  responses: Record<string, unknown>
+}
+interface OpenApiDocument {
+  openapi: string
+  info: { title: string; version: string }
+  paths: Record<string, Record<string, Operation>>
+  components: { schemas?: Record<string, unknown>; securitySchemes?: Record<string, unknown> }
+  security?: Record<string, string[]>[]
+}
+
+/** The app's routes as Fastify registers them, collected before the app loads its plugins. */
+async function appWithRoutes(t: Test, env?: Record<string, string>) {
+  const { app } = await startApi(t, { env })
+  const routes: RouteOptions[] = []
+  app.addHook('onRoute', (route) => void routes.push(route))
+  await app.ready()
+  const response = await app.inject({ method: 'GET', url: '/docs/json' })
+  t.equal(response.statusCode, 200, 'GET /docs/json')
+  return { app, routes, document: response.json() as OpenApiDocument }
+}
+
+/** /orders/:id -> /orders/{id} */
+const openApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}')
+
+/** Routes left out of the document on purpose: the dashboard's files and the docs' own pages. */
+const undocumented = (url: string) => url === '/' || url.startsWith('/dashboard/') || url.startsWith('/docs')
+
+t.test('every route is in the OpenAPI document, with its tags, summary and schemas', async (t) => {
+  const { routes, document } = await appWithRoutes(t)
+  const methods = routes.flatMap((route) =>
+    [route.method].flat().filter((method) => method !== 'HEAD').map((method) => ({ route, method })),
+  )
+  t.ok(methods.length >= 12, `${methods.length} routes registered`)
+  for (const { route, method } of methods) {
+    const label = `${method} ${route.url}`
+    if (route.schema?.hide === true) {
+      t.ok(undocumented(route.url), `${label} is hidden, and only dashboard and docs routes are`)
+      continue
+    }
+    const operation = document.paths[openApiPath(route.url)]?.[method.toLowerCase()]
+    if (!operation) {
+      t.fail(`${label} is missing from the document`)
+      continue
+    }
+    t.ok(operation.tags?.length, `${label} has a tag`)
+    t.ok(operation.summary, `${label} has a summary`)
+    t.ok(operation.responses['200'] ?? operation.responses['201'], `${label} documents its success`)
+    t.ok(operation.responses['4XX'] && operation.responses['5XX'], `${label} documents its errors`)
+    const schema = route.schema ?? {}
+    if (schema.body) t.ok(operation.requestBody, `${label} documents its body`)
+    for (const [part, where] of [['params', 'path'], ['querystring', 'query']] as const) {
+      const declared = Object.keys((schema[part] as { properties?: object } | undefined)?.properties ?? {})
+      const documented = operation.parameters?.filter((p) => p.in === where).map((p) => p.name) ?? []
+      t.same(documented.sort(), declared.sort(), `${label} documents its ${where} parameters`)
+    }
+  }
+})
+
+t.test('the document is valid OpenAPI 3.1', async (t) => {
+  const { document } = await appWithRoutes(t)
+  t.match(document.openapi, /^3\.1\.\d+$/)
+  t.match(document.info, { title: 'postgres-queue', version: String })
+  t.ok(Object.keys(document.paths).length > 0, 'paths')
+  t.ok(document.components.schemas?.ErrorResponse, 'the shared ErrorResponse is a component')
+  const result = await new Validator().validate({ ...document })
+  t.same(result.errors ?? [], [], 'valid against the OpenAPI 3.1 JSON schema')
+  t.ok(result.valid)
+})
+
+t.test('with API_TOKEN, every operation needs the bearer token but the probes', async (t) => {
+  const { document } = await appWithRoutes(t, { API_TOKEN: 'docs-test-token-0123456789' })
+  t.same(document.components.securitySchemes?.bearerAuth, {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The API_TOKEN the server was started with',
+  })
+  t.same(document.security, [{ bearerAuth: [] }], 'required by default')
+  t.same(document.paths['/health']?.get?.security, [], '/health is open')
+  t.same(document.paths['/ready']?.get?.security, [], '/ready is open')
+  t.equal(document.paths['/orders']?.post?.security, undefined, 'POST /orders takes the default')
+})
+
+t.test('without API_TOKEN, the document requires nothing', async (t) => {
+  const { document } = await appWithRoutes(t)
+  t.equal(document.security, undefined)
+})
+
+t.test('Swagger UI is served at /docs, without the token', async (t) => {
+  const { app } = await startApi(t, { env: { API_TOKEN: 'docs-test-token-0123456789' } })
+  const page = await app.inject({ method: 'GET', url: '/docs' })
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-type'], /text\/html/)
+  t.match(page.body, /swagger-ui/i)
+  t.equal((await app.inject({ method: 'GET', url: '/docs/json' })).statusCode, 200, 'and its document')
+})
