@@ -1,0 +1,46 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createTestDatabase } from '@postgres-queue/devkit'
+import t from 'tap'
+import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
+
+// Two postgres.js 3.4.9 defects, patched in patches/postgres@3.4.9.patch: both are how a lost
+// connection (an outage, or the server ending an idle transaction) could crash a worker or, worse,
+// complete orders outside the transaction that held their locks and their processors' writes.
+
+t.test('a transaction whose connection is killed runs none of its later statements anywhere', async (t) => {
+  const url = await createTestDatabase(t)
+  const db = createDb(url, { maxConnections: 2 })
+  const killer = createDb(url, { maxConnections: 1 })
+  t.teardown(() => Promise.all([closeDb(db), closeDb(killer)]))
+  await db.execute(sql`create table marks (n int)`)
+
+  let late: unknown
+  const transaction = db.transaction(async (tx) => {
+    const [row] = await tx.execute<{ pid: number }>(sql`select pg_backend_pid() as pid`)
+    await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
+    await sleep(200) // the close arrives; the pool's connection object reconnects for others
+    await tx.execute(sql`insert into marks values (1)`).catch((err: unknown) => (late = err))
+  })
+  await t.rejects(transaction, 'the transaction fails')
+  await sleep(300)
+  t.ok(isDatabaseUnavailable(late), 'its later statement was refused as a lost connection')
+  const [marks] = await db.execute<{ n: number }>(sql`select count(*)::int as n from marks`)
+  t.equal(marks!.n, 0, 'and did not run outside the transaction')
+})
+
+t.test("a reserved connection's backend dying fails its queries instead of crashing the process", async (t) => {
+  const url = await createTestDatabase(t)
+  const db = createDb(url, { maxConnections: 2 })
+  const killer = createDb(url, { maxConnections: 1 })
+  t.teardown(() => Promise.all([closeDb(db), closeDb(killer)]))
+  const reserved = await db.$client.reserve()
+  t.teardown(() => reserved.release())
+  const [row] = await reserved<{ pid: number }[]>`select pg_backend_pid() as pid`
+  await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
+  await t.rejects(reserved`select 1`)
+  // Unpatched, the next write is flushed from a setImmediate onto a null socket: an uncaught
+  // TypeError that ends the process (tap reports it as this test failing).
+  await reserved`select 1`.catch(() => {})
+  await sleep(100)
+  t.pass('the process survived')
+})
