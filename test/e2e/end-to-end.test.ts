@@ -2,6 +2,7 @@ import { closeDb, countOrdersByStatus, createDb, type Db, listOrders, type Order
 import { createTestDatabase, freePort, makeOrder } from '@postgres-queue/devkit'
 import t from 'tap'
 import { entryPoints, type ServiceProcess, startService, stopService } from '../support/processes.js'
+import { waitUntil } from '../support/wait.js'
 
 const ORDERS = 5000
 const SINGLE = 1000 // submitted one POST at a time (20 in flight); the rest in batches of 1000
@@ -92,12 +93,4 @@ async function allOrders(db: Db): Promise<Order[]> {
 
 function post(url: string, body: unknown): Promise<Response> {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-}
-
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
 }
