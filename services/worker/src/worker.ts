@@ -48,15 +48,46 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
   async function drainUntilEmpty(): Promise<void> {
     do {
       drainAgain = false
-      // Several batches in flight: while one waits on the database (its claim, its commit's WAL
-      // flush), another's orders are processed, and concurrent commits share one flush.
-      const lanes = await Promise.allSettled(Array.from({ length: config.batchesInFlight }, drainLane))
-      const failed = lanes.find((lane) => lane.status === 'rejected')
-      if (failed) throw failed.reason
+      await drainInLanes()
     } while (drainAgain && !stopped)
   }
 
-  async function drainLane(): Promise<void> {
+  /**
+   * Up to `batchesInFlight` batches at once: while one waits on the database (its claim, its
+   * commit's WAL flush), another's orders are processed, and concurrent commits share one flush.
+   * A lane opens only when a claim comes back full, so a wake-up for one order costs each worker
+   * one claim, not one per lane. Settles when every lane has found the queue empty.
+   */
+  function drainInLanes(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let open = 0
+      let failure: { err: unknown } | undefined
+      const openLane = () => {
+        open += 1
+        drainLane(() => {
+          if (open < config.batchesInFlight && !stopped) openLane()
+        })
+          .catch((err: unknown) => {
+            failure ??= { err }
+          })
+          .finally(() => {
+            open -= 1
+            if (open === 0) failure ? reject(failure.err) : resolve()
+          })
+      }
+      openLane()
+    })
+  }
+
+  async function drainLane(onFullClaim: () => void): Promise<void> {
+    const laneObserver: WorkerObserver = {
+      claimed(count) {
+        observer.claimed(count)
+        if (count === config.batchSize) onFullClaim()
+      },
+      settled: (event) => observer.settled(event),
+      leaseLost: (orderId) => observer.leaseLost(orderId),
+    }
     for (;;) {
       if (stopped) return
       const claimed = await runBatch({
@@ -64,7 +95,7 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
         processor,
         config,
         log,
-        observer,
+        observer: laneObserver,
         draining: drainingController.signal,
         stop: stopController.signal,
       })

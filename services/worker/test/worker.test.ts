@@ -47,6 +47,39 @@ for (const mode of ['transaction', 'lease'] as const) {
   })
 }
 
+t.test('a second batch goes in flight only while claims come back full', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const claims: number[] = []
+  let inHand = 0
+  let mostInHand = 0
+  const worker = createWorker({
+    db,
+    processor: async (order, ctx) => {
+      mostInHand = Math.max(mostInHand, ++inHand)
+      await sleep(5)
+      inHand -= 1
+      return recordEffect(order.id, ctx.workerId)
+    },
+    config: testConfig({ batchSize: 5, batchesInFlight: 2 }),
+    log: silentLogger,
+    observer: { claimed: (count) => claims.push(count), settled() {}, leaseLost() {} },
+  })
+  await insertOrders(db, [makeOrder()])
+  await worker.drain()
+  t.same(claims, [1], 'one order, one claim: no second lane for a batch that was not full')
+
+  claims.length = 0
+  await insertOrders(db, Array.from({ length: 40 }, () => makeOrder()))
+  await worker.drain()
+  t.equal(mostInHand, 2, 'with a backlog, two batches were processed at once')
+  t.equal((await effectCounts(db)).size, 41)
+  t.equal(
+    claims.reduce((a, b) => a + b, 0),
+    40,
+    'and every order was claimed once',
+  )
+})
+
 t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
   const { db } = await setUpDatabase(t)
   const [first] = await insertOrders(db, [makeOrder()])
