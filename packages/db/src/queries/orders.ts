@@ -111,8 +111,9 @@ export interface ListOrdersQuery {
 
 /**
  * Orders in id order, optionally of one status, one page at a time (keyset on id). Both directions
- * read orders_status_id_idx (status, id), forwards or backwards, so a page costs the same deep in
- * the history as at its start.
+ * read an index forwards or backwards, so a page costs the same deep in the history as at its
+ * start: orders_status_id_idx (status, id) for every status but completed, the primary key for
+ * completed orders and for all of them.
  */
 export function listOrders(db: Executor, query: ListOrdersQuery): Promise<Order[]> {
   const newestFirst = query.order === 'desc'

@@ -1,0 +1,2 @@
+DROP INDEX "orders_status_id_idx";--> statement-breakpoint
+CREATE INDEX "orders_status_id_idx" ON "orders" USING btree ("status","id") WHERE "orders"."status" in ('pending', 'processing', 'failed', 'cancelled');
