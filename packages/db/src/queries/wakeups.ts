@@ -10,13 +10,9 @@ const CHANNEL = 'postgres_queue_orders'
  * its commit's WAL flush, so notifying inserts could not share an fsync with each other (the
  * single-insert ceiling drops from ~16k to ~4.7k rows/s at 8 clients). Callers coalesce: one
  * notification covers every commit before it.
- *
- * Its own commit does not wait for the WAL flush (synchronous_commit off for this statement's
- * transaction only): a wake-up is a hint, lost in a crash at worst, while the orders it announces
- * were flushed by their own commit. That takes a whole fsync off every pickup, and the lock with it.
  */
 export async function notifyOrdersWaiting(db: Executor): Promise<void> {
-  await db.execute(sql`select set_config('synchronous_commit', 'off', true), pg_notify(${CHANNEL}, '')`)
+  await db.execute(sql`select pg_notify(${CHANNEL}, '')`)
 }
 
 export interface Subscription {
