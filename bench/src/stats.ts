@@ -29,6 +29,10 @@ export function perSecond(items: number, ms: number): number {
   return ms > 0 ? Math.round((items * 1000) / ms) : 0
 }
 
+export function mean(values: readonly number[]): number {
+  return values.reduce((sum, v) => sum + v, 0) / values.length
+}
+
 export function round(value: number, digits = 0): number {
   const scale = 10 ** digits
   return Math.round(value * scale) / scale

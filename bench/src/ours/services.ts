@@ -14,9 +14,8 @@ export interface OurWorkerOptions {
 
 /**
  * Starts `count` worker processes as production runs them. LOG_LEVEL=warn so the per-order info line
- * does not dominate a no-op processor; a drain tick every second (the worker drains at start, so
- * the tick only matters for the latency measure); WORKER_MODE is passed even while the worker
- * ignores it, so the mode list in settings.ts is the only thing to change when lease mode lands.
+ * does not dominate a no-op processor; a drain tick every second (the worker drains at start and on
+ * every wake-up, so the tick is only the safety net).
  */
 export function startOurWorkers(url: string, count: number, options: OurWorkerOptions): Child[] {
   return Array.from({ length: count }, (_, i) => {
