@@ -80,6 +80,27 @@ t.test('a second batch goes in flight only while claims come back full', async (
   )
 })
 
+t.test('a tick skipped while a drain runs is logged at debug, not as a warning', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, [makeOrder()])
+  const { log, lines } = capturingLogger()
+  let release = () => {}
+  const held = new Promise<void>((resolve) => (release = resolve))
+  const worker = createWorker({
+    db,
+    processor: () => held,
+    config: testConfig({ cron: '* * * * * *' }),
+    log,
+  })
+  worker.start()
+  await sleep(2500) // two ticks or more while the first drain is held
+  release()
+  await worker.stop()
+  const fromCron = lines.filter((line) => line.source === 'node-cron')
+  t.ok(fromCron.some((line) => /overlap/.test(String(line.msg))), 'node-cron skipped a tick')
+  t.notOk(fromCron.some((line) => Number(line.level) >= 40), 'and said so below warn')
+})
+
 t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
   const { db } = await setUpDatabase(t)
   const [first] = await insertOrders(db, [makeOrder()])
