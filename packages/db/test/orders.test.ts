@@ -10,6 +10,7 @@ import {
   failOrders,
   getOrder,
   insertOrders,
+  insertOrdersReturningIds,
   listOrders,
   retryOrders,
 } from '../src/index.js'
@@ -45,6 +46,27 @@ t.test('insertOrders stores a batch in submission order with server-computed tot
   )
   t.match(inserted[0], { totalCents: 2100, status: 'pending', attempts: 0, maxAttempts: 5, created: true })
   t.match(inserted[1], { totalCents: 2999, priority: 7, maxAttempts: 9 })
+})
+
+t.test('insertOrdersReturningIds stores a batch and answers with its ids in submission order', async (t) => {
+  const db = await setUp(t)
+  t.same(await insertOrdersReturningIds(db, []), [])
+  const customers = Array.from({ length: 300 }, (_, i) => `c-${i}`)
+  const ids = await insertOrdersReturningIds(
+    db,
+    customers.map((customerId) => makeOrder({ customerId, items: [{ sku: 'A', quantity: 2, unitPriceCents: 5 }] })),
+  )
+  t.equal(ids.length, 300)
+  const stored = await Promise.all(ids.map((id) => getOrder(db, id)))
+  t.same(
+    stored.map((o) => o?.customerId),
+    customers,
+    'each id is the order submitted at its position',
+  )
+  t.ok(
+    stored.every((o) => o?.status === 'pending' && o.totalCents === 10),
+    'pending, with the total computed',
+  )
 })
 
 t.test('one idempotency key stores one order; a repeat returns it as not created', async (t) => {

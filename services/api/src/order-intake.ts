@@ -2,6 +2,7 @@ import {
   type Db,
   type InsertedOrder,
   insertOrders,
+  insertOrdersReturningIds,
   isDatabaseUnavailable,
   type NewOrder,
   notifyOrdersWaiting,
@@ -19,8 +20,8 @@ export interface OrderIntakeOptions {
 export interface OrderIntake {
   /** Stores one order: coalesced with concurrent submissions into one multi-row insert. */
   submit(order: NewOrder): Promise<InsertedOrder>
-  /** Stores a batch as one insert, whole or not at all. */
-  submitBatch(orders: readonly NewOrder[]): Promise<InsertedOrder[]>
+  /** Stores a batch as one insert, whole or not at all; returns the ids in submission order. */
+  submitBatch(orders: readonly NewOrder[]): Promise<number[]>
   /** Wakes listening workers (coalesced with other wake-ups), e.g. after a redrive. */
   wakeWorkers(): void
   /** Waits for queued submissions and wake-ups to settle. */
@@ -85,9 +86,9 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     },
 
     async submitBatch(orders) {
-      const inserted = await insertOrders(db, orders)
+      const ids = await insertOrdersReturningIds(db, orders)
       wake()
-      return inserted
+      return ids
     },
 
     wakeWorkers: wake,

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
 import { type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
 import { decodeOrder, type Order } from './shared.js'
@@ -47,7 +47,44 @@ export function orderTotalCents(items: readonly LineItem[]): number {
  */
 export async function insertOrders(db: Executor, input: readonly NewOrder[]): Promise<InsertedOrder[]> {
   if (input.length === 0) return []
-  const rows = await db.execute(sql`
+  const rows = await db.execute(insertStatement(input, sql`*`))
+  // Identity values are drawn in `position` order, so id order is submission order.
+  const inserted = rows.map(decodeOrder).sort((a, b) => a.id - b.id)
+  const keys = input.flatMap((o) => (o.idempotencyKey === undefined ? [] : [o.idempotencyKey]))
+  const byKey = new Map(inserted.flatMap((o) => (o.idempotencyKey === null ? [] : [[o.idempotencyKey, o] as const])))
+  const taken = keys.filter((key) => !byKey.has(key))
+  const existing = taken.length === 0 ? [] : await getOrdersByIdempotencyKey(db, taken)
+  const firstFor = new Set<string>()
+  const unkeyed = inserted.filter((o) => o.idempotencyKey === null).values()
+  return input.map(({ idempotencyKey: key }) => {
+    if (key === undefined) return { ...(unkeyed.next().value as Order), created: true }
+    const created = byKey.has(key) && !firstFor.has(key)
+    firstFor.add(key)
+    const order = byKey.get(key) ?? existing.find((o) => o.idempotencyKey === key)
+    if (order === undefined) throw new Error(`no order under idempotency key ${key}`)
+    return { ...order, created }
+  })
+}
+
+/**
+ * Inserts orders that carry no idempotency key, in ONE statement as insertOrders does, and returns
+ * only their ids, in submission order: bulk intake answers with ids, and reading back and decoding
+ * every stored row was a quarter of the api's CPU on a 1,000-order batch.
+ *
+ * Transition: (none) -> pending.
+ */
+export async function insertOrdersReturningIds(
+  db: Executor,
+  input: readonly Omit<NewOrder, 'idempotencyKey' | 'requestHash'>[],
+): Promise<number[]> {
+  if (input.length === 0) return []
+  const rows = await db.execute<{ id: string }>(insertStatement(input, sql`id`))
+  return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+}
+
+/** The insert both functions above run; the statement text is the same for one row or a thousand. */
+function insertStatement(input: readonly NewOrder[], returning: SQL): SQL {
+  return sql`
     insert into ${orders} (customer_id, currency, items, total_cents, priority, run_at, max_attempts,
                            idempotency_key, request_hash)
     select customer_id, currency, items, total_cents, priority, coalesce(run_at, statement_timestamp()),
@@ -68,23 +105,7 @@ export async function insertOrders(db: Executor, input: readonly NewOrder[]): Pr
                idempotency_key, request_hash, position)
     order by position
     on conflict (idempotency_key) where idempotency_key is not null do nothing
-    returning *`)
-  // Identity values are drawn in `position` order, so id order is submission order.
-  const inserted = rows.map(decodeOrder).sort((a, b) => a.id - b.id)
-  const keys = input.flatMap((o) => (o.idempotencyKey === undefined ? [] : [o.idempotencyKey]))
-  const byKey = new Map(inserted.flatMap((o) => (o.idempotencyKey === null ? [] : [[o.idempotencyKey, o] as const])))
-  const taken = keys.filter((key) => !byKey.has(key))
-  const existing = taken.length === 0 ? [] : await getOrdersByIdempotencyKey(db, taken)
-  const firstFor = new Set<string>()
-  const unkeyed = inserted.filter((o) => o.idempotencyKey === null).values()
-  return input.map(({ idempotencyKey: key }) => {
-    if (key === undefined) return { ...(unkeyed.next().value as Order), created: true }
-    const created = byKey.has(key) && !firstFor.has(key)
-    firstFor.add(key)
-    const order = byKey.get(key) ?? existing.find((o) => o.idempotencyKey === key)
-    if (order === undefined) throw new Error(`no order under idempotency key ${key}`)
-    return { ...order, created }
-  })
+    returning ${returning}`
 }
 
 async function getOrdersByIdempotencyKey(db: Executor, keys: readonly string[]): Promise<Order[]> {
