@@ -1,6 +1,5 @@
-import { createServer, type Socket } from 'node:net'
 import t from 'tap'
-import { startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
+import { startApi, startSilentDatabaseHost, UNREACHABLE_DATABASE_URL } from './helpers.js'
 
 t.test('/health answers 200 while the process is up', async (t) => {
   const { app } = await startApi(t)
@@ -29,18 +28,9 @@ t.test('/ready answers 503 when the database refuses connections', async (t) => 
 })
 
 t.test('/ready answers 503 within its 2 s timeout when the database never answers', async (t) => {
-  // Accepts connections and says nothing: the pool waits out its connect timeout.
-  const sockets = new Set<Socket>()
-  const silent = createServer((socket) => sockets.add(socket))
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
-  const { port } = silent.address() as { port: number }
-  const { app } = await startApi(t, { databaseUrl: `postgres://postgres:postgres@127.0.0.1:${port}/x` })
-  t.teardown(async () => {
-    // Stop accepting first, or the pool reconnects into the silence and closeDb waits it out.
-    const closed = new Promise((resolve) => silent.close(resolve))
-    for (const socket of sockets) socket.destroy()
-    await closed
-  })
+  const silent = await startSilentDatabaseHost()
+  const { app } = await startApi(t, { databaseUrl: silent.url })
+  t.teardown(silent.close)
 
   const started = performance.now()
   const response = await app.inject({ method: 'GET', url: '/ready' })

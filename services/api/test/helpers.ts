@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from 'node:net'
 import { closeDb, type Db, failOrders, insertOrders } from '@postgres-queue/db'
 import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
@@ -55,4 +56,25 @@ export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
   const outcomes = await db.transaction((tx) => failOrders(tx, failures, { baseMs: 1000, maxMs: 1000 }))
   if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
   return inserted.map((order) => order.id)
+}
+
+/**
+ * A database host that accepts connections and never answers, like one behind a partition: only a
+ * connect timeout ends the wait. Register `close` as a teardown after startApi's: teardowns run last
+ * first, and the host must stop accepting before the pool closes, or the pool reconnects into the
+ * silence and closing it waits that out.
+ */
+export async function startSilentDatabaseHost(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const silent = createServer((socket) => sockets.add(socket))
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const { port } = silent.address() as AddressInfo
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/x`,
+    async close() {
+      const closed = new Promise((resolve) => silent.close(resolve))
+      for (const socket of sockets) socket.destroy()
+      await closed
+    },
+  }
 }

@@ -1,10 +1,9 @@
-import { createServer, type Socket } from 'node:net'
 import { countOrdersByStatus, type Db, migrateDatabase } from '@postgres-queue/db'
 import { makeOrder, startCluster, startPrivateCluster } from '@postgres-queue/devkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { startApi } from './helpers.js'
+import { startApi, startSilentDatabaseHost } from './helpers.js'
 
 // The api against a PostgreSQL of this test's own, which the tests stop and start again. Each
 // submission carries an Idempotency-Key, so a client can resend after a 503 without doubling an order.
@@ -60,18 +59,11 @@ t.test('answers 503 at once while the database is stopped, and serves again once
 })
 
 t.test('answers 503 within the connect timeout when the database host never answers', async (t) => {
-  // Accepts connections and says nothing, like a host behind a partition: only the connect timeout
-  // (DATABASE_CONNECT_TIMEOUT_SECONDS, 2 s) ends the wait; postgres.js alone would wait 30 s.
-  const sockets = new Set<Socket>()
-  const silent = createServer((socket) => sockets.add(socket))
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
-  const { port } = silent.address() as { port: number }
-  const { app } = await startApi(t, { databaseUrl: `postgres://postgres:postgres@127.0.0.1:${port}/x` })
-  t.teardown(async () => {
-    const closed = new Promise((resolve) => silent.close(resolve))
-    for (const socket of sockets) socket.destroy()
-    await closed
-  })
+  // Only the connect timeout (DATABASE_CONNECT_TIMEOUT_SECONDS, 2 s) ends the wait; postgres.js
+  // alone would wait 30 s.
+  const silent = await startSilentDatabaseHost()
+  const { app } = await startApi(t, { databaseUrl: silent.url })
+  t.teardown(silent.close)
 
   for (const request of [submission(newKey()), { method: 'GET', url: '/orders/1' }] satisfies InjectOptions[]) {
     const { status, ms } = await timed(app, request)
