@@ -20,6 +20,12 @@ export const ApiEnv = Type.Object({
     default: 10,
     description: 'connections in the api process pool',
   }),
+  API_INSERTS_IN_FLIGHT: Type.Integer({
+    minimum: 1,
+    maximum: 16,
+    default: 1,
+    description: 'POST /orders inserts running at once; requests arriving meanwhile go together in the next one',
+  }),
   DATABASE_CONNECT_TIMEOUT_SECONDS: Type.Integer({
     minimum: 1,
     maximum: 60,
@@ -42,6 +48,8 @@ export interface ApiConfig {
   readonly logFormat: (typeof logFormats)[number]
   readonly databasePoolSize: number
   readonly databaseConnectTimeoutSeconds: number
+  /** Group commit: single submissions' inserts in flight at once. */
+  readonly insertsInFlight: number
   /** When set, every route but /health and /ready requires `Authorization: Bearer <apiToken>`. */
   readonly apiToken?: string
 }
@@ -69,6 +77,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     logFormat: parsed.LOG_FORMAT,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
     databaseConnectTimeoutSeconds: parsed.DATABASE_CONNECT_TIMEOUT_SECONDS,
+    insertsInFlight: parsed.API_INSERTS_IN_FLIGHT,
     ...(apiToken === undefined ? {} : { apiToken }),
   })
 }

@@ -13,6 +13,7 @@ t.test('applies the defaults when only DATABASE_URL is set', async (t) => {
     logFormat: 'json',
     databasePoolSize: 10,
     databaseConnectTimeoutSeconds: 2,
+    insertsInFlight: 1,
   })
 })
 
@@ -26,12 +27,14 @@ t.test('converts the variables to their declared types', async (t) => {
     PORT: '8080',
     DATABASE_POOL_SIZE: '25',
     DATABASE_CONNECT_TIMEOUT_SECONDS: '10',
+    API_INSERTS_IN_FLIGHT: '3',
     LOG_LEVEL: 'debug',
     LOG_FORMAT: 'pretty',
   })
   t.equal(config.port, 8080)
   t.equal(config.databasePoolSize, 25)
   t.equal(config.databaseConnectTimeoutSeconds, 10)
+  t.equal(config.insertsInFlight, 3)
   t.equal(config.logLevel, 'debug')
   t.equal(config.logFormat, 'pretty')
 })
