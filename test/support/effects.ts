@@ -1,5 +1,5 @@
 import { closeDb, createDb, type Db, insertOrders, type NewOrder, sql } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createEffectsTable, createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 
 interface Teardown {
   teardown(fn: () => unknown): void
@@ -12,11 +12,6 @@ export async function setUpEffectsDatabase(t: Teardown): Promise<{ db: Db; url: 
   t.teardown(() => closeDb(db))
   await createEffectsTable(db)
   return { db, url }
-}
-
-/** No unique constraint, on purpose: an order processed twice shows as two rows. */
-export async function createEffectsTable(db: Db): Promise<void> {
-  await db.execute(sql`create table order_effects (order_id bigint not null, worker_id text not null)`)
 }
 
 /** Inserts `count` orders, 1,000 to a statement; returns their ids in submission order. */

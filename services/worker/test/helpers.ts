@@ -1,32 +1,18 @@
 import { Writable } from 'node:stream'
-import { closeDb, createDb, type Db, sql } from '@postgres-queue/db'
-import { createTestDatabase } from '@postgres-queue/devkit'
+import { closeDb, createDb, type Db } from '@postgres-queue/db'
+import { createEffectsTable, createTestDatabase } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import type { Test } from 'tap'
 import type { WorkerConfig } from '../src/config.js'
 import { ignoreProgress } from '../src/outcomes.js'
-import type { CommitWork } from '../src/processor.js'
 
-/** A migrated database of this test's own, plus a table the processors under test write to. */
+/** A migrated database of this test's own, plus the table the processors under test write to. */
 export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db: Db; url: string }> {
   const url = await createTestDatabase(t)
   const db = createDb(url, { maxConnections })
   t.teardown(() => closeDb(db))
-  await db.$client`create table order_effects (order_id bigint not null, worker_id text not null)`
+  await createEffectsTable(db)
   return { db, url }
-}
-
-/** CommitWork recording that `orderId` was processed; a double processing shows as two rows. */
-export const recordEffect =
-  (orderId: number, workerId: string): CommitWork =>
-  async (tx) => {
-    await tx.execute(sql`insert into order_effects (order_id, worker_id) values (${orderId}, ${workerId})`)
-  }
-
-export async function effectCounts(db: Db): Promise<Map<number, number>> {
-  const rows = await db.$client<{ order_id: string; n: number }[]>`
-    select order_id, count(*)::int as n from order_effects group by order_id`
-  return new Map(rows.map((r) => [Number(r.order_id), r.n]))
 }
 
 export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig {

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, leaseOrders, listOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
 import { runLeaseBatch } from '../src/lease-batch.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { capturingLogger, effectCounts, recordEffect, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
 const leaseConfig = (overrides = {}) => testConfig({ mode: 'lease', ...overrides })
 

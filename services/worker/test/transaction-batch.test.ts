@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, listOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
 import type { OrderProcessor } from '../src/processor.js'
 import { processOrder } from '../src/processor.js'
 import { runTransactionBatch } from '../src/transaction-batch.js'
-import { capturingLogger, effectCounts, recordEffect, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
 
 t.test('a batch completes every claimed order in one transaction and logs one line per order', async (t) => {

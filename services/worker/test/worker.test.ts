@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
 import type { OrderProcessor } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'
-import { capturingLogger, effectCounts, recordEffect, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
 const recordingProcessor: OrderProcessor = async (order, ctx) => recordEffect(order.id, ctx.workerId)
 
