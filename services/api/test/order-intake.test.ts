@@ -11,7 +11,7 @@ import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import { createLogger } from '@postgres-queue/runtime'
 import t, { type Test } from 'tap'
 import { createOrderIntake } from '../src/order-intake.js'
-import { UNREACHABLE_DATABASE_URL } from './helpers.js'
+import { startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
 
 const log = createLogger({ level: 'silent', format: 'json' })
 
@@ -42,6 +42,24 @@ t.test('concurrent submissions share inserts, and each gets its own order back',
   )
   const commits = await insertTransactions(db)
   t.ok(commits <= 3, `50 submissions in ${commits} insert transactions`)
+})
+
+t.test('API_INSERTS_IN_FLIGHT sets how many POST /orders inserts run at once', async (t) => {
+  for (const [inFlight, check] of [
+    ['1', (commits: number) => commits <= 3],
+    ['4', (commits: number) => commits >= 4],
+  ] as const) {
+    const { app, db } = await startApi(t, { env: { API_INSERTS_IN_FLIGHT: inFlight }, maxConnections: 6 })
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, () => app.inject({ method: 'POST', url: '/orders', payload: makeOrder() })),
+    )
+    t.ok(
+      responses.every((r) => r.statusCode === 201),
+      'every submission stored',
+    )
+    const commits = await insertTransactions(db)
+    t.ok(check(commits), `${inFlight} in flight: 30 submissions in ${commits} insert transactions`)
+  }
 })
 
 t.test('maxBatch bounds one insert', async (t) => {
