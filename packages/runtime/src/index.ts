@@ -1,3 +1,4 @@
 export { ConfigError, parseEnv } from './env.js'
 export { createLogger, type Logger, type LoggerConfig, logFormats, logLevels } from './logger.js'
 export { commonEnv } from './common-env.js'
+export { serializeError } from './serialize-error.js'

@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino'
 import pretty from 'pino-pretty'
+import { serializeError } from './serialize-error.js'
 
 export type { Logger }
 
@@ -15,14 +16,16 @@ export interface LoggerConfig {
 }
 
 /**
- * The one logger setup for every service: pino, fields first, `err` serialised. Lines go to stdout
- * unless a `destination` is given (tests capture them).
+ * The one logger setup for every service: pino, fields first, `err` serialised by serializeError
+ * (stack kept, queries and their parameters withheld). Lines go to stdout unless a `destination`
+ * is given (tests capture them).
  */
 export function createLogger(config: LoggerConfig, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
     level: config.level,
     base: config.base ?? null,
     timestamp: pino.stdTimeFunctions.isoTime,
+    serializers: { err: serializeError },
   }
   if (config.format === 'pretty') {
     return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }))
