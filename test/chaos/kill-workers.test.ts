@@ -72,7 +72,7 @@ for (const mode of ['transaction', 'lease'] as const) {
     const drainedMs = Math.round(performance.now() - started)
 
     const counts = await countOrdersByStatus(db)
-    t.same(counts, { pending: 0, processing: 0, completed: ORDERS, failed: 0, cancelled: 0 }, 'every order is completed')
+    t.same(counts, { scheduled: 0, pending: 0, processing: 0, completed: ORDERS, failed: 0, cancelled: 0 }, 'every order is completed')
     const audit = await auditEffects(db, ids)
     t.same(audit.missing, [], 'no completed order lacks its effect row')
     t.same(audit.doubled, [], 'no order has two effect rows')

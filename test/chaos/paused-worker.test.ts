@@ -10,7 +10,7 @@ const ORDERS = 40
 const LEASE_MS = 1000
 /** Slow enough that the paused worker's batch (10 orders, 2 at a time) outlasts several heartbeats. */
 const PROCESS_MS = 300
-const LAPSED = 'lease lapsed before completion; the order is left to its new holder'
+const LAPSED = 'lease lost; the order is left to its new holder'
 const LOST = 'lease lost to another worker'
 
 t.test('lease mode: a worker paused past its lease, then resumed, completes nothing another worker took over', async (t) => {
@@ -43,8 +43,13 @@ t.test('lease mode: a worker paused past its lease, then resumed, completes noth
   const pausedMs = Math.round(performance.now() - pausedAt)
   paused.child.kill('SIGCONT')
 
-  // Resumed, it finishes its batch as if nothing happened, then tries to complete it behind the fence.
-  await waitUntil(async () => held.every((id) => linesWith(paused, LAPSED).some((l) => l.orderId === id)), 30_000)
+  // Resumed, its next heartbeat finds every lease taken over: the orders it was running are
+  // aborted and left to their new holder, the ones still waiting are not started at all.
+  await waitUntil(
+    async () =>
+      held.every((id) => linesWith(paused, LOST).some((l) => l.orderId === id)) && linesWith(paused, LAPSED).length > 0,
+    30_000,
+  )
   const lost = linesWith(paused, LOST)
   t.comment(
     `paused for ${pausedMs} ms (lease ${LEASE_MS} ms) holding ${held.length} orders; on resuming it logged ` +

@@ -102,8 +102,8 @@ t.test('lease mode: an order whose processor kills the worker is failed after ma
   t.match(poison?.lastError, /lease expired/, 'last_error says its lease lapsed')
   const survivor = workers.at(-1)!
   t.ok(
-    linesWith(survivor, 'order dead-lettered').some((l) => l.orderId === poisonId),
-    'the claim that found it exhausted dead-lettered it instead of running it again',
+    linesWith(survivor, 'lease lapsed on the last attempt; order dead-lettered').some((l) => l.orderId === poisonId),
+    'the rescue that found it exhausted dead-lettered it instead of running it again',
   )
   const others = ids.filter((id) => id !== poisonId)
   t.same(await auditEffects(db, others), { missing: [], doubled: [], foreign: 0 }, 'every other order completed exactly once')

@@ -42,6 +42,25 @@ export function sqlState(err: unknown): string | undefined {
   return undefined
 }
 
+/**
+ * SQLSTATEs of a statement that failed for reasons of the moment, not of its data: a lock or
+ * statement timeout, a serialization failure, a deadlock, a cancel. Retrying the same work later
+ * is right; blaming the orders in it is not.
+ */
+const TRANSIENT_SQLSTATES = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+  '55P03', // lock_not_available (lock_timeout)
+  '57014', // query_canceled (statement_timeout, a cancel)
+])
+
+/** The database could not do it now: unreachable, or a transient failure (TRANSIENT_SQLSTATES). */
+export function isTransientDatabaseError(err: unknown): boolean {
+  if (isDatabaseUnavailable(err)) return true
+  const code = sqlState(err)
+  return code !== undefined && TRANSIENT_SQLSTATES.has(code)
+}
+
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (const e of causes(err)) {
     if (e instanceof DatabaseUnavailableError) return true

@@ -2,7 +2,7 @@
 // statements and the query builder interoperate with it.
 export { sql } from 'drizzle-orm'
 export { closeDb, createDb, type Db, type DbOptions, type Executor, type Schema } from './client.js'
-export { DatabaseUnavailableError, isDatabaseUnavailable, sqlState } from './errors.js'
+export { DatabaseUnavailableError, isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
 export { migrateDatabase, migrationsFolder } from './migrate.js'
 export * from './queries/claims.js'
 export * from './queries/health.js'
@@ -10,7 +10,17 @@ export * from './queries/leases.js'
 export * from './queries/orders.js'
 export * from './queries/retention.js'
 export * from './queries/stats.js'
+export * from './queries/timers.js'
 export * from './queries/wakeups.js'
 export * from './queries/workers.js'
-export type { FailureOutcome, Order, OrderFailure, RetryPolicy } from './queries/shared.js'
-export { type LineItem, type OrderStatus, orderStatus, orderStatuses, orders, type WorkerRow } from './schema.js'
+export { type FailureOutcome, type Order, type OrderFailure, type RetryPolicy, retryDelayMs } from './queries/shared.js'
+export { runInSavepoint, SavepointClosedError, type SavepointOutcome, SavepointTimeoutError } from './savepoint.js'
+export {
+  idempotencyKeys,
+  type LineItem,
+  type OrderStatus,
+  orderStatus,
+  orderStatuses,
+  orders,
+  type WorkerRow,
+} from './schema.js'

@@ -10,10 +10,13 @@ import {
   primaryKey,
   text,
   timestamp,
-  uniqueIndex,
 } from 'drizzle-orm/pg-core'
 
-export const orderStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelled'] as const
+/**
+ * scheduled: waiting for its runAt (a delay, or a retry's backoff); pending: due, waiting for a
+ * worker; processing: leased by a lease-mode worker; then one of the three final states.
+ */
+export const orderStatuses = ['scheduled', 'pending', 'processing', 'completed', 'failed', 'cancelled'] as const
 export type OrderStatus = (typeof orderStatuses)[number]
 
 export const orderStatus = pgEnum('order_status', orderStatuses)
@@ -40,9 +43,9 @@ export const orders = pgTable(
     /** Higher runs first. */
     priority: integer().notNull().default(0),
     /**
-     * Not claimable before this instant. For a pending order, when it is due (now, a delay, or a
-     * retry's backoff); for a processing order, when its lease lapses: one column, so one index
-     * serves both kinds of claimable row.
+     * For a scheduled order, when it becomes due; for a pending one, when it became due (its wait
+     * is measured from here); for a processing one, when its lease lapses. One column, so one index
+     * (orders_timers_idx) finds both the scheduled orders that came due and the leases that lapsed.
      */
     runAt: timestamptz().notNull().defaultNow(),
     attempts: integer().notNull().default(0),
@@ -55,28 +58,31 @@ export const orders = pgTable(
     completedBy: text(),
     /** Lease mode: the worker holding the order while it is processing. */
     lockedBy: text(),
-    /** The client's Idempotency-Key, unique while the order is kept. */
-    idempotencyKey: text(),
-    /** A hash of the request that carried the key, to tell a retry from a conflicting reuse. */
-    requestHash: text(),
+    /**
+     * Lease mode's fencing token: one more on every lease, never reset (a redrive resets attempts,
+     * not this), so a holder whose lease lapsed can never match a later lease of the same order.
+     */
+    leaseToken: integer().notNull().default(0),
   },
   (table) => [
-    // The claim query's index: its predicate and column order are the claim's WHERE and ORDER BY,
-    // so a claim reads the first claimable rows and stops. Finished rows never enter it, so it stays
-    // as small as the backlog (pending orders and leases) however long the history grows.
+    // The claim's index: its predicate and column order are the claim's WHERE and ORDER BY, so a
+    // claim reads the first due orders and stops. Only due orders are in it: scheduled orders and
+    // leases wait in orders_timers_idx, finished ones in neither, so neither a delayed backlog nor
+    // the history costs a claim anything.
     index('orders_claim_idx')
       .on(table.priority.desc().nullsFirst(), table.runAt, table.id)
-      .where(sql`${table.status} in ('pending', 'processing')`),
-    // A unique index, not a read-then-write: two concurrent requests with one key insert one order.
-    uniqueIndex('orders_idempotency_key_idx')
-      .on(table.idempotencyKey)
-      .where(sql`${table.idempotencyKey} is not null`),
+      .where(sql`${table.status} = 'pending'`),
+    // What comes due by time: scheduled orders (promoted to pending) and leases (a lapsed one is
+    // rescued), both by run_at, so promotion reads only what is due and stops.
+    index('orders_timers_idx')
+      .on(table.runAt)
+      .where(sql`${table.status} in ('scheduled', 'processing')`),
     // Listing by status with keyset pagination on id, and counting the small statuses. Completed
     // orders stay out: a completion then writes one index entry fewer, and listing completed
     // orders (most of the table) reads the primary key, whose rows match almost at once.
     index('orders_status_id_idx')
       .on(table.status, table.id)
-      .where(sql`${table.status} in ('pending', 'processing', 'failed', 'cancelled')`),
+      .where(sql`${table.status} <> 'completed'`),
     check('orders_currency_iso4217', sql`${table.currency} ~ '^[A-Z]{3}$'`),
     check('orders_total_nonnegative', sql`${table.totalCents} >= 0`),
     check('orders_items_nonempty', sql`jsonb_typeof(${table.items}) = 'array' and jsonb_array_length(${table.items}) > 0`),
@@ -119,3 +125,21 @@ export const orderThroughput = pgTable(
 )
 
 export type WorkerRow = typeof workers.$inferSelect
+
+/**
+ * Idempotency-Keys, kept apart from the orders they stored so that a key outlives its orders:
+ * retention may delete a completed order, and its key still answers a late retry for the
+ * idempotency window (`IDEMPOTENCY_KEY_DAYS`) instead of storing the order again.
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    key: text().primaryKey(),
+    /** A hash of the request that carried the key, to tell a retry from a conflicting reuse. */
+    requestHash: text().notNull(),
+    /** What the request stored: one order for POST /orders, the batch for POST /orders/batch. */
+    orderIds: bigint({ mode: 'number' }).array().notNull(),
+    createdAt: timestamptz().notNull().defaultNow(),
+  },
+  (table) => [index('idempotency_keys_created_at_idx').on(table.createdAt)],
+)

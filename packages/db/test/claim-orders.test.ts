@@ -62,14 +62,48 @@ t.test('a claim returns at most its limit, highest priority first, then oldest',
   )
 })
 
-t.test('orders whose run_at is in the future are skipped until it passes', async (t) => {
+t.test('an order due later is scheduled, and not claimed until promoted', async (t) => {
   const db = await setUp(t)
-  const [due] = await insertOrders(db, [makeOrder(), makeOrder({ runAt: new Date(Date.now() + 60_000) })])
+  const [due, later] = await insertOrders(db, [makeOrder(), makeOrder({ runAt: new Date(Date.now() + 60_000) })])
+  t.equal(due!.status, 'pending')
+  t.equal(later!.status, 'scheduled')
   const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
   t.same(
     claimed.map((o) => o.id),
     [due!.id],
   )
+})
+
+t.test('a runAt in the past means now: the order is pending, due at its submission, not ahead of the queue', async (t) => {
+  const db = await setUp(t)
+  const [first] = await insertOrders(db, [makeOrder()])
+  const [backdated] = await insertOrders(db, [makeOrder({ runAt: new Date('1970-01-01T00:00:00Z') })])
+  t.equal(backdated!.status, 'pending')
+  t.ok(backdated!.runAt.getTime() >= backdated!.createdAt.getTime(), 'run_at is clamped to the submission time')
+  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  t.same(
+    claimed.map((o) => o.id),
+    [first!.id, backdated!.id],
+    'the backdated order waits its turn',
+  )
+})
+
+t.test('a claim narrowed to ids takes only those, still skipping what others hold', async (t) => {
+  const db = await setUp(t)
+  const [a, b, c] = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
+  let release: () => void = () => {}
+  const released = new Promise<void>((resolve) => (release = resolve))
+  const held = holdClaim(db, 1, released) // holds a, the first in claim order
+  t.same((await held.claimed).map((o) => o.id), [a!.id])
+  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 3, ids: [a!.id, c!.id] }))
+  release()
+  await held.done
+  t.same(
+    claimed.map((o) => o.id),
+    [c!.id],
+    'a is held by the other claim, b is not asked for',
+  )
+  t.not(b!.id, c!.id)
 })
 
 t.test('orders of a rolled-back batch are claimable again at once, untouched', async (t) => {
@@ -98,8 +132,8 @@ t.test('completing and failing are set-based and count the attempt', async (t) =
   await db.transaction(async (tx) => {
     await claimOrders(tx, { limit: 10 })
     t.equal(await completeOrders(tx, { ids: [ok!.id], workerId: 'worker-a' }), 1)
-    t.same(await failOrders(tx, [{ id: bad!.id, error: 'card declined' }], { baseMs: 0, maxMs: 0 }), [
-      { id: bad!.id, status: 'pending' },
+    t.match(await failOrders(tx, [{ id: bad!.id, attempt: 1, error: 'card declined' }], { baseMs: 0, maxMs: 0 }), [
+      { id: bad!.id, status: 'pending', runAt: Date },
     ])
   })
   const completed = await getOrder(db, ok!.id)
@@ -112,6 +146,29 @@ t.test('completing and failing are set-based and count the attempt', async (t) =
     [bad!.id],
     'a failed attempt is claimable again; a completed order is not',
   )
+})
+
+t.test('a failed attempt with a backoff is scheduled for then; on its last attempt it is failed', async (t) => {
+  const db = await setUp(t)
+  const [retried, last] = await insertOrders(db, [makeOrder(), makeOrder({ maxAttempts: 1 })])
+  const before = Date.now()
+  const outcomes = await db.transaction(async (tx) => {
+    await claimOrders(tx, { limit: 10 })
+    return failOrders(
+      tx,
+      [
+        { id: retried!.id, attempt: 1, error: 'timeout' },
+        { id: last!.id, attempt: 1, error: 'timeout' },
+      ],
+      { baseMs: 60_000, maxMs: 60_000 },
+    )
+  })
+  const byId = new Map(outcomes.map((o) => [o.id, o]))
+  t.equal(byId.get(retried!.id)?.status, 'scheduled')
+  const delay = (byId.get(retried!.id)?.runAt.getTime() ?? 0) - before
+  t.ok(delay >= 29_000 && delay <= 61_000, `jittered into [base/2, base): ${delay} ms`)
+  t.equal(byId.get(last!.id)?.status, 'failed')
+  t.same(await db.transaction((tx) => claimOrders(tx, { limit: 10 })), [], 'neither is claimable')
 })
 
 t.test('the claim reads the partial index in claim order and stops at the limit', async (t) => {
@@ -129,4 +186,27 @@ t.test('the claim reads the partial index in claim order and stops at the limit'
   })
   t.match(plan, /"Node Type":"Limit".*"Node Type":"LockRows".*"Index Name":"orders_claim_idx"/)
   t.notMatch(plan, /"Node Type":"Sort"/, 'no sort: the index supplies the claim order')
+})
+
+t.test('a delayed backlog of higher priority costs the claim nothing: it reads due orders only', async (t) => {
+  const db = await setUp(t)
+  await insertOrders(db, Array.from({ length: 100 }, () => makeOrder({ priority: -1000 })))
+  const claimBuffers = async () => {
+    await db.execute(sql`vacuum analyze orders`)
+    return db.transaction(async (tx) => {
+      const [row] = await tx.execute(sql`explain (analyze, buffers, format json) ${claimStatement(1)}`)
+      const { Plan: plan } = (row as { 'QUERY PLAN': [{ Plan: Record<string, number> }] })['QUERY PLAN'][0]
+      t.equal(plan['Actual Rows'], 1, 'one due order claimed')
+      return (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0)
+    })
+  }
+  const without = await claimBuffers()
+  // 30,000 orders scheduled for tomorrow at the highest priority: a claim that stepped over them to
+  // reach the due ones would read about a hundred more index pages.
+  await db.execute(sql`
+    insert into orders (customer_id, currency, items, total_cents, status, priority, run_at)
+    select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1, 'scheduled', 1000, now() + interval '1 day'
+    from generate_series(1, 30000)`)
+  const beside = await claimBuffers()
+  t.ok(beside <= without + 2, `buffers per claim: ${without} alone, ${beside} beside 30,000 scheduled orders`)
 })

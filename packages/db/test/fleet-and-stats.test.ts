@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
@@ -7,12 +6,15 @@ import {
   completeOrders,
   createDb,
   type Db,
+  deleteExpiredIdempotencyKeys,
   deleteExpiredOrders,
+  findIdempotencyKeys,
   deleteStaleWorkers,
   getOrder,
   getQueueStats,
   getThroughputHistory,
   insertOrders,
+  insertSubmissions,
   leaseOrders,
   listWorkers,
   markWorkerStopped,
@@ -20,6 +22,8 @@ import {
   registerWorker,
   sql,
 } from '../src/index.js'
+
+const box = (id: string, mode = 'transaction') => ({ id, host: 'box', pid: 1, mode })
 
 async function setUp(t: Test): Promise<Db> {
   const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
@@ -30,7 +34,7 @@ async function setUp(t: Test): Promise<Db> {
 t.test('workers register, heartbeat, stop, and go silent', async (t) => {
   const db = await setUp(t)
   for (const id of ['alive', 'stops', 'dies']) await registerWorker(db, { id, host: 'box', pid: 1, mode: 'transaction' })
-  await recordHeartbeat(db, { id: 'alive', processed: 7, failed: 1, completedSince: 7, failedSince: 1 })
+  await recordHeartbeat(db, { ...box('alive'), processed: 7, failed: 1, completedSince: 7, failedSince: 1 })
   await markWorkerStopped(db, 'stops')
   await db.execute(sql`update workers set last_seen_at = now() - interval '1 minute' where id = 'dies'`)
   const fleet = await listWorkers(db, { goneAfterMs: 15_000 })
@@ -55,11 +59,11 @@ t.test('stats count the queue exactly, estimate history, and measure lag and thr
     select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1, 'completed' from generate_series(1, 500)`)
   await db.execute(sql`analyze orders`)
   await registerWorker(db, { id: 'w', host: 'box', pid: 1, mode: 'lease' })
-  await recordHeartbeat(db, { id: 'w', processed: 12, failed: 2, completedSince: 12, failedSince: 2 })
-  await recordHeartbeat(db, { id: 'w', processed: 15, failed: 2, completedSince: 3, failedSince: 0 })
+  await recordHeartbeat(db, { ...box('w', 'lease'), processed: 12, failed: 2, completedSince: 12, failedSince: 2 })
+  await recordHeartbeat(db, { ...box('w', 'lease'), processed: 15, failed: 2, completedSince: 3, failedSince: 0 })
 
   const stats = await getQueueStats(db)
-  t.match(stats.counts, { pending: 3, processing: 1, failed: 0, cancelled: 0 })
+  t.match(stats.counts, { scheduled: 1, pending: 2, processing: 1, failed: 0, cancelled: 0 })
   t.ok(Math.abs(stats.counts.completed - 500) <= 5, `completed estimated near 500: ${stats.counts.completed}`)
   t.ok(stats.lagSeconds >= 0 && stats.lagSeconds < 5, `lag from the oldest due pending order: ${stats.lagSeconds}`)
   t.equal(old!.status, 'pending')
@@ -85,11 +89,14 @@ t.test('retention deletes old finished orders in batches, keeps the rest, and ru
 
   // Another worker holds the retention lock: this one skips rather than waits.
   let release: () => void = () => {}
+  let locked: () => void = () => {}
+  const hasLock = new Promise<void>((resolve) => (locked = resolve))
   const holder = db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue'), 2)`)
+    locked()
     await new Promise<void>((resolve) => (release = resolve))
   })
-  await sleep(100)
+  await hasLock
   t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), undefined)
   release()
   await holder
@@ -99,4 +106,28 @@ t.test('retention deletes old finished orders in batches, keeps the rest, and ru
   t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 0)
   const kept = await Promise.all([a, b, c, d, e, f].map(async (id) => (await getOrder(db, id!))?.status ?? 'deleted'))
   t.same(kept, ['deleted', 'deleted', 'completed', 'deleted', 'failed', 'pending'], 'recent, failed and pending orders stay')
+})
+
+t.test('an Idempotency-Key outlives its order: retention deletes the order, the key still stores nothing', async (t) => {
+  const db = await setUp(t)
+  const submission = { orders: [makeOrder()], idempotency: { key: 'k', requestHash: 'h' } }
+  const [first] = await insertSubmissions(db, [submission], { returnRows: false })
+  if (!first?.stored) throw new Error('not stored')
+  await db.execute(sql`update orders set status = 'completed', updated_at = now() - interval '8 days'`)
+  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 10 }), 1)
+  t.equal(await getOrder(db, first.ids[0]!), undefined, 'the order is gone')
+  t.same(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: false, key: 'k' }])
+  t.same((await findIdempotencyKeys(db, ['k'])).get('k')?.orderIds, first.ids)
+
+  await db.execute(sql`update idempotency_keys set created_at = now() - interval '31 days'`)
+  t.equal(await deleteExpiredIdempotencyKeys(db, { olderThanDays: 30, batchSize: 10 }), 1, 'past its own window')
+  t.match(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: true }], 'then the key is free')
+})
+
+t.test('a heartbeat registers again a worker whose row was forgotten', async (t) => {
+  const db = await setUp(t)
+  await registerWorker(db, box('long-paused'))
+  await db.execute(sql`delete from workers`)
+  await recordHeartbeat(db, { ...box('long-paused'), processed: 3, failed: 0, completedSince: 0, failedSince: 0 })
+  t.match(await listWorkers(db, { goneAfterMs: 15_000 }), [{ id: 'long-paused', state: 'alive', processed: 3 }])
 })

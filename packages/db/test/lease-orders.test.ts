@@ -10,9 +10,13 @@ import {
   failLeasedOrders,
   getOrder,
   insertOrders,
+  type Lease,
   leaseOrders,
   lockLeasedOrders,
+  promoteDueOrders,
   releaseLeasedOrders,
+  retryOrders,
+  sql,
 } from '../src/index.js'
 
 const noBackoff = { baseMs: 0, maxMs: 0 }
@@ -23,21 +27,31 @@ async function setUp(t: Test): Promise<Db> {
   return db
 }
 
-t.test('a lease is one committed claim: processing, holder, expiry, and the attempt counted', async (t) => {
+async function leaseOne(db: Db, workerId: string, leaseMs = 30_000): Promise<Lease> {
+  const [leased] = await leaseOrders(db, { limit: 1, workerId, leaseMs })
+  if (!leased) throw new Error('nothing leased')
+  return leased.lease
+}
+
+/** Makes every lease lapse now, as if its holder had gone silent for a lease period. */
+async function lapseLeases(db: Db): Promise<void> {
+  await db.execute(sql`update orders set run_at = now() - interval '1 millisecond' where status = 'processing'`)
+}
+
+t.test('a lease is one committed claim: processing, holder, expiry, a new token, and the attempt counted', async (t) => {
   const db = await setUp(t)
   const [order] = await insertOrders(db, [makeOrder()])
   const before = Date.now()
-  const { leased } = await leaseOrders(db, { limit: 10, workerId: 'a', leaseMs: 30_000 })
+  const leased = await leaseOrders(db, { limit: 10, workerId: 'a', leaseMs: 30_000 })
   t.same(
-    leased.map((l) => [l.order.id, l.attempt]),
-    [[order!.id, 1]],
+    leased.map((l) => [l.order.id, l.lease.attempt, l.lease.token]),
+    [[order!.id, 1, 1]],
   )
-  t.ok(leased[0]!.order.runAt <= new Date(), 'the returned run_at is when it became claimable')
+  t.ok(leased[0]!.order.runAt <= new Date(), 'the returned run_at is when it became due')
   const stored = await getOrder(db, order!.id)
-  t.match(stored, { status: 'processing', lockedBy: 'a', attempts: 1 })
+  t.match(stored, { status: 'processing', lockedBy: 'a', attempts: 1, leaseToken: 1 })
   t.ok(stored!.runAt.getTime() >= before + 29_000, 'run_at holds the lease expiry')
-  const again = await leaseOrders(db, { limit: 10, workerId: 'b', leaseMs: 30_000 })
-  t.same(again.leased, [], 'a live lease is not claimable')
+  t.same(await leaseOrders(db, { limit: 10, workerId: 'b', leaseMs: 30_000 }), [], 'a live lease is not claimable')
 })
 
 t.test('concurrent lease claims take disjoint orders', async (t) => {
@@ -46,7 +60,7 @@ t.test('concurrent lease claims take disjoint orders', async (t) => {
   const results = await Promise.all(
     Array.from({ length: 6 }, (_, i) => leaseOrders(db, { limit: 60, workerId: `w${i}`, leaseMs: 30_000 })),
   )
-  const ids = results.flatMap((r) => r.leased.map((l) => l.order.id))
+  const ids = results.flatMap((r) => r.map((l) => l.order.id))
   t.equal(new Set(ids).size, ids.length, 'no order leased twice')
   t.same(
     [...ids].sort((a, b) => a - b),
@@ -54,54 +68,63 @@ t.test('concurrent lease claims take disjoint orders', async (t) => {
   )
 })
 
-t.test("a lapsed lease is claimed again by the same statement, and the old holder's completion is fenced out", async (t) => {
+t.test("a lapsed lease is rescued and leased again, and the old holder's completion is fenced out", async (t) => {
   const db = await setUp(t)
   const [order] = await insertOrders(db, [makeOrder()])
-  const first = await leaseOrders(db, { limit: 1, workerId: 'slow', leaseMs: 50 })
-  await sleep(100)
-  const second = await leaseOrders(db, { limit: 1, workerId: 'fresh', leaseMs: 30_000 })
-  t.same(
-    second.leased.map((l) => [l.order.id, l.attempt]),
-    [[order!.id, 2]],
-    'the takeover is attempt 2',
-  )
-  const stale = { id: order!.id, attempt: first.leased[0]!.attempt }
+  const stale = await leaseOne(db, 'slow')
+  t.same(await leaseOrders(db, { limit: 1, workerId: 'fresh', leaseMs: 30_000 }), [], 'not claimable while leased')
+  await lapseLeases(db)
+  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0, rescued: [order!.id], deadLettered: [] })
+  const fresh = await leaseOne(db, 'fresh')
+  t.match(fresh, { id: order!.id, attempt: 2, token: 2 }, 'the takeover is attempt 2, under a new token')
   const staleOutcome = await db.transaction(async (tx) => ({
-    held: await lockLeasedOrders(tx, { leases: [stale], workerId: 'slow' }),
+    held: await lockLeasedOrders(tx, { leases: [stale] }),
     completed: await completeLeasedOrders(tx, { leases: [stale], workerId: 'slow' }),
   }))
   t.same(staleOutcome, { held: [], completed: [] }, 'the old holder holds and completes nothing')
-  t.same(await extendLeases(db, { leases: [stale], workerId: 'slow', leaseMs: 30_000 }), [], 'nor can it heartbeat')
-  const fresh = { id: order!.id, attempt: 2 }
+  t.same(await extendLeases(db, { leases: [stale], leaseMs: 30_000 }), [], 'nor can it heartbeat')
   t.same(await db.transaction((tx) => completeLeasedOrders(tx, { leases: [fresh], workerId: 'fresh' })), [order!.id])
   t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: 'fresh', attempts: 2, lockedBy: null })
 })
 
-t.test('a heartbeat keeps a lease alive past its first expiry', async (t) => {
+t.test('a redrive resets attempts but not the token: an old holder cannot pass the fence (no ABA)', async (t) => {
   const db = await setUp(t)
-  const [order] = await insertOrders(db, [makeOrder()])
-  const { leased } = await leaseOrders(db, { limit: 1, workerId: 'a', leaseMs: 100 })
-  const lease = { id: order!.id, attempt: leased[0]!.attempt }
-  for (let i = 0; i < 4; i++) {
-    await sleep(50)
-    t.same(await extendLeases(db, { leases: [lease], workerId: 'a', leaseMs: 100 }), [order!.id])
-  }
-  t.same((await leaseOrders(db, { limit: 1, workerId: 'b', leaseMs: 100 })).leased, [], 'still held at 200 ms')
+  const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 1 })])
+  const stale = await leaseOne(db, 'paused')
+  await lapseLeases(db)
+  t.match(await promoteDueOrders(db, { limit: 10 }), { deadLettered: [{ id: order!.id, attempts: 1 }] })
+  t.same(await retryOrders(db, { ids: [order!.id], limit: 1 }), [order!.id], 'redriven: attempts back to 0')
+  const fresh = await leaseOne(db, 'fresh')
+  t.equal(fresh.attempt, stale.attempt, 'the new lease is attempt 1 again: an attempts fence would match')
+  t.not(fresh.token, stale.token)
+  t.same(await db.transaction((tx) => completeLeasedOrders(tx, { leases: [stale], workerId: 'paused' })), [])
+  t.match(await getOrder(db, order!.id), { status: 'processing', lockedBy: 'fresh' })
 })
 
-t.test('an order whose lease lapses on every attempt is dead-lettered by the claim', async (t) => {
+t.test('a heartbeat keeps a lease alive, and extends one that lapsed but was not rescued yet', async (t) => {
+  const db = await setUp(t)
+  const [order] = await insertOrders(db, [makeOrder()])
+  const lease = await leaseOne(db, 'a', 100)
+  for (let i = 0; i < 4; i++) {
+    await sleep(50)
+    t.same(await extendLeases(db, { leases: [lease], leaseMs: 100 }), [order!.id])
+  }
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [] }, 'still held at 200 ms: nothing to rescue')
+  await lapseLeases(db)
+  t.same(await extendLeases(db, { leases: [lease], leaseMs: 30_000 }), [order!.id], 'nobody else has it yet')
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [] })
+})
+
+t.test('an order whose lease lapses on every attempt is dead-lettered by the rescue', async (t) => {
   const db = await setUp(t)
   const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 2 })])
-  t.equal((await leaseOrders(db, { limit: 1, workerId: 'dies-1', leaseMs: 1 })).leased.length, 1)
-  await sleep(20)
-  t.equal((await leaseOrders(db, { limit: 1, workerId: 'dies-2', leaseMs: 1 })).leased.length, 1)
-  await sleep(20)
-  const third = await leaseOrders(db, { limit: 1, workerId: 'survivor', leaseMs: 1000 })
-  t.same(third.leased, [], 'not handed out a third time')
-  t.same(
-    third.deadLettered.map((o) => o.id),
-    [order!.id],
-  )
+  await leaseOne(db, 'dies-1')
+  await lapseLeases(db)
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [order!.id] })
+  await leaseOne(db, 'dies-2')
+  await lapseLeases(db)
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [], deadLettered: [{ id: order!.id, attempts: 2 }] })
+  t.same(await leaseOrders(db, { limit: 1, workerId: 'survivor', leaseMs: 1000 }), [], 'not handed out a third time')
   t.match(await getOrder(db, order!.id), { status: 'failed', attempts: 2, lockedBy: null, lastError: /lease expired/ })
 })
 
@@ -109,33 +132,39 @@ t.test('a failed leased attempt backs off, and the last one dead-letters', async
   const db = await setUp(t)
   const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 2 })])
   const policy = { baseMs: 60_000, maxMs: 600_000 }
-  const first = await leaseOrders(db, { limit: 1, workerId: 'a', leaseMs: 30_000 })
-  const failure = { id: order!.id, attempt: first.leased[0]!.attempt, error: 'gateway timeout' }
+  const first = await leaseOne(db, 'a')
   const before = Date.now()
-  t.same(await db.transaction((tx) => failLeasedOrders(tx, { failures: [failure], workerId: 'a', policy })), [
-    { id: order!.id, status: 'pending' },
-  ])
-  const retrying = await getOrder(db, order!.id)
-  const delay = retrying!.runAt.getTime() - before
+  const [retry] = await db.transaction((tx) =>
+    failLeasedOrders(tx, { failures: [{ ...first, error: 'gateway timeout' }], policy }),
+  )
+  t.match(retry, { id: order!.id, status: 'scheduled' })
+  const delay = retry!.runAt.getTime() - before
   t.ok(delay >= 29_000 && delay <= 61_000, `first retry after base x [0.5, 1): ${delay} ms`)
-  t.match(retrying, { attempts: 1, lastError: 'gateway timeout', lockedBy: null })
+  t.match(await getOrder(db, order!.id), { status: 'scheduled', attempts: 1, lastError: 'gateway timeout', lockedBy: null })
 
-  await db.$client`update orders set run_at = now() where id = ${order!.id}`
-  const second = await leaseOrders(db, { limit: 1, workerId: 'b', leaseMs: 30_000 })
-  const last = { id: order!.id, attempt: second.leased[0]!.attempt, error: 'gateway timeout again' }
-  t.same(await db.transaction((tx) => failLeasedOrders(tx, { failures: [last], workerId: 'b', policy: noBackoff })), [
-    { id: order!.id, status: 'failed' },
-  ])
+  await db.execute(sql`update orders set run_at = now() where id = ${order!.id}`)
+  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1 })
+  const second = await leaseOne(db, 'b')
+  t.match(
+    await db.transaction((tx) =>
+      failLeasedOrders(tx, { failures: [{ ...second, error: 'gateway timeout again' }], policy: noBackoff }),
+    ),
+    [{ id: order!.id, status: 'failed' }],
+  )
   t.match(await getOrder(db, order!.id), { status: 'failed', attempts: 2, lastError: 'gateway timeout again' })
 })
 
-t.test('releasing an unstarted lease makes the order due at once and takes the attempt back', async (t) => {
+t.test('releasing an unstarted lease puts the order back in its place and takes the attempt back', async (t) => {
   const db = await setUp(t)
-  const [order] = await insertOrders(db, [makeOrder()])
-  const { leased } = await leaseOrders(db, { limit: 1, workerId: 'a', leaseMs: 30_000 })
-  t.same(await releaseLeasedOrders(db, { leases: [{ id: order!.id, attempt: leased[0]!.attempt }], workerId: 'a' }), [
-    order!.id,
-  ])
-  t.match(await getOrder(db, order!.id), { status: 'pending', attempts: 0, lockedBy: null })
-  t.equal((await leaseOrders(db, { limit: 1, workerId: 'b', leaseMs: 30_000 })).leased.length, 1)
+  const [first, second] = await insertOrders(db, [makeOrder(), makeOrder()])
+  const [leased] = await leaseOrders(db, { limit: 1, workerId: 'a', leaseMs: 30_000 })
+  t.equal(leased!.order.id, first!.id)
+  t.same(await releaseLeasedOrders(db, { leases: [{ ...leased!.lease, dueAt: leased!.order.runAt }] }), [first!.id])
+  t.match(await getOrder(db, first!.id), { status: 'pending', attempts: 0, lockedBy: null, runAt: first!.runAt })
+  const again = await leaseOrders(db, { limit: 2, workerId: 'b', leaseMs: 30_000 })
+  t.same(
+    again.map((l) => l.order.id),
+    [first!.id, second!.id],
+    'still ahead of the order submitted after it',
+  )
 })

@@ -9,10 +9,12 @@ import {
   type Db,
   failOrders,
   getOrder,
+  findIdempotencyKeys,
   insertOrders,
-  insertOrdersReturningIds,
+  insertSubmissions,
   listOrders,
   retryOrders,
+  type Submission,
 } from '../src/index.js'
 
 async function setUp(t: Test, maxConnections = 10): Promise<Db> {
@@ -27,7 +29,7 @@ async function deadLetter(db: Db, ids: number[]): Promise<void> {
     await claimOrders(tx, { limit: 100 })
     await failOrders(
       tx,
-      ids.map((id) => ({ id, error: 'boom' })),
+      ids.map((id) => ({ id, attempt: 1, error: 'boom' })),
       { baseMs: 0, maxMs: 0 },
     )
   })
@@ -44,20 +46,23 @@ t.test('insertOrders stores a batch in submission order with server-computed tot
     inserted.map((o) => o.customerId),
     ['first', 'second'],
   )
-  t.match(inserted[0], { totalCents: 2100, status: 'pending', attempts: 0, maxAttempts: 5, created: true })
+  t.match(inserted[0], { totalCents: 2100, status: 'pending', attempts: 0, maxAttempts: 5, leaseToken: 0 })
   t.match(inserted[1], { totalCents: 2999, priority: 7, maxAttempts: 9 })
 })
 
-t.test('insertOrdersReturningIds stores a batch and answers with its ids in submission order', async (t) => {
+t.test('insertSubmissions without rows stores a batch and answers with its ids in submission order', async (t) => {
   const db = await setUp(t)
-  t.same(await insertOrdersReturningIds(db, []), [])
+  t.same(await insertSubmissions(db, [], { returnRows: false }), [])
   const customers = Array.from({ length: 300 }, (_, i) => `c-${i}`)
-  const ids = await insertOrdersReturningIds(
+  const [result] = await insertSubmissions(
     db,
-    customers.map((customerId) => makeOrder({ customerId, items: [{ sku: 'A', quantity: 2, unitPriceCents: 5 }] })),
+    [{ orders: customers.map((customerId) => makeOrder({ customerId, items: [{ sku: 'A', quantity: 2, unitPriceCents: 5 }] })) }],
+    { returnRows: false },
   )
-  t.equal(ids.length, 300)
-  const stored = await Promise.all(ids.map((id) => getOrder(db, id)))
+  if (!result?.stored) throw new Error('not stored')
+  t.equal(result.ids.length, 300)
+  t.same(result.orders, [], 'no rows read back')
+  const stored = await Promise.all(result.ids.map((id) => getOrder(db, id)))
   t.same(
     stored.map((o) => o?.customerId),
     customers,
@@ -69,66 +74,89 @@ t.test('insertOrdersReturningIds stores a batch and answers with its ids in subm
   )
 })
 
-t.test('one idempotency key stores one order; a repeat returns it as not created', async (t) => {
+const keyed = (key: string, hash = 'h', count = 1): Submission => ({
+  orders: Array.from({ length: count }, () => makeOrder()),
+  idempotency: { key, requestHash: hash },
+})
+
+t.test('one idempotency key stores once; a repeat stores nothing and the key says what it stored', async (t) => {
   const db = await setUp(t)
-  const [first] = await insertOrders(db, [makeOrder({ idempotencyKey: 'k-1', requestHash: 'h' })])
-  const [repeat] = await insertOrders(db, [makeOrder({ idempotencyKey: 'k-1', requestHash: 'h2' })])
-  t.equal(first!.created, true)
-  t.equal(repeat!.created, false)
-  t.equal(repeat!.id, first!.id)
-  t.equal(repeat!.requestHash, 'h', 'the stored request is the first one')
+  const [first] = await insertSubmissions(db, [keyed('k-1', 'h')], { returnRows: true })
+  const [repeat] = await insertSubmissions(db, [keyed('k-1', 'h2')], { returnRows: true })
+  t.match(first, { stored: true, ids: [Number] })
+  t.same(repeat, { stored: false, key: 'k-1' })
+  const key = (await findIdempotencyKeys(db, ['k-1', 'unknown'])).get('k-1')
+  t.match(key, { key: 'k-1', requestHash: 'h', orderIds: first?.stored ? first.ids : [] }, 'the first request is kept')
   t.equal((await countOrdersByStatus(db)).pending, 1)
+})
+
+t.test('a key covers a whole batch: its orders are stored together or not at all', async (t) => {
+  const db = await setUp(t)
+  const [batch] = await insertSubmissions(db, [keyed('batch-key', 'h', 3)], { returnRows: false })
+  const [again] = await insertSubmissions(db, [keyed('batch-key', 'h', 3)], { returnRows: false })
+  t.match(batch, { stored: true, ids: [Number, Number, Number] })
+  t.match(again, { stored: false })
+  t.same((await findIdempotencyKeys(db, ['batch-key'])).get('batch-key')?.orderIds, batch?.stored ? batch.ids : [])
+  t.equal((await countOrdersByStatus(db)).pending, 3)
 })
 
 t.test('concurrent submissions with one key store exactly one order', async (t) => {
   const db = await setUp(t, 20)
   const results = await Promise.all(
-    Array.from({ length: 20 }, () => insertOrders(db, [makeOrder({ idempotencyKey: 'same', requestHash: 'h' })])),
+    Array.from({ length: 20 }, () => insertSubmissions(db, [keyed('same')], { returnRows: true })),
   )
-  const orders = results.flat()
-  t.equal(orders.filter((o) => o.created).length, 1, 'one created')
-  t.equal(new Set(orders.map((o) => o.id)).size, 1, 'all answered with the same order')
+  t.equal(results.flat().filter((r) => r.stored).length, 1, 'one stored')
   t.equal((await countOrdersByStatus(db)).pending, 1)
 })
 
-t.test('keyed and unkeyed orders in one batch each get their own answer', async (t) => {
+t.test('keyed and unkeyed submissions in one call each get their own answer; a repeated key stores once', async (t) => {
   const db = await setUp(t)
-  const [existing] = await insertOrders(db, [makeOrder({ idempotencyKey: 'taken' })])
-  const batch = await insertOrders(db, [
-    makeOrder({ customerId: 'a' }),
-    makeOrder({ customerId: 'b', idempotencyKey: 'taken' }),
-    makeOrder({ customerId: 'c', idempotencyKey: 'fresh' }),
-    makeOrder({ customerId: 'd' }),
-    makeOrder({ customerId: 'e', idempotencyKey: 'fresh' }),
-  ])
-  t.same(
-    batch.map((o) => [o.customerId, o.created]),
+  await insertSubmissions(db, [keyed('taken')], { returnRows: true })
+  const results = await insertSubmissions(
+    db,
     [
-      ['a', true],
-      [existing!.customerId, false],
-      ['c', true],
-      ['d', true],
-      ['c', false],
+      { orders: [makeOrder({ customerId: 'a' })] },
+      { ...keyed('taken'), orders: [makeOrder({ customerId: 'b' })] },
+      { ...keyed('fresh'), orders: [makeOrder({ customerId: 'c' })] },
+      { orders: [makeOrder({ customerId: 'd' })] },
+      { ...keyed('fresh'), orders: [makeOrder({ customerId: 'e' })] },
     ],
+    { returnRows: true },
   )
+  t.same(
+    results.map((r) => (r.stored ? r.orders.map((o) => o.customerId) : r.key)),
+    [['a'], 'taken', ['c'], ['d'], 'fresh'],
+  )
+  t.equal((await countOrdersByStatus(db)).pending, 4)
 })
 
 t.test('cancelOrder cancels a pending order and explains why it cannot cancel others', async (t) => {
   const db = await setUp(t)
   const [pending, held, done] = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
   t.match(await cancelOrder(db, pending!.id), { outcome: 'cancelled', order: { status: 'cancelled' } })
-  t.match(await cancelOrder(db, pending!.id), { outcome: 'conflict', reason: 'the order is cancelled, not pending' })
+  t.match(await cancelOrder(db, pending!.id), {
+    outcome: 'conflict',
+    reason: 'the order is cancelled, not pending or scheduled',
+  })
   t.same(await cancelOrder(db, 999_999), { outcome: 'not_found' })
   await db.$client`update orders set status = 'completed' where id = ${done!.id}`
-  t.match(await cancelOrder(db, done!.id), { outcome: 'conflict', reason: 'the order is completed, not pending' })
+  t.match(await cancelOrder(db, done!.id), {
+    outcome: 'conflict',
+    reason: 'the order is completed, not pending or scheduled',
+  })
+  const [later] = await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })])
+  t.match(await cancelOrder(db, later!.id), { outcome: 'cancelled' }, 'a scheduled order can be cancelled too')
 
   // A worker's batch transaction holds `held`: cancel does not wait for it.
   let release: () => void = () => {}
+  let claimed: () => void = () => {}
+  const hasClaimed = new Promise<void>((resolve) => (claimed = resolve))
   const holding = db.transaction(async (tx) => {
     await claimOrders(tx, { limit: 10 })
+    claimed()
     await new Promise<void>((resolve) => (release = resolve))
   })
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await hasClaimed
   t.match(await cancelOrder(db, held!.id), { outcome: 'conflict', reason: 'the order is being processed' })
   release()
   await holding
@@ -162,8 +190,8 @@ t.test('failOrders dead-letters at max_attempts and otherwise backs off', async 
     return failOrders(
       tx,
       [
-        { id: last!.id, error: 'x' },
-        { id: spare!.id, error: 'y' },
+        { id: last!.id, attempt: 1, error: 'x' },
+        { id: spare!.id, attempt: 1, error: 'y' },
       ],
       { baseMs: 10_000, maxMs: 10_000 },
     )
@@ -172,7 +200,7 @@ t.test('failOrders dead-letters at max_attempts and otherwise backs off', async 
     new Map(outcomes.map((o) => [o.id, o.status])),
     new Map([
       [last!.id, 'failed'],
-      [spare!.id, 'pending'],
+      [spare!.id, 'scheduled'],
     ]),
   )
   const retrying = await getOrder(db, spare!.id)

@@ -33,7 +33,7 @@ function setText(id, text) {
 }
 
 function renderStats(stats) {
-  for (const status of ['pending', 'processing', 'failed', 'cancelled']) {
+  for (const status of ['scheduled', 'pending', 'processing', 'failed', 'cancelled']) {
     setText(`count-${status}`, formatCount(stats.counts[status]))
   }
   setText('count-completed', `≈ ${formatCount(stats.counts.completed)}`)

@@ -1,3 +1,4 @@
+import { createServer } from 'node:http'
 import swagger from '@fastify/swagger'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Db } from '@postgres-queue/db'
@@ -8,6 +9,7 @@ import type { ApiConfig } from './config.js'
 import { dashboardRoutes } from './dashboard.js'
 import { apiDocsUi, documentErrors, openApiOptions, sharedErrorResponse } from './docs.js'
 import { handleError, handleNotFound } from './errors.js'
+import { databaseGate, refuseCrossSiteRequests } from './guards.js'
 import { createApiMetrics } from './metrics.js'
 import { createOrderIntake } from './order-intake.js'
 import { healthRoutes } from './routes/health.js'
@@ -21,6 +23,11 @@ import { validatorCompiler } from './validation.js'
 // (default 1): on 2 cores, 1 in flight took 30% more orders/s than 4, at a lower p99, because
 // fewer, larger inserts cost less CPU per order in the api and the server (docs/performance.md).
 const MAX_ORDERS_PER_INSERT = 100
+/**
+ * Requests that may wait on the database at once, per pooled connection: beyond it a stalled
+ * database answers 503 at once instead of queueing requests for a multiple of statement_timeout.
+ */
+const REQUESTS_WAITING_PER_CONNECTION = 4
 
 export interface AppDeps {
   /** Borrowed: whoever created it closes it, after the app. */
@@ -39,6 +46,18 @@ export function buildApp({ db, config, logger }: AppDeps) {
     // shape than every other error. Serving it instead is cheap: the pool closes only after the app,
     // and the response's `Connection: close` ends that connection.
     return503OnClosing: false,
+    serverFactory: (handler) =>
+      createServer(
+        {
+          // A client trickling its request a byte every few seconds is cut off once the whole request
+          // took this long (408); Node checks every second, not every 30 s.
+          requestTimeout: config.requestTimeoutMs,
+          connectionsCheckingInterval: 1000,
+          // Fastify's default for its own servers, kept: longer than a load balancer's idle timeout.
+          keepAliveTimeout: 72_000,
+        },
+        handler,
+      ),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setValidatorCompiler(validatorCompiler)
@@ -59,6 +78,10 @@ export function buildApp({ db, config, logger }: AppDeps) {
   })
 
   if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
+  app.addHook('onRequest', refuseCrossSiteRequests)
+  const gate = databaseGate(config.databasePoolSize * REQUESTS_WAITING_PER_CONNECTION)
+  app.addHook('onRequest', gate.onRequest)
+  app.addHook('onResponse', gate.onResponse)
 
   const metrics = createApiMetrics({ db, log: app.log })
   app.addHook('onResponse', metrics.timeRequest)
@@ -66,6 +89,8 @@ export function buildApp({ db, config, logger }: AppDeps) {
   const intake = createOrderIntake(db, {
     maxBatch: MAX_ORDERS_PER_INSERT,
     maxInFlight: config.insertsInFlight,
+    maxQueued: config.intakeQueueLimit,
+    maxWaitMs: config.databaseStatementTimeoutMs,
     log: app.log,
   })
   // Submissions still queued when the server stops accepting are inserted before the pool closes.
@@ -77,7 +102,7 @@ export function buildApp({ db, config, logger }: AppDeps) {
   app.register(swagger, openApiOptions({ secured: config.apiToken !== undefined }))
   app.register(apiDocsUi)
 
-  app.register(healthRoutes, { db })
+  app.register(healthRoutes, { db, intake })
   app.register(orderRoutes, { db, intake, metrics })
   app.register(orderActionRoutes, { db, intake })
   app.register(queueRoutes, { db })

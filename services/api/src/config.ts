@@ -32,6 +32,24 @@ export const ApiEnv = Type.Object({
     default: 2,
     description: 'how long a request waits for a new database connection before its 503',
   }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 600_000,
+    default: 5000,
+    description: 'the longest any statement of the api may run (a lock, a stalled disk) before its 503',
+  }),
+  API_INTAKE_QUEUE_LIMIT: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 5000,
+    description: 'POST /orders submissions waiting for an insert; more are refused with 503 INTAKE_SATURATED',
+  }),
+  API_REQUEST_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 600_000,
+    default: 30_000,
+    description: 'the longest a client may take to send a whole request; a slower one is cut off',
+  }),
 })
 
 /**
@@ -48,6 +66,9 @@ export interface ApiConfig {
   readonly logFormat: (typeof logFormats)[number]
   readonly databasePoolSize: number
   readonly databaseConnectTimeoutSeconds: number
+  readonly databaseStatementTimeoutMs: number
+  readonly intakeQueueLimit: number
+  readonly requestTimeoutMs: number
   /** Group commit: single submissions' inserts in flight at once. */
   readonly insertsInFlight: number
   /** When set, every route but /health and /ready requires `Authorization: Bearer <apiToken>`. */
@@ -77,6 +98,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     logFormat: parsed.LOG_FORMAT,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
     databaseConnectTimeoutSeconds: parsed.DATABASE_CONNECT_TIMEOUT_SECONDS,
+    databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,
+    intakeQueueLimit: parsed.API_INTAKE_QUEUE_LIMIT,
+    requestTimeoutMs: parsed.API_REQUEST_TIMEOUT_MS,
     insertsInFlight: parsed.API_INSERTS_IN_FLIGHT,
     ...(apiToken === undefined ? {} : { apiToken }),
   })

@@ -15,6 +15,8 @@ export function createApiDb(config: ApiConfig, overrides: DbOptions = {}): Db {
     connectTimeoutSeconds: config.databaseConnectTimeoutSeconds,
     // After an outage, a request should find the database within half a second of its return.
     maxReconnectDelaySeconds: 0.5,
+    // A lock on the orders table or a stalled disk must turn into a 503, not a request that hangs.
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
     ...overrides,
   })
 }

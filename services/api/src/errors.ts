@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http'
-import { isDatabaseUnavailable } from '@postgres-queue/db'
+import { isDatabaseUnavailable, isTransientDatabaseError } from '@postgres-queue/db'
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { ErrorResponse } from './schemas/errors.js'
 
@@ -51,6 +51,20 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
       .code(503)
       .header('retry-after', RETRY_AFTER_SECONDS)
       .send(errorResponse(503, 'DATABASE_UNAVAILABLE', 'The database is unavailable; retry later'))
+  }
+  if (isTransientDatabaseError(error)) {
+    // A statement timeout (a lock, a stalled disk), a deadlock: the statement did not take effect.
+    request.log.warn({ err: error }, 'database timed out')
+    return reply
+      .code(503)
+      .header('retry-after', RETRY_AFTER_SECONDS)
+      .send(errorResponse(503, 'DATABASE_TIMEOUT', 'The database did not answer in time; nothing was changed, retry later'))
+  }
+  if (error instanceof ApiError && error.statusCode >= 500) {
+    // Refused on purpose (a full queue, too many requests waiting): what to do is the client's to know.
+    request.log.warn({ code: error.code }, 'request refused')
+    if (error.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', 1)
+    return reply.code(error.statusCode).send(errorResponse(error.statusCode, error.code, error.message))
   }
   const status = error.statusCode ?? 500
   if (status >= 400 && status < 500) {

@@ -1,36 +1,51 @@
 import {
   type Db,
-  type InsertedOrder,
-  insertOrders,
-  insertOrdersReturningIds,
-  isDatabaseUnavailable,
+  findIdempotencyKeys,
+  type IdempotencyKey,
+  insertSubmissions,
+  isTransientDatabaseError,
   type NewOrder,
   notifyOrdersWaiting,
+  type Order,
+  type StoredKey,
+  type Submission,
+  sqlState,
 } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
+import { ApiError } from './errors.js'
 
 export interface OrderIntakeOptions {
   /** The most single submissions coalesced into one insert. */
   maxBatch: number
   /** Inserts in flight at once; more requests queue behind them and go together in the next. */
   maxInFlight: number
+  /** The most single submissions queued behind the inserts in flight; more are refused with a 503. */
+  maxQueued: number
+  /** The longest a submission waits in the queue; past it, it is refused with a 503 without being sent. */
+  maxWaitMs: number
   log: Logger
 }
 
+/** What a submission came to: stored now, or the key was taken and this is what it stored. */
+export type IntakeResult = { stored: true; ids: number[]; orders: Order[] } | { stored: false; key: StoredKey }
+
 export interface OrderIntake {
   /** Stores one order: coalesced with concurrent submissions into one multi-row insert. */
-  submit(order: NewOrder): Promise<InsertedOrder>
-  /** Stores a batch as one insert, whole or not at all; returns the ids in submission order. */
-  submitBatch(orders: readonly NewOrder[]): Promise<number[]>
+  submit(order: NewOrder, idempotency?: IdempotencyKey): Promise<IntakeResult>
+  /** Stores a batch as one insert, whole or not at all, and answers with ids. */
+  submitBatch(orders: readonly NewOrder[], idempotency?: IdempotencyKey): Promise<IntakeResult>
   /** Wakes listening workers (coalesced with other wake-ups), e.g. after a redrive. */
   wakeWorkers(): void
+  /** Whether the queue is full: /ready says so, so a load balancer sends requests elsewhere. */
+  saturated(): boolean
   /** Waits for queued submissions and wake-ups to settle. */
   flush(): Promise<void>
 }
 
 interface Pending {
-  order: NewOrder
-  resolve: (order: InsertedOrder) => void
+  submission: Submission
+  enqueuedAt: number
+  resolve: (result: IntakeResult) => void
   reject: (err: unknown) => void
 }
 
@@ -41,6 +56,14 @@ interface Pending {
  * statement and one commit. Under load, one fsync then covers dozens of orders instead of one,
  * and each request still gets its own order back.
  *
+ * What each answer means, whatever the database does:
+ * - resolved: stored exactly once (or the key's earlier request was).
+ * - rejected: not stored, or (a connection lost mid-insert) unknown, which a client resolves by
+ *   retrying with the same Idempotency-Key. A group is retried member by member only when the
+ *   server refused its statement (which then stored nothing): never after an unknown outcome.
+ * - The queue is bounded in length and in waiting time: a stalled database turns into prompt 503s,
+ *   not a growing heap and requests that hang.
+ *
  * After each commit the workers are woken with one coalesced NOTIFY, sent outside the insert.
  */
 export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderIntake {
@@ -50,7 +73,8 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
 
   function pump(): void {
     while (running.size < options.maxInFlight && queue.length > 0) {
-      const group = queue.splice(0, options.maxBatch)
+      const group = takeGroup()
+      if (group.length === 0) continue
       const insert = insertGroup(group).finally(() => {
         running.delete(insert)
         pump()
@@ -59,39 +83,96 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     }
   }
 
+  /** The next group, refusing the submissions that waited too long (they were never sent). */
+  function takeGroup(): Pending[] {
+    const oldest = performance.now() - options.maxWaitMs
+    const group: Pending[] = []
+    while (group.length < options.maxBatch && queue.length > 0) {
+      const next = queue.shift() as Pending
+      if (next.enqueuedAt < oldest) next.reject(intakeTimeout(options.maxWaitMs))
+      else group.push(next)
+    }
+    return group
+  }
+
   async function insertGroup(group: Pending[]): Promise<void> {
+    let results
     try {
-      const inserted = await insertOrders(
+      results = await insertSubmissions(
         db,
-        group.map((p) => p.order),
+        group.map((p) => p.submission),
+        { returnRows: true },
       )
-      group.forEach((p, i) => p.resolve(inserted[i] as InsertedOrder))
-      wake()
     } catch (err) {
-      if (group.length === 1 || isDatabaseUnavailable(err)) {
-        for (const p of group) p.reject(err)
+      if (group.length > 1 && refusedByServer(err)) {
+        // The server refused the statement, so nothing of it was stored: one order it refused must
+        // not fail the others it was grouped with. Retry each alone.
+        await Promise.all(group.map((p) => insertGroup([p])))
         return
       }
-      // One order the database refused must not fail the others it was grouped with: retry alone.
-      await Promise.all(group.map((p) => insertGroup([p])))
+      for (const p of group) p.reject(err)
+      // The database is away or stalled: what waits behind would meet the same; answer it now.
+      if (isTransientDatabaseError(err)) for (const p of queue.splice(0)) p.reject(err)
+      return
+    }
+    const taken: Pending[] = []
+    results.forEach((result, i) => {
+      const p = group[i] as Pending
+      if (result.stored) p.resolve(result)
+      else taken.push(p)
+    })
+    wake(group.flatMap((p) => p.submission.orders))
+    if (taken.length > 0) await resolveTaken(taken)
+  }
+
+  /** Members whose key was taken: answered with what the key stored, read in a statement of its own. */
+  async function resolveTaken(taken: Pending[]): Promise<void> {
+    const keys = taken.map((p) => p.submission.idempotency?.key ?? '')
+    let stored: Map<string, StoredKey>
+    try {
+      stored = await findIdempotencyKeys(db, keys)
+    } catch (err) {
+      // Nothing of theirs was stored: a retry with the same key is safe.
+      for (const p of taken) p.reject(err)
+      return
+    }
+    for (const p of taken) {
+      const key = stored.get(p.submission.idempotency?.key ?? '')
+      // Gone already (forgotten past its window between the two statements): store it afresh.
+      if (key === undefined) enqueue(p)
+      else p.resolve({ stored: false, key })
     }
   }
 
+  function enqueue(p: Pending): void {
+    queue.push(p)
+    pump()
+  }
+
   return {
-    submit(order) {
+    submit(order, idempotency) {
+      if (queue.length >= options.maxQueued) return Promise.reject(intakeSaturated())
       return new Promise((resolve, reject) => {
-        queue.push({ order, resolve, reject })
-        pump()
+        const submission = idempotency === undefined ? { orders: [order] } : { orders: [order], idempotency }
+        enqueue({ submission, enqueuedAt: performance.now(), resolve, reject })
       })
     },
 
-    async submitBatch(orders) {
-      const ids = await insertOrdersReturningIds(db, orders)
-      wake()
-      return ids
+    async submitBatch(orders, idempotency) {
+      const submission = idempotency === undefined ? { orders } : { orders, idempotency }
+      const [result] = await insertSubmissions(db, [submission], { returnRows: false })
+      if (result?.stored) {
+        wake(orders)
+        return result
+      }
+      const key = (await findIdempotencyKeys(db, [idempotency?.key ?? ''])).get(idempotency?.key ?? '')
+      if (key === undefined) throw new Error('the Idempotency-Key was taken, then forgotten; retry')
+      return { stored: false, key }
     },
 
-    wakeWorkers: wake,
+    wakeWorkers: () => wake([]),
+
+    saturated: () => queue.length >= options.maxQueued,
 
     async flush() {
       while (running.size > 0) await Promise.allSettled([...running])
@@ -100,32 +181,61 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
   }
 }
 
+/** A statement the server refused (an error it reported, other than a transient one): nothing was stored. */
+function refusedByServer(err: unknown): boolean {
+  return sqlState(err) !== undefined && !isTransientDatabaseError(err)
+}
+
+function intakeSaturated(): ApiError {
+  return new ApiError(503, 'INTAKE_SATURATED', 'Too many orders are waiting to be stored; nothing was stored, retry later')
+}
+
+function intakeTimeout(ms: number): ApiError {
+  return new ApiError(
+    503,
+    'INTAKE_TIMEOUT',
+    `The order waited ${ms} ms for the database and was not sent; nothing was stored, retry later`,
+  )
+}
+
 /**
  * A coalescing NOTIFY: at most one in flight, and one more after it if commits happened meanwhile,
- * so every commit is followed by a notification sent after it, and a burst costs two at most.
+ * so every commit is followed by a notification sent after it, and a burst costs two at most. What
+ * it says: orders are due now, or (only scheduled ones were stored) when the earliest comes due.
  */
-function createWakeup(db: Db, log: Logger): (() => void) & { settled(): Promise<void> } {
+function createWakeup(db: Db, log: Logger): ((orders: readonly NewOrder[]) => void) & { settled(): Promise<void> } {
   let inFlight: Promise<void> | undefined
-  let again = false
-  const send = (): Promise<void> =>
-    notifyOrdersWaiting(db)
-      .catch((err: unknown) => {
+  let waiting: { dueNow: boolean; earliest?: number } | undefined
+  const send = async (): Promise<void> => {
+    while (waiting) {
+      const { dueNow, earliest } = waiting
+      waiting = undefined
+      try {
+        if (dueNow) await notifyOrdersWaiting(db)
+        if (earliest !== undefined) await notifyOrdersWaiting(db, { dueAt: new Date(earliest) })
+      } catch (err) {
         // Workers poll on their schedule too: a lost wake-up delays pickup, it loses nothing.
         log.warn({ err }, 'could not wake the workers')
-      })
-      .then(() => {
-        if (!again) return
-        again = false
-        return send()
-      })
-  const wake = () => {
-    if (inFlight) {
-      again = true
-      return
+      }
     }
+  }
+  const kick = () => {
+    if (inFlight || !waiting) return
     inFlight = send().finally(() => {
       inFlight = undefined
+      kick() // a wake-up that came between the last check and here
     })
+  }
+  const wake = (orders: readonly NewOrder[]) => {
+    const now = Date.now()
+    const scheduled = orders.flatMap((o) => (o.runAt !== undefined && o.runAt.getTime() > now ? [o.runAt.getTime()] : []))
+    const dueNow = orders.length === 0 || scheduled.length < orders.length
+    const earliest = scheduled.length > 0 ? Math.min(...scheduled) : undefined
+    waiting = {
+      dueNow: dueNow || (waiting?.dueNow ?? false),
+      earliest: [earliest, waiting?.earliest].filter((t) => t !== undefined).sort((a, b) => a - b)[0],
+    }
+    kick()
   }
   return Object.assign(wake, { settled: async () => void (await inFlight) })
 }

@@ -34,7 +34,7 @@ export function toNewOrder(body: NewOrderBody, path = '', now = Date.now()): New
  * request. Defaults are part of it: adding a defaulted field to the schema changes every hash, and a
  * client retrying across that deploy would get a 422, so such a change wants a note in its release.
  */
-export function requestHash(body: NewOrderBody): string {
+export function requestHash(body: unknown): string {
   return createHash('sha256').update(canonicalJson(body)).digest('hex')
 }
 

@@ -13,6 +13,9 @@ t.test('applies the defaults when only DATABASE_URL is set', async (t) => {
     logFormat: 'json',
     databasePoolSize: 10,
     databaseConnectTimeoutSeconds: 2,
+    databaseStatementTimeoutMs: 5000,
+    intakeQueueLimit: 5000,
+    requestTimeoutMs: 30_000,
     insertsInFlight: 1,
   })
 })

@@ -53,7 +53,7 @@ export async function setTheScene(db: Db): Promise<void> {
     await db.execute(sql`update orders set attempts = 2 where id = ${order!.id}`)
     await db.transaction(async (tx) => {
       await claimOrders(tx, { limit: 1 })
-      await failOrders(tx, [{ id: order!.id, error }], { baseMs: 1000, maxMs: 1000 })
+      await failOrders(tx, [{ id: order!.id, attempt: 3, error }], { baseMs: 1000, maxMs: 1000 })
     })
     // Failed over the last hour, the newest last.
     await db.execute(sql`update orders set updated_at = now() - ${(DEAD_LETTERS.length - i) * 13} * interval '1 minute'
@@ -86,8 +86,8 @@ export async function playTraffic(db: Db, apiUrl: string, seconds: number): Prom
     }
     const lease = WORKERS[2]
     const completed = await db.transaction((tx) => completeLeasedOrders(tx, { leases: held, workerId: lease.id }))
-    const { leased } = await leaseOrders(db, { limit: 12, workerId: lease.id, leaseMs: 30_000 })
-    held = leased.map(({ order, attempt }) => ({ id: order.id, attempt }))
+    const leased = await leaseOrders(db, { limit: 12, workerId: lease.id, leaseMs: 30_000 })
+    held = leased.map((l) => l.lease)
     await beat(db, lease.id, totals, completed.length)
     await sleep(1000)
   }
@@ -96,5 +96,5 @@ export async function playTraffic(db: Db, apiUrl: string, seconds: number): Prom
 async function beat(db: Db, id: string, totals: Map<string, { processed: number; failed: number }>, done: number) {
   const total = totals.get(id)!
   total.processed += done
-  await recordHeartbeat(db, { id, ...total, completedSince: done, failedSince: 0 })
+  await recordHeartbeat(db, { id, host: 'box', pid: 1, mode: 'transaction', ...total, completedSince: done, failedSince: 0 })
 }

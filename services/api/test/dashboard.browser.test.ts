@@ -18,7 +18,7 @@ async function failAnOrder(db: Db, error: string): Promise<number> {
   const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 1, priority: 1000 })])
   await db.transaction(async (tx) => {
     await claimOrders(tx, { limit: 1 })
-    await failOrders(tx, [{ id: order!.id, error }], { baseMs: 1000, maxMs: 1000 })
+    await failOrders(tx, [{ id: order!.id, attempt: 1, error }], { baseMs: 1000, maxMs: 1000 })
   })
   return order!.id
 }

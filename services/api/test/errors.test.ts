@@ -60,3 +60,22 @@ t.test('answers 503 DATABASE_UNAVAILABLE with Retry-After when the database is d
   }
   t.equal(lines.filter((line) => line.msg === 'database unavailable' && line.level === 40).length, requests.length)
 })
+
+t.test('logs never carry order contents or SQL parameters: a failed query is logged without them', async (t) => {
+  const { logger, lines } = captureLogs()
+  const { app } = await startApi(t, { databaseUrl: UNREACHABLE_DATABASE_URL, logger })
+  const customerId = 'customer-with-a-secret-marker'
+  for (const request of [
+    { method: 'POST', url: '/orders', payload: makeOrder({ customerId }) },
+    { method: 'POST', url: '/orders/batch', payload: { orders: [makeOrder({ customerId })] } },
+  ] as const) {
+    t.equal((await app.inject(request)).statusCode, 503)
+  }
+  const logged = JSON.stringify(lines)
+  t.ok(lines.some((line) => line.msg === 'database unavailable'), 'the 503s are logged')
+  t.notMatch(logged, /secret-marker/, 'no order contents')
+  t.notMatch(logged, /insert into|unnest\(/i, 'no statement')
+  t.match(lines.find((line) => line.msg === 'database unavailable'), {
+    err: { message: /failed query \(its statement and parameters are not logged\)/, cause: { code: 'ECONNREFUSED' } },
+  })
+})

@@ -52,7 +52,7 @@ export function captureLogs(): { logger: Logger; lines: Record<string, unknown>[
 /** Dead letters: orders that used their one attempt and failed. Returns their ids, ascending. */
 export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
   const inserted = await insertOrders(db, Array.from({ length: count }, () => makeOrder({ maxAttempts: 1 })))
-  const failures = inserted.map((order) => ({ id: order.id, error: 'processor threw: card declined' }))
+  const failures = inserted.map((order) => ({ id: order.id, attempt: 1, error: 'processor threw: card declined' }))
   const outcomes = await db.transaction((tx) => failOrders(tx, failures, { baseMs: 1000, maxMs: 1000 }))
   if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
   return inserted.map((order) => order.id)

@@ -1,4 +1,4 @@
-import { countOrdersByStatus, type Db, getOrder } from '@postgres-queue/db'
+import { countOrdersByStatus, type Db, findIdempotencyKeys, sql } from '@postgres-queue/db'
 import { makeOrder } from '@postgres-queue/devkit'
 import t from 'tap'
 import Value from 'typebox/value'
@@ -77,7 +77,7 @@ t.test('the same key with another body answers 422 IDEMPOTENCY_KEY_REUSED and st
       statusCode: 422,
       error: 'Unprocessable Entity',
       code: 'IDEMPOTENCY_KEY_REUSED',
-      message: `Idempotency-Key ${key} was already used for a different order; use a new key for a new order`,
+      message: `Idempotency-Key ${key} was already used for a different request; use a new key for a new request`,
     })
   }
   t.equal(await storedCount(db), before, 'nothing stored')
@@ -149,5 +149,38 @@ t.test('stores a key that looks like SQL verbatim, as a key like any other', asy
   const first = await submit(key, order)
   t.equal(first.statusCode, 201)
   t.equal((await submit(key, order)).statusCode, 200)
-  t.equal((await getOrder(db, first.json().id))?.idempotencyKey, key)
+  t.same((await findIdempotencyKeys(db, [key])).get(key)?.orderIds, [first.json().id])
+})
+
+const submitBatch = (key: string, orders: unknown[]) =>
+  app.inject({ method: 'POST', url: '/orders/batch', headers: { 'idempotency-key': key }, payload: { orders } })
+
+t.test('a batch with a key is stored once: a repeat answers 200 with the same ids, another body 422', async (t) => {
+  const key = newKey()
+  const orders = [makeOrder(), makeOrder(), makeOrder()]
+  const first = await submitBatch(key, orders)
+  t.equal(first.statusCode, 201)
+  const before = await storedCount(db)
+  const repeat = await submitBatch(key, orders)
+  t.equal(repeat.statusCode, 200)
+  t.same(repeat.json(), first.json(), 'the ids stored by the first request')
+  t.equal(repeat.headers['idempotent-replayed'], 'true')
+  const other = await submitBatch(key, [makeOrder()])
+  t.equal(other.statusCode, 422)
+  t.equal(other.json().code, 'IDEMPOTENCY_KEY_REUSED')
+  t.equal(await storedCount(db), before, 'nothing stored by the repeats')
+})
+
+t.test('a key outlives its order: once retention deleted it, a repeat answers 410 and stores nothing', async (t) => {
+  const key = newKey()
+  const order = makeOrder()
+  const first = await submit(key, order)
+  await db.execute(sql`delete from orders where id = ${first.json().id}`)
+  const before = await storedCount(db)
+  const repeat = await submit(key, order)
+  t.equal(repeat.statusCode, 410)
+  t.equal(repeat.json().code, 'ORDER_DELETED')
+  t.match(repeat.json().message, new RegExp(`stored order ${first.json().id}`))
+  t.equal(await storedCount(db), before, 'not stored again')
+  t.same((await findIdempotencyKeys(db, [key])).get(key)?.orderIds, [first.json().id])
 })

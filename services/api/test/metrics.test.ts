@@ -1,4 +1,4 @@
-import { insertOrders } from '@postgres-queue/db'
+import { insertOrders, sql } from '@postgres-queue/db'
 import { makeOrder } from '@postgres-queue/devkit'
 import t from 'tap'
 import type { App } from '../src/app.js'
@@ -24,7 +24,9 @@ t.test('GET /metrics serves the Prometheus text format, with process metrics', a
 t.test('reads queue depth and lag from the database at scrape time', async (t) => {
   const { app, db } = await startApi(t)
   t.match(await scrape(app), /^postgres_queue_depth\{status="pending"\} 0$/m)
-  await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() - 60_000) }), makeOrder()])
+  const [old] = await insertOrders(db, [makeOrder(), makeOrder()])
+  // Due a minute ago: a runAt in the past is stored as now, so the wait is made in the table.
+  await db.execute(sql`update orders set run_at = now() - interval '60 seconds' where id = ${old!.id}`)
   await insertFailedOrders(db, 1)
   const text = await scrape(app)
   t.match(text, /^postgres_queue_depth\{status="pending"\} 2$/m)

@@ -8,18 +8,20 @@ import { insertFailedOrders, startApi, UNREACHABLE_DATABASE_URL } from './helper
 
 t.test('GET /queue/stats counts by status, measures lag and throughput, and lists the fleet', async (t) => {
   const { app, db } = await startApi(t)
-  await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() - 30_000) }), makeOrder()])
+  const [old] = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
+  // Due half a minute ago: a runAt in the past is stored as now, so the wait is made in the table.
+  await db.execute(sql`update orders set run_at = now() - interval '30 seconds' where id = ${old!.id}`)
   await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })]) // not due: no lag
   await insertFailedOrders(db, 2)
   await registerWorker(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction' })
-  await recordHeartbeat(db, { id: 'w-1', processed: 9, failed: 2, completedSince: 9, failedSince: 2 })
+  await recordHeartbeat(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', processed: 9, failed: 2, completedSince: 9, failedSince: 2 })
 
   const response = await app.inject({ method: 'GET', url: '/queue/stats' })
   t.equal(response.statusCode, 200)
   const stats = response.json()
   t.ok(Value.Check(QueueStats, stats), 'the body is QueueStats')
   t.match(stats, {
-    counts: { pending: 3, processing: 0, failed: 2, cancelled: 0 },
+    counts: { scheduled: 1, pending: 3, processing: 0, failed: 2, cancelled: 0 },
     completedLastMinute: 9,
     completedLast5Minutes: 9,
     failedLast5Minutes: 2,

@@ -269,11 +269,26 @@ t.test('POST /orders never fails with a 5xx, and stores exactly the valid orders
       expectEqual(stored.priority, order.priority ?? 0, 'priority')
       expectEqual(stored.maxAttempts, order.maxAttempts ?? 5, 'maxAttempts')
       expectEqual(stored.totalCents, order.items.reduce((sum, i) => sum + i.quantity * i.unitPriceCents, 0), 'total')
-      expectEqual(stored.status, 'pending', 'status')
-      if (typeof order.runAt === 'string') expectEqual(stored.runAt.getTime(), Date.parse(order.runAt), 'runAt')
+      // Due later: scheduled, at the instant asked for. Due now, or at a past instant (which means
+      // now): pending, due when it was stored.
+      const storedAt = stored.createdAt.getTime()
+      const asked =
+        typeof order.runAt === 'string'
+          ? Date.parse(order.runAt)
+          : typeof order.delaySeconds === 'number'
+            ? undefined
+            : storedAt
+      if (asked !== undefined && asked > Date.now()) {
+        expectEqual(stored.status, 'scheduled', 'status')
+        expectEqual(stored.runAt.getTime(), asked, 'runAt')
+      } else if (asked !== undefined && asked < submittedAt) {
+        expectEqual(stored.status, 'pending', 'status')
+        if (Math.abs(stored.runAt.getTime() - storedAt) > 1) throw new Error(`past runAt not stored as now: ${stored.runAt.toISOString()}`)
+      }
       if (typeof order.delaySeconds === 'number') {
         const due = stored.runAt.getTime() - order.delaySeconds * 1000
-        if (due < submittedAt || due > Date.now()) throw new Error(`runAt ${stored.runAt.toISOString()} is off`)
+        if (due < submittedAt - 1 || due > Date.now()) throw new Error(`runAt ${stored.runAt.toISOString()} is off`)
+        expectEqual(stored.status, order.delaySeconds > 0 ? 'scheduled' : 'pending', 'status')
       }
       expectEqual(response.json().totalCents, stored.totalCents, 'the answered total')
       seen.stored++

@@ -3,11 +3,14 @@ import { commonEnv, ConfigError, type LoggerConfig, parseEnv } from '@postgres-q
 import { validate as isValidCron } from 'node-cron'
 import Type from 'typebox'
 
-
 export const WorkerEnv = Type.Object({
   ...commonEnv,
   WORKER_ID: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 128, description: 'Name in logs and completed_by; default hostname-pid' }),
+    Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description: 'Name in logs and completed_by; default hostname-pid-random, unique per process',
+    }),
   ),
   WORKER_CRON: Type.String({
     default: '*/5 * * * * *',
@@ -73,10 +76,16 @@ export const WorkerEnv = Type.Object({
     description: 'How often the worker reports itself and its counts to the workers table',
   }),
   RETENTION_DAYS: Type.Integer({
-    minimum: 0,
+    minimum: 1,
     maximum: 36_500,
     default: 7,
     description: 'Completed and cancelled orders older than this are deleted; failed ones are kept',
+  }),
+  IDEMPOTENCY_KEY_DAYS: Type.Integer({
+    minimum: 1,
+    maximum: 36_500,
+    default: 30,
+    description: 'How long an Idempotency-Key is remembered, whatever happens to its orders; at least RETENTION_DAYS',
   }),
   RETENTION_CRON: Type.String({
     default: '0 */5 * * * *',
@@ -117,6 +126,7 @@ export interface WorkerConfig {
   shutdownTimeoutMs: number
   heartbeatMs: number
   retentionDays: number
+  idempotencyKeyDays: number
   retentionCron: string
   retentionBatchSize: number
   /** Undefined: no metrics server. */
@@ -124,10 +134,14 @@ export interface WorkerConfig {
   log: LoggerConfig
 }
 
-/** Reads and validates the worker's environment once, at start-up. `host` supplies the default worker id. */
+/**
+ * Reads and validates the worker's environment once, at start-up. `host` supplies the default
+ * worker id: hostname and pid to read it by, and `instance` (random) so that it is unique even
+ * where every container's process is pid 7 and a restarted container keeps its hostname.
+ */
 export function loadConfig(
   env: Readonly<Record<string, string | undefined>>,
-  host: { hostname: string; pid: number },
+  host: { hostname: string; pid: number; instance: string },
 ): Readonly<WorkerConfig> {
   const e = parseEnv(WorkerEnv, env)
   for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
@@ -145,7 +159,12 @@ export function loadConfig(
       `WORKER_RETRY_BASE_MS=${e.WORKER_RETRY_BASE_MS} must not exceed WORKER_RETRY_MAX_MS=${e.WORKER_RETRY_MAX_MS}`,
     ])
   }
-  const workerId = e.WORKER_ID ?? `${host.hostname}-${host.pid}`
+  if (e.IDEMPOTENCY_KEY_DAYS < e.RETENTION_DAYS) {
+    throw new ConfigError([
+      `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive its orders`,
+    ])
+  }
+  const workerId = e.WORKER_ID ?? `${host.hostname}-${host.pid}-${host.instance}`
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
     workerId,
@@ -162,6 +181,7 @@ export function loadConfig(
     shutdownTimeoutMs: e.WORKER_SHUTDOWN_TIMEOUT_MS,
     heartbeatMs: e.WORKER_HEARTBEAT_MS,
     retentionDays: e.RETENTION_DAYS,
+    idempotencyKeyDays: e.IDEMPOTENCY_KEY_DAYS,
     retentionCron: e.RETENTION_CRON,
     retentionBatchSize: e.RETENTION_BATCH_SIZE,
     metricsPort: e.METRICS_PORT,

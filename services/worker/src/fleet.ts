@@ -37,7 +37,7 @@ export async function joinFleet({
     }
     const sending = { ...unsent }
     await recordHeartbeat(db, {
-      id: config.workerId,
+      ...identity,
       ...totals,
       completedSince: sending.completed,
       failedSince: sending.failed,

@@ -1,145 +1,257 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   completeLeasedOrders,
   extendLeases,
+  type FailureOutcome,
   failLeasedOrders,
+  isTransientDatabaseError,
   type Lease,
   type LeasedOrder,
   leaseOrders,
   lockLeasedOrders,
   releaseLeasedOrders,
 } from '@postgres-queue/db'
-import type { Logger } from '@postgres-queue/runtime'
-import { type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
+import type { BatchDeps, BatchResult } from './batch.js'
+import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
-import type { BatchDeps } from './transaction-batch.js'
+import { describeError } from './thrown.js'
 
 /** Heartbeats per lease period: a missed beat or two still leaves the lease alive. */
 const HEARTBEATS_PER_LEASE = 3
+/** Pauses between tries to complete while the database is away, as long as the leases last. */
+const SETTLE_RETRY_MS = [100, 250, 500, 1000, 2000]
 
 /**
  * Lease mode, for processors that wait on other services: no transaction is open while they run.
  *
- * 1. One committed statement leases a batch (status processing, holder, expiry, attempts + 1).
- * 2. The orders are processed, `concurrency` at a time, while a heartbeat extends their leases.
- *    A lease found taken over (it lapsed) aborts that order's processor.
- * 3. One short transaction completes them: the fence locks the rows this worker still holds in
- *    these attempts, the CommitWork of those runs in savepoints, and the completion and failures
- *    are two set-based statements. A worker whose lease lapsed completes nothing.
+ * 1. One committed statement leases a batch (status processing, holder, expiry, attempts + 1, a
+ *    new fencing token per order).
+ * 2. The orders are processed, `concurrency` at a time. A heartbeat extends the lease of EVERY
+ *    order the batch holds, waiting, running or done, until it is completed or released: a healthy
+ *    worker never loses a lease to a slow neighbour in its batch. A lease found taken over aborts
+ *    that order's processor.
+ * 3. One short transaction completes them: the fence locks the rows still held under their tokens,
+ *    the CommitWork of those runs in fenced savepoints, and the completion and failures are two
+ *    set-based statements. While the database is away, completing is retried as long as the leases
+ *    last; a completion that fails for another reason is split until the order that breaks it is
+ *    alone, and that order alone is failed.
  *
- * Two writes per order (lease, completion). A dead worker's orders are claimable again once their
- * lease lapses (`leaseMs`). A graceful stop releases the leases of orders not yet started at once.
- *
- * Returns how many orders the claim touched, so the loop knows whether the queue may hold more.
+ * Two writes per order (lease, completion). A dead worker's orders are rescued once their lease
+ * lapses (promoteDueOrders). A graceful stop releases the leases of orders not yet started at once.
  */
-export async function runLeaseBatch(deps: BatchDeps): Promise<number> {
-  const { db, config, log } = deps
-  const { workerId, leaseMs } = config
-  const { leased, deadLettered } = await leaseOrders(db, { limit: config.batchSize, workerId, leaseMs })
+export async function runLeaseBatch(deps: BatchDeps): Promise<BatchResult> {
+  const { db, config } = deps
+  const leased = await leaseOrders(db, { limit: config.batchSize, workerId: config.workerId, leaseMs: config.leaseMs })
   deps.observer.claimed(leased.length)
-  for (const order of deadLettered) {
-    log.error({ orderId: order.id, workerId, attempts: order.attempts, error: order.lastError }, 'order dead-lettered')
-    deps.observer.settled({ orderId: order.id, attempt: order.attempts, outcome: 'dead_lettered' })
-  }
-  if (leased.length === 0) return deadLettered.length
+  if (leased.length === 0) return { claimed: 0 }
 
-  const inFlight = new Map<number, { lease: Lease; abort: AbortController }>()
-  const heartbeat = startHeartbeat(deps, inFlight)
-  const processed: ProcessedOrder[] = []
-  const queue = leased.values()
-  const processNext = async (): Promise<void> => {
-    // Check before taking the next order, so a stop leaves it in the queue to be released.
-    while (!deps.draining.aborted && !deps.stop.aborted) {
-      const next = queue.next()
-      if (next.done) return
-      processed.push(await processOne(deps, next.value, inFlight))
-    }
-  }
+  const held = new HeldLeases(leased, config.leaseMs)
+  const heartbeat = setInterval(() => void beat(deps, held), config.leaseMs / HEARTBEATS_PER_LEASE)
   try {
-    await Promise.all(Array.from({ length: Math.min(config.concurrency, leased.length) }, processNext))
+    const { processed, unstarted } = await processAll(deps, leased, held)
+    if (unstarted.length > 0) {
+      await releaseLeasedOrders(db, { leases: unstarted.map(({ order, lease }) => ({ ...lease, dueAt: order.runAt })) })
+      held.drop(unstarted.map(({ lease }) => lease.id))
+      deps.log.info({ orders: unstarted.length }, 'released unstarted leases')
+    }
+    const failed = await settle(deps, processed, held)
+    return { claimed: leased.length, retryAt: earliestRetry(failed) }
   } finally {
     clearInterval(heartbeat)
   }
-
-  const unstarted = [...queue].map(({ order, attempt }) => ({ id: order.id, attempt }))
-  if (unstarted.length > 0) {
-    await releaseLeasedOrders(db, { leases: unstarted, workerId })
-    log.info({ workerId, orders: unstarted.length }, 'released unstarted leases')
-  }
-  await completeProcessed(deps, processed)
-  return leased.length + deadLettered.length
 }
 
-async function processOne(
-  deps: BatchDeps,
-  { order, attempt }: LeasedOrder,
-  inFlight: Map<number, { lease: Lease; abort: AbortController }>,
-): Promise<ProcessedOrder> {
-  const abort = new AbortController()
-  inFlight.set(order.id, { lease: { id: order.id, attempt }, abort })
-  const waitMs = waitSince(order)
-  try {
-    const result = await runProcessor(deps.processor, order, {
-      workerId: deps.config.workerId,
-      attempt,
-      timeoutMs: deps.config.orderTimeoutMs,
-      stop: AbortSignal.any([deps.stop, abort.signal]),
-      log: deps.log,
-    })
-    return { order, attempt, waitMs, result }
-  } finally {
-    inFlight.delete(order.id)
-  }
-}
+/** The leases a batch holds until each order is completed or released, and how long they last. */
+class HeldLeases {
+  private readonly leases = new Map<number, { lease: Lease; lost?: AbortController; settling?: boolean }>()
+  /** Until when every lease still held surely lasts: the last successful extension + leaseMs. */
+  lastsUntil: number
 
-/** Extends the leases of the orders in flight; aborts the processors of those taken over. */
-function startHeartbeat(deps: BatchDeps, inFlight: Map<number, { lease: Lease; abort: AbortController }>) {
-  const { db, config, log } = deps
-  const beat = async () => {
-    const beating = [...inFlight.values()]
-    if (beating.length === 0) return
-    const held = new Set(
-      await extendLeases(db, { leases: beating.map((f) => f.lease), workerId: config.workerId, leaseMs: config.leaseMs }),
-    )
-    for (const { lease, abort } of beating) {
-      if (held.has(lease.id) || !inFlight.has(lease.id)) continue
-      log.warn({ orderId: lease.id, workerId: config.workerId, attempt: lease.attempt }, 'lease lost to another worker')
-      deps.observer.leaseLost(lease.id)
-      abort.abort(new Error('lease lost: another worker took the order over'))
+  constructor(
+    leased: readonly LeasedOrder[],
+    private readonly leaseMs: number,
+  ) {
+    for (const { lease } of leased) this.leases.set(lease.id, { lease })
+    this.lastsUntil = Date.now() + leaseMs
+  }
+
+  all(): Lease[] {
+    return [...this.leases.values()].map((held) => held.lease)
+  }
+
+  isHeld(id: number): boolean {
+    return this.leases.has(id)
+  }
+
+  /** Aborted when the order's lease is found taken over. */
+  lostSignal(id: number): AbortSignal | undefined {
+    const held = this.leases.get(id)
+    if (!held) return AbortSignal.abort(new Error('lease lost'))
+    held.lost ??= new AbortController()
+    return held.lost.signal
+  }
+
+  /**
+   * Records a heartbeat that started at `at` over `beaten`, of which `stillHeld` are held: the
+   * others were taken over, unless they were being completed meanwhile (the completion, not a
+   * rival, is what they no longer match). Returns the leases lost.
+   */
+  extended(at: number, beaten: readonly Lease[], stillHeld: ReadonlySet<number>): Lease[] {
+    this.lastsUntil = at + this.leaseMs
+    const lost: Lease[] = []
+    for (const lease of beaten) {
+      const held = this.leases.get(lease.id)
+      if (!held || held.settling || stillHeld.has(lease.id)) continue
+      lost.push(lease)
+      held.lost?.abort(new Error('lease lost: the order was rescued after its lease lapsed'))
+      this.leases.delete(lease.id)
+    }
+    return lost
+  }
+
+  /** These orders are being completed: a heartbeat that no longer matches them is not a loss. */
+  settling(ids: readonly number[], settling: boolean): void {
+    for (const id of ids) {
+      const held = this.leases.get(id)
+      if (held) held.settling = settling
     }
   }
-  return setInterval(() => {
-    // A failed heartbeat (database unreachable) is retried on the next beat; if the lease lapses
-    // meanwhile, the fenced completion makes sure this worker completes nothing it lost.
-    beat().catch((err: unknown) => log.warn({ err, workerId: config.workerId }, 'lease heartbeat failed'))
-  }, config.leaseMs / HEARTBEATS_PER_LEASE)
+
+  drop(ids: readonly number[]): void {
+    for (const id of ids) this.leases.delete(id)
+  }
+}
+
+/** Extends every lease still held; aborts the processors of those taken over. */
+async function beat(deps: BatchDeps, held: HeldLeases): Promise<void> {
+  const leases = held.all()
+  if (leases.length === 0) return
+  const started = Date.now()
+  try {
+    const still = new Set(await extendLeases(deps.db, { leases, leaseMs: deps.config.leaseMs }))
+    for (const lease of held.extended(started, leases, still)) {
+      deps.log.warn({ orderId: lease.id, attempt: lease.attempt }, 'lease lost to another worker')
+      deps.observer.leaseLost(lease.id)
+    }
+  } catch (err) {
+    // Retried on the next beat; if the leases lapse meanwhile, the fenced completion makes sure this
+    // worker completes nothing it lost.
+    deps.log.warn({ err }, 'lease heartbeat failed')
+  }
+}
+
+/** Runs the processor on each order, `concurrency` at a time; a stop leaves the rest unstarted. */
+async function processAll(
+  deps: BatchDeps,
+  leased: readonly LeasedOrder[],
+  held: HeldLeases,
+): Promise<{ processed: (ProcessedOrder & { lease: Lease })[]; unstarted: LeasedOrder[] }> {
+  const processed: (ProcessedOrder & { lease: Lease })[] = []
+  const queue = leased.values()
+  const next = async (): Promise<void> => {
+    // Checked before taking the next order, so a stop leaves it in the queue to be released.
+    while (!deps.draining.aborted && !deps.stop.aborted) {
+      const item = queue.next()
+      if (item.done) return
+      const { order, lease } = item.value
+      if (!held.isHeld(order.id)) continue // taken over while it waited: not ours to process
+      const waitMs = waitSince(order)
+      const result = await runProcessor(deps.processor, order, {
+        workerId: deps.config.workerId,
+        attempt: lease.attempt,
+        timeoutMs: deps.config.orderTimeoutMs,
+        stop: deps.stop,
+        lost: held.lostSignal(order.id),
+        log: deps.log,
+      })
+      processed.push({ order, attempt: lease.attempt, waitMs, result, lease })
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(deps.config.concurrency, leased.length) }, next))
+  return { processed, unstarted: [...queue] }
+}
+
+type Processed = ProcessedOrder & { lease: Lease }
+
+/**
+ * Completes the processed orders, fenced; returns the failures recorded. Retries while the database
+ * is away and the leases last; splits a completion that fails for another reason.
+ */
+async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
+  const mine = processed.filter((p) => held.isHeld(p.order.id))
+  for (const p of processed) {
+    if (!held.isHeld(p.order.id)) logLost(deps, p)
+  }
+  if (mine.length === 0) return []
+  for (let retry = 0; ; retry++) {
+    try {
+      return await completeProcessed(deps, mine, held)
+    } catch (err) {
+      if (deps.stop.aborted) throw err
+      if (isTransientDatabaseError(err)) {
+        const pause = SETTLE_RETRY_MS[Math.min(retry, SETTLE_RETRY_MS.length - 1)] as number
+        if (Date.now() + pause < held.lastsUntil) {
+          deps.log.debug({ err, orders: mine.length }, 'could not complete; retrying while the leases last')
+          await sleep(pause)
+          continue
+        }
+        // The leases lapse: the rescue counts this attempt and the orders are processed again.
+        throw err
+      }
+      if (mine.length === 1) return failAlone(deps, mine[0] as Processed, err, held)
+      deps.log.warn({ err, orders: mine.length }, 'completing a batch failed; splitting it to isolate the order that breaks it')
+      const half = Math.ceil(mine.length / 2)
+      return [...(await settle(deps, mine.slice(0, half), held)), ...(await settle(deps, mine.slice(half), held))]
+    }
+  }
 }
 
 /** The completing transaction: fence, commit work, completion and failures, then the log lines. */
-async function completeProcessed(deps: BatchDeps, processed: ProcessedOrder[]): Promise<void> {
-  const { db, config, log } = deps
-  const { workerId } = config
-  const leases = processed.map(({ order, attempt }) => ({ id: order.id, attempt }))
+async function completeProcessed(deps: BatchDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
+  const { db, config } = deps
+  const ids = processed.map((p) => p.order.id)
+  held.settling(ids, true)
   const outcome = await db.transaction(async (tx) => {
-    const held = new Set(await lockLeasedOrders(tx, { leases, workerId }))
-    const settled: ProcessedOrder[] = []
+    const fenced = new Set(await lockLeasedOrders(tx, { leases: processed.map((p) => p.lease) }))
+    const settled: Processed[] = []
     for (const p of processed) {
-      if (held.has(p.order.id)) settled.push(await runCommitWork(tx, p, config.orderTimeoutMs))
+      if (!fenced.has(p.order.id)) continue
+      settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: config.orderTimeoutMs, canceller: db })), lease: p.lease })
     }
-    const succeeded = settled.filter((p) => p.result.ok).map(({ order, attempt }) => ({ id: order.id, attempt }))
-    const failures = settled.flatMap(({ order, attempt, result }) =>
-      result.ok ? [] : [{ id: order.id, attempt, error: result.error }],
+    const succeeded = settled.filter((p) => p.result.ok).map((p) => p.lease)
+    const failures = settled.flatMap(({ lease, result }) =>
+      result.ok ? [] : [{ id: lease.id, token: lease.token, attempt: lease.attempt, error: result.error }],
     )
-    await completeLeasedOrders(tx, { leases: succeeded, workerId })
-    const failed = await failLeasedOrders(tx, { failures, workerId, policy: config.retry })
-    return { held, settled, failed }
-  })
+    await completeLeasedOrders(tx, { leases: succeeded, workerId: config.workerId })
+    const failed = await failLeasedOrders(tx, { failures, policy: config.retry })
+    return { fenced, settled, failed }
+  }).finally(() => held.settling(ids, false))
+  held.drop(ids)
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
-  for (const p of outcome.settled) reportOrder(log, deps.observer, workerId, p, failures.get(p.order.id))
+  for (const p of outcome.settled) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
   for (const p of processed) {
-    if (!outcome.held.has(p.order.id)) logLost(log, workerId, p)
+    if (!outcome.fenced.has(p.order.id)) logLost(deps, p)
   }
+  return outcome.failed
 }
 
-function logLost(log: Logger, workerId: string, { order, attempt }: ProcessedOrder): void {
-  log.warn({ orderId: order.id, workerId, attempt }, 'lease lapsed before completion; the order is left to its new holder')
+/** The order whose completion breaks its transaction even alone: its attempt fails, fenced, on its own. */
+async function failAlone(deps: BatchDeps, p: Processed, cause: unknown, held: HeldLeases): Promise<FailureOutcome[]> {
+  const error = describeError(new Error(`completing this order failed, even alone: ${describeError(cause)}`))
+  const { lease } = p
+  const failed = await deps.db.transaction((tx) =>
+    failLeasedOrders(tx, { failures: [{ id: lease.id, token: lease.token, attempt: lease.attempt, error }], policy: deps.config.retry }),
+  )
+  held.drop([lease.id])
+  const [outcome] = failed
+  deps.log.error({ orderId: lease.id, attempt: lease.attempt, err: cause }, 'completing the order breaks its transaction')
+  if (outcome) {
+    deps.observer.settled({ orderId: lease.id, attempt: lease.attempt, outcome: outcome.status === 'failed' ? 'dead_lettered' : 'retried' })
+  }
+  return failed
+}
+
+/** A processed order this worker no longer holds: found by a heartbeat, or by the completion's fence. */
+function logLost(deps: BatchDeps, { order, attempt }: ProcessedOrder): void {
+  deps.log.warn({ orderId: order.id, attempt }, 'lease lost; the order is left to its new holder')
 }

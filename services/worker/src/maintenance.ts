@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Db, deleteExpiredOrders, deleteStaleWorkers } from '@postgres-queue/db'
+import { type Db, deleteExpiredIdempotencyKeys, deleteExpiredOrders, deleteStaleWorkers } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import cron from 'node-cron'
 import type { WorkerConfig } from './config.js'
@@ -28,29 +28,37 @@ export function scheduleMaintenance({
   log,
 }: {
   db: Db
-  config: Pick<WorkerConfig, 'retentionCron' | 'retentionDays' | 'retentionBatchSize'>
+  config: Pick<WorkerConfig, 'retentionCron' | 'retentionDays' | 'retentionBatchSize' | 'idempotencyKeyDays'>
   log: Logger
 }): Maintenance {
   let stopped = false
 
-  async function run(): Promise<void> {
+  /** Deletes batch after batch until a batch comes back short; 0 when another worker holds the lock. */
+  async function deleteInBatches(deleteBatch: () => Promise<number | undefined>): Promise<number> {
     let total = 0
-    for (;;) {
-      if (stopped) break
-      const deleted = await deleteExpiredOrders(db, {
-        olderThanDays: config.retentionDays,
-        batchSize: config.retentionBatchSize,
-      })
-      if (deleted === undefined) return // another worker is on it
+    while (!stopped) {
+      const deleted = await deleteBatch()
+      if (deleted === undefined) break // another worker is on it
       total += deleted
       if (deleted < config.retentionBatchSize) break
       await sleep(PAUSE_BETWEEN_BATCHES_MS)
     }
+    return total
+  }
+
+  async function run(): Promise<void> {
+    const batchSize = config.retentionBatchSize
+    const deleted = await deleteInBatches(() => deleteExpiredOrders(db, { olderThanDays: config.retentionDays, batchSize }))
+    const keys = await deleteInBatches(() =>
+      deleteExpiredIdempotencyKeys(db, { olderThanDays: config.idempotencyKeyDays, batchSize }),
+    )
     const forgotten = await deleteStaleWorkers(db, {
       olderThanMs: FORGET_WORKER_AFTER_MS,
       keepThroughputMs: KEEP_THROUGHPUT_MS,
     })
-    if (total > 0 || forgotten > 0) log.info({ deleted: total, forgottenWorkers: forgotten }, 'retention done')
+    if (deleted > 0 || keys > 0 || forgotten > 0) {
+      log.info({ deleted, idempotencyKeys: keys, forgottenWorkers: forgotten }, 'retention done')
+    }
   }
 
   const task = cron.schedule(

@@ -1,9 +1,9 @@
-import type { Executor, FailureOutcome, Order } from '@postgres-queue/db'
+import { type Executor, type FailureOutcome, type Order, runInSavepoint } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
-import type { CommitWork } from './processor.js'
-import { describeError, type ProcessorResult } from './run-processor.js'
+import type { ProcessorResult } from './run-processor.js'
+import { describeError } from './thrown.js'
 
-// What both processing modes do once the processor has returned: run its commit work in a
+// What both processing modes do once the processor has returned: run its commit work in a fenced
 // savepoint, and log one line per order.
 
 export interface ProcessedOrder {
@@ -16,35 +16,30 @@ export interface ProcessedOrder {
 }
 
 /**
- * Runs one order's CommitWork in a savepoint of `tx`, so a throw undoes its writes and fails only
- * this order. A hung statement is ended by statement_timeout; a hang in JavaScript is bounded by
- * `timeoutMs` and, since it leaves the savepoint open, throws out of the whole transaction.
+ * Runs one order's CommitWork in a savepoint of `tx` (runInSavepoint): its writes commit with the
+ * order's completion or not at all. If it throws or outlives `timeoutMs`, its writes are undone
+ * (a statement still running is cancelled on the server first) and only this order fails, its
+ * attempt counted like any other failure; the rest of the batch goes on. Throws only when `tx`
+ * itself is broken.
  */
-export async function runCommitWork(tx: Executor, processed: ProcessedOrder, timeoutMs: number): Promise<ProcessedOrder> {
+export async function runCommitWork(
+  tx: Executor,
+  processed: ProcessedOrder,
+  { timeoutMs, canceller }: { timeoutMs: number; canceller: Executor },
+): Promise<ProcessedOrder> {
   const { result } = processed
   if (!result.ok || result.commit === undefined) return processed
-  const commit: CommitWork = result.commit
-  let timer: NodeJS.Timeout | undefined
-  try {
-    await Promise.race([
-      tx.transaction((savepoint) => commit(savepoint)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new CommitWorkTimeoutError(timeoutMs)), timeoutMs)
-      }),
-    ])
-    return processed
-  } catch (err) {
-    if (err instanceof CommitWorkTimeoutError) throw err
-    return { ...processed, result: { ok: false, error: describeError(err), processMs: result.processMs } }
-  } finally {
-    clearTimeout(timer)
-  }
+  const commit = result.commit
+  const outcome = await runInSavepoint(tx, (savepoint) => commit(savepoint), { timeoutMs, canceller })
+  if (outcome.ok) return processed
+  const thrown = outcome.timedOut ? new CommitWorkTimeoutError(timeoutMs) : outcome.error
+  return { ...processed, result: { ok: false, error: describeError(thrown), thrown, processMs: result.processMs } }
 }
 
-class CommitWorkTimeoutError extends Error {
+export class CommitWorkTimeoutError extends Error {
   override readonly name = 'CommitWorkTimeoutError'
   constructor(timeoutMs: number) {
-    super(`an order's commit work did not finish within ${timeoutMs} ms; the transaction is rolled back`)
+    super(`the order's commit work did not finish within ${timeoutMs} ms; its statements were cancelled and rolled back`)
   }
 }
 
@@ -55,7 +50,7 @@ export interface OrderSettled {
   orderId: number
   attempt: number
   outcome: SettledOutcome
-  /** Absent for an order dead-lettered at claim (its lease lapsed on its last attempt). */
+  /** Absent for an order settled without running (a lapsed lease, an order isolated from a failing batch). */
   waitMs?: number
   processMs?: number
 }
@@ -78,29 +73,37 @@ export function observeAll(...observers: WorkerObserver[]): WorkerObserver {
   }
 }
 
-/** The one line per processed order, once its outcome is committed, and the observer told. */
+/**
+ * The one line per processed order, once its outcome is committed, and the observer told. A
+ * failure is logged with what was thrown (type, message, stack); the stored error is in last_error.
+ */
 export function reportOrder(
   log: Logger,
   observer: WorkerObserver,
-  workerId: string,
   processed: ProcessedOrder,
   failure?: FailureOutcome,
 ): void {
   const { order, attempt, result, waitMs } = processed
   const fields = {
     orderId: order.id,
-    workerId,
     attempt,
     waitMs: Math.round(waitMs),
     processMs: Math.round(result.processMs * 100) / 100,
   }
   const outcome: SettledOutcome = result.ok ? 'completed' : failure?.status === 'failed' ? 'dead_lettered' : 'retried'
   if (result.ok) log.info(fields, 'order processed')
-  else if (outcome === 'dead_lettered') log.error({ ...fields, error: result.error }, 'order failed; dead-lettered')
-  else log.warn({ ...fields, error: result.error }, 'order failed; will retry')
+  else if (outcome === 'dead_lettered') log.error({ ...fields, err: result.thrown }, 'order failed; dead-lettered')
+  else log.warn({ ...fields, err: result.thrown, retryAt: failure?.runAt }, 'order failed; will retry')
   observer.settled({ orderId: order.id, attempt, outcome, waitMs, processMs: result.processMs })
 }
 
 export function waitSince(order: Order): number {
   return Math.max(0, Date.now() - order.runAt.getTime())
+}
+
+/** The earliest retry among `failures`, so the worker can promote it on time. */
+export function earliestRetry(failures: readonly FailureOutcome[]): Date | undefined {
+  let earliest: Date | undefined
+  for (const f of failures) if (f.status === 'scheduled' && (!earliest || f.runAt < earliest)) earliest = f.runAt
+  return earliest
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { closeDb, createDb } from '@postgres-queue/db'
 import { ConfigError, createLogger } from '@postgres-queue/runtime'
@@ -20,7 +21,7 @@ const SERVER_BOUND_MARGIN_MS = 5000
 export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcessor): Promise<void> {
   let config
   try {
-    config = loadConfig(env, { hostname: os.hostname(), pid: process.pid })
+    config = loadConfig(env, { hostname: os.hostname(), pid: process.pid, instance: randomBytes(2).toString('hex') })
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     console.error(err.message)

@@ -1,11 +1,15 @@
-import { type Db, isDatabaseUnavailable, listenForOrders, type Subscription } from '@postgres-queue/db'
+import { type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import cron, { type ScheduledTask } from 'node-cron'
+import type { BatchDeps, BatchResult } from './batch.js'
 import type { WorkerConfig } from './config.js'
-import type { OrderProcessor } from './processor.js'
+import { drainInLanes } from './lanes.js'
 import { runLeaseBatch } from './lease-batch.js'
 import { ignoreProgress, type WorkerObserver } from './outcomes.js'
-import { runTransactionBatch } from './transaction-batch.js'
+import { runIsolatingPoison } from './poison.js'
+import type { OrderProcessor } from './processor.js'
+import { createPromoter } from './promoter.js'
+import { createWakeups } from './wakeups.js'
 
 export interface WorkerDeps {
   db: Db
@@ -29,95 +33,67 @@ export interface Worker {
   drain(): Promise<void>
 }
 
+/**
+ * The worker loop, from its parts: lanes of batches (lanes.ts) drain the queue; a drain starts on
+ * the schedule's tick, on a wake-up (wakeups.ts), or when the promoter (promoter.ts) made orders
+ * due; stopping is two steps, as River stops: first start no more orders, then, past the shutdown
+ * timeout, abandon the ones in hand.
+ */
 export function createWorker({ db, processor, config, log, observer = ignoreProgress }: WorkerDeps): Worker {
-  const runBatch = config.mode === 'lease' ? runLeaseBatch : runTransactionBatch
-  // Two steps, as River stops: first stop starting orders (draining), then, past the shutdown
-  // timeout, abandon the ones in hand (stop).
-  const drainingController = new AbortController()
-  const stopController = new AbortController()
+  const draining = new AbortController()
+  const forced = new AbortController()
+  const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
+  const runBatch = config.mode === 'lease' ? () => runLeaseBatch(deps) : () => runIsolatingPoison(deps)
   let task: ScheduledTask | undefined
-  let draining: Promise<void> | undefined
+  let inFlight: Promise<void> | undefined
   // Set when a drain is requested while one runs: the running drain makes one more pass, so an
   // order that arrived mid-drain is not left waiting for the next tick.
   let drainAgain = false
   let databaseDown = false
   let stopped = false
-  let subscription: Subscription | undefined
-  let subscribing: Promise<void> | undefined
+
+  const promoter = createPromoter({
+    db,
+    log,
+    observer,
+    onPromoted() {
+      void drain()
+      // The rest of the fleet drains them too, rather than at its next tick.
+      notifyOrdersWaiting(db).catch(() => {})
+    },
+  })
+  const wakeups = createWakeups({ db, log, onWake: (dueAt) => (dueAt ? promoter.dueAt(dueAt) : void drain()) })
+
+  function afterBatch(result: BatchResult): void {
+    if (result.retryAt) promoter.dueAt(result.retryAt)
+    if (databaseDown) {
+      databaseDown = false
+      log.info('database reachable again')
+      void wakeups.renew()
+    }
+  }
 
   async function drainUntilEmpty(): Promise<void> {
     do {
       drainAgain = false
-      await drainInLanes()
+      await drainInLanes({
+        maxLanes: config.batchesInFlight,
+        batchSize: config.batchSize,
+        runBatch,
+        onBatch: afterBatch,
+        stopped: () => stopped,
+      })
     } while (drainAgain && !stopped)
   }
 
-  /**
-   * Up to `batchesInFlight` batches at once: while one waits on the database (its claim, its
-   * commit's WAL flush), another's orders are processed, and concurrent commits share one flush.
-   * A lane opens only when a claim comes back full, so a wake-up for one order costs each worker
-   * one claim, not one per lane. Settles when every lane has found the queue empty.
-   */
-  function drainInLanes(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let open = 0
-      let failure: { err: unknown } | undefined
-      const openLane = () => {
-        open += 1
-        drainLane(() => {
-          if (open < config.batchesInFlight && !stopped) openLane()
-        })
-          .catch((err: unknown) => {
-            failure ??= { err }
-          })
-          .finally(() => {
-            open -= 1
-            if (open === 0) failure ? reject(failure.err) : resolve()
-          })
-      }
-      openLane()
-    })
-  }
-
-  async function drainLane(onFullClaim: () => void): Promise<void> {
-    const laneObserver: WorkerObserver = {
-      claimed(count) {
-        observer.claimed(count)
-        if (count === config.batchSize) onFullClaim()
-      },
-      settled: (event) => observer.settled(event),
-      leaseLost: (orderId) => observer.leaseLost(orderId),
-    }
-    for (;;) {
-      if (stopped) return
-      const claimed = await runBatch({
-        db,
-        processor,
-        config,
-        log,
-        observer: laneObserver,
-        draining: drainingController.signal,
-        stop: stopController.signal,
-      })
-      if (databaseDown) {
-        log.info('database reachable again')
-        // The LISTEN connection died with the outage, and postgres.js tries to restore it only
-        // once, maybe too early: subscribe afresh.
-        void subscribe()
-      }
-      databaseDown = false
-      if (claimed < config.batchSize) return
-    }
-  }
-
   function drain(): Promise<void> {
-    if (draining) {
+    if (inFlight) {
       drainAgain = true
-      return draining
+      return inFlight
     }
-    draining = drainUntilEmpty()
+    inFlight = drainUntilEmpty()
       .catch((err: unknown) => {
-        if (stopController.signal.aborted) return // the forced stop's rollback, expected
+        if (forced.signal.aborted) return // the forced stop's rollback, expected
         if (isDatabaseUnavailable(err)) {
           // Back off until the next tick; say so once per outage, not once per tick.
           if (!databaseDown) log.warn({ err }, 'database unavailable; retrying on the next tick')
@@ -127,35 +103,14 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
         }
       })
       .finally(() => {
-        draining = undefined
+        inFlight = undefined
       })
-    return draining
-  }
-
-  /**
-   * Wake-ups: a NOTIFY from the api starts a drain at once, so pickup takes milliseconds rather
-   * than a cron interval. The schedule stays as the safety net: a lost notification (or a dead
-   * LISTEN connection) costs at most one tick.
-   */
-  function subscribe(): Promise<void> {
-    subscribing ??= (async () => {
-      const previous = subscription
-      subscription = undefined
-      await previous?.unsubscribe().catch(() => {})
-      if (stopped) return
-      try {
-        subscription = await listenForOrders(db, () => void drain())
-      } catch (err) {
-        log.debug({ err }, 'could not listen for wake-ups; polling until the next tick')
-      }
-    })().finally(() => {
-      subscribing = undefined
-    })
-    return subscribing
+    return inFlight
   }
 
   async function tick(): Promise<void> {
-    if (subscription === undefined) await subscribe()
+    await wakeups.ensure()
+    await promoter.run()
     await drain()
   }
 
@@ -175,20 +130,20 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     async stop() {
       if (stopped) return
       stopped = true
-      drainingController.abort()
+      draining.abort()
+      promoter.stop()
       await task?.destroy()
       task = undefined
-      await subscription?.unsubscribe().catch(() => {})
-      subscription = undefined
-      const inFlight = draining
-      if (inFlight && !(await settlesWithin(inFlight, config.shutdownTimeoutMs))) {
+      await wakeups.close()
+      const running = inFlight
+      if (running && !(await settlesWithin(running, config.shutdownTimeoutMs))) {
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'batch still running at shutdown; rolling it back')
-        stopController.abort(new Error('worker stopped'))
+        forced.abort(new Error('worker stopped'))
         // A processor notices the abort at once; a statement stuck in the database does not, and is
         // ended when the caller closes the pool, which rolls the transaction back.
-        await settlesWithin(inFlight, ABORT_GRACE_MS)
+        await settlesWithin(running, ABORT_GRACE_MS)
       }
-      stopController.abort(new Error('worker stopped'))
+      forced.abort(new Error('worker stopped'))
       log.info('worker stopped')
     },
 

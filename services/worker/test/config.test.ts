@@ -2,13 +2,13 @@ import { ConfigError } from '@postgres-queue/runtime'
 import t from 'tap'
 import { loadConfig } from '../src/config.js'
 
-const host = { hostname: 'box', pid: 42 }
+const host = { hostname: 'box', pid: 42, instance: 'a1b2' }
 const required = { DATABASE_URL: 'postgres://localhost/db' }
 
 t.test('defaults fill every optional variable', async (t) => {
   const config = loadConfig(required, host)
   t.match(config, {
-    workerId: 'box-42',
+    workerId: 'box-42-a1b2',
     cron: '*/5 * * * * *',
     batchSize: 50,
     orderTimeoutMs: 10_000,
@@ -50,4 +50,19 @@ t.test('a bad value that holds a password is reported without it', async (t) => 
     () => loadConfig({ ...required, WORKER_BATCH_SIZE: 'postgres://app:s3cret@db:5432/q' }, host),
     { message: /WORKER_BATCH_SIZE="postgres:\/\/app:\*\*\*@db:5432\/q"/ },
   )
+})
+
+t.test('retention keeps at least a day, and a key outlives its orders', async (t) => {
+  t.throws(() => loadConfig({ ...required, RETENTION_DAYS: '0' }, host), /RETENTION_DAYS="0"/)
+  t.throws(
+    () => loadConfig({ ...required, RETENTION_DAYS: '14', IDEMPOTENCY_KEY_DAYS: '7' }, host),
+    /IDEMPOTENCY_KEY_DAYS=7 must be at least RETENTION_DAYS=14/,
+  )
+  t.match(loadConfig(required, host), { retentionDays: 7, idempotencyKeyDays: 30 })
+})
+
+t.test('the default worker id differs between processes that share a hostname and pid', async (t) => {
+  const a = loadConfig(required, { hostname: 'box', pid: 7, instance: 'aaaa' })
+  const b = loadConfig(required, { hostname: 'box', pid: 7, instance: 'bbbb' })
+  t.not(a.workerId, b.workerId)
 })

@@ -32,6 +32,7 @@ export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig 
     shutdownTimeoutMs: 5000,
     heartbeatMs: 5000,
     retentionDays: 7,
+    idempotencyKeyDays: 30,
     retentionCron: '0 */5 * * * *',
     retentionBatchSize: 1000,
     metricsPort: undefined,
@@ -42,16 +43,22 @@ export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig 
 
 export const silentLogger: Logger = createLogger({ level: 'silent', format: 'json' })
 
-/** A logger whose JSON lines are kept for assertions. */
-export function capturingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+/** A logger whose JSON lines are kept for assertions, parsed and as written; `base` as the worker sets it. */
+export function capturingLogger(base?: Record<string, unknown>): {
+  log: Logger
+  lines: Record<string, unknown>[]
+  raw: string[]
+} {
   const lines: Record<string, unknown>[] = []
+  const raw: string[] = []
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
+      raw.push(chunk.toString())
       lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>)
       done()
     },
   })
-  return { log: createLogger({ level: 'debug', format: 'json' }, stream), lines }
+  return { log: createLogger({ level: 'debug', format: 'json', base }, stream), lines, raw }
 }
 
 /** The rest of a batch run's deps: never draining, never stopped, nobody listening. */

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { getOrder, insertOrders, leaseOrders, listOrders } from '@postgres-queue/db'
+import { getOrder, insertOrders, leaseOrders, listOrders, promoteDueOrders, sql } from '@postgres-queue/db'
 import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
 import { runLeaseBatch } from '../src/lease-batch.js'
@@ -17,7 +17,7 @@ t.test('a lease batch completes its orders, holding each as processing while it 
     return recordEffect(order.id, ctx.workerId)
   }
   const { log, lines } = capturingLogger()
-  const claimed = await runLeaseBatch({ db, processor, config: leaseConfig({ workerId: 'w-l' }), log, ...running })
+  const { claimed } = await runLeaseBatch({ db, processor, config: leaseConfig({ workerId: 'w-l' }), log, ...running })
   t.equal(claimed, 3)
   t.match(seen, inserted.map(() => ({ status: 'processing', lockedBy: 'w-l', attempts: 1 })))
   for (const { id } of inserted) {
@@ -50,7 +50,8 @@ t.test('a heartbeat keeps a slow order from being taken over', async (t) => {
     // Three lease periods long; another worker keeps trying to claim meanwhile.
     for (let i = 0; i < 6; i++) {
       await sleep(100)
-      const { leased } = await leaseOrders(db, { limit: 1, workerId: 'rival', leaseMs: 10_000 })
+      await promoteDueOrders(db, { limit: 10 })
+      const leased = await leaseOrders(db, { limit: 1, workerId: 'rival', leaseMs: 10_000 })
       rivals.push(...leased.map((l) => l.order.id))
     }
     return recordEffect(o.id, ctx.workerId)
@@ -76,7 +77,7 @@ t.test('a failure is fenced, counted at claim, and retried later; its writes are
   })
   t.match(await getOrder(db, good!.id), { status: 'completed' })
   const failed = await getOrder(db, bad!.id)
-  t.match(failed, { status: 'pending', attempts: 1, lastError: 'Error: ledger refused', lockedBy: null })
+  t.match(failed, { status: 'scheduled', attempts: 1, lastError: 'Error: ledger refused', lockedBy: null })
   t.ok(failed!.runAt.getTime() > Date.now() + 20_000, 'it waits out its backoff')
   t.same(await effectCounts(db), new Map([[good!.id, 1]]))
 })
@@ -86,8 +87,8 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
   const [order] = await insertOrders(db, [makeOrder()])
   let aborted = false
   const processor: OrderProcessor = async (o, ctx) => {
-    // Simulate a takeover: the lease is moved to another holder behind this worker's back.
-    await db.$client`update orders set locked_by = 'usurper', attempts = attempts + 1 where id = ${o.id}`
+    // Simulate a takeover: the lease lapsed, was rescued and leased again behind this worker's back.
+    await db.execute(sql`update orders set locked_by = 'usurper', lease_token = lease_token + 1, attempts = attempts + 1 where id = ${o.id}`)
     await sleep(1000, undefined, { signal: ctx.signal }).catch(() => (aborted = true))
     return recordEffect(o.id, ctx.workerId)
   }
@@ -122,4 +123,33 @@ t.test('a graceful stop releases the leases of unstarted orders at once', async 
     pending.every((o) => o.attempts === 0 && o.lockedBy === null && o.runAt <= new Date()),
     'released: due now, unattempted, unheld',
   )
+})
+
+t.test('every order a batch holds keeps its lease, waiting, running or done, however long the batch takes', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const inserted = await insertOrders(db, Array.from({ length: 6 }, () => makeOrder()))
+  const rivals: number[] = []
+  let stop = false
+  let rival: Promise<void> | undefined
+  // A rival worker rescuing and leasing whatever it can, from when the batch holds its orders on.
+  const startRival = async () => {
+    while (!stop) {
+      await promoteDueOrders(db, { limit: 10 })
+      rivals.push(...(await leaseOrders(db, { limit: 10, workerId: 'rival', leaseMs: 10_000 })).map((l) => l.order.id))
+      await sleep(20)
+    }
+  }
+  // One at a time, 150 ms each: the last order waits 750 ms and the first waits as long to be
+  // completed, both past the 300 ms lease, only a heartbeat of every held lease keeps them.
+  const processor: OrderProcessor = async (order, ctx) => {
+    rival ??= startRival()
+    await sleep(150)
+    return recordEffect(order.id, ctx.workerId)
+  }
+  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 300, concurrency: 1 }), log: silentLogger, ...running })
+  stop = true
+  await rival
+  t.same(rivals, [], 'the rival never got one')
+  for (const { id } of inserted) t.match(await getOrder(db, id), { status: 'completed', attempts: 1, leaseToken: 1 })
+  t.equal((await effectCounts(db)).size, 6)
 })

@@ -1,18 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { getOrder, insertOrders, listOrders } from '@postgres-queue/db'
+import { getOrder, insertOrders, listOrders, sql } from '@postgres-queue/db'
 import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
+import { runIsolatingPoison } from '../src/poison.js'
 import type { OrderProcessor } from '../src/processor.js'
 import { processOrder } from '../src/processor.js'
+import { MAX_ERROR_LENGTH } from '../src/thrown.js'
 import { runTransactionBatch } from '../src/transaction-batch.js'
 import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
-
 
 t.test('a batch completes every claimed order in one transaction and logs one line per order', async (t) => {
   const { db } = await setUpDatabase(t)
   const inserted = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
-  const { log, lines } = capturingLogger()
-  const claimed = await runTransactionBatch({
+  const { log, lines, raw } = capturingLogger({ service: 'worker', workerId: 'w-1' })
+  const { claimed } = await runTransactionBatch({
     db,
     processor: processOrder,
     config: testConfig({ workerId: 'w-1' }),
@@ -29,6 +30,8 @@ t.test('a batch completes every claimed order in one transaction and logs one li
     inserted.map((o) => o.id),
   )
   t.match(processed[0], { workerId: 'w-1', attempt: 1, waitMs: Number, processMs: Number })
+  const line = raw.find((l) => l.includes('order processed')) ?? ''
+  t.equal(line.split('"workerId"').length - 1, 1, 'each field once (Elasticsearch refuses duplicates)')
 })
 
 t.test('a throwing processor fails only its own order, and only its writes are undone', async (t) => {
@@ -93,10 +96,10 @@ t.test('an order that outlives its timeout fails with a timeout error; the rest 
 t.test('orders that would not fit in the batch budget are left untouched for the next claim', async (t) => {
   const { db } = await setUpDatabase(t)
   await insertOrders(db, [makeOrder(), makeOrder(), makeOrder(), makeOrder()])
-  const processor: OrderProcessor = () => sleep(60)
+  const processor: OrderProcessor = async () => void (await sleep(60))
   // Each order may take 100 ms and the budget is 250 ms: the second order starts at ~60 ms, the
   // third at ~120 ms would need until ~220 ms (fits), the fourth at ~180 ms would not.
-  const claimed = await runTransactionBatch({
+  const { claimed } = await runTransactionBatch({
     db,
     processor,
     config: testConfig({ orderTimeoutMs: 100, batchTimeoutMs: 250 }),
@@ -127,4 +130,101 @@ t.test('a forced stop rolls the batch back: its orders are pending and unattempt
   )
   for (const { id } of inserted) t.match(await getOrder(db, id), { status: 'pending', attempts: 0 })
   t.equal((await effectCounts(db)).size, 0)
+})
+
+t.test('whatever a processor throws fails only its order, with a storable error; the rest complete', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const hostile: Record<string, () => unknown> = {
+    nul: () => new Error('binary body \u0000\u0000 from upstream'),
+    nullPrototype: () => Object.create(null),
+    string: () => 'a plain string',
+    null: () => null,
+    huge: () => new Error('x'.repeat(1_000_000)),
+    loneSurrogate: () => new Error('half an emoji \ud83d'),
+    throwingGetter: () => {
+      const err = new Error('unreadable')
+      Object.defineProperty(err, 'message', {
+        get() {
+          throw new Error('no message for you')
+        },
+      })
+      return err
+    },
+    frozen: () => Object.freeze(new TypeError('frozen')),
+  }
+  const kinds = Object.keys(hostile)
+  const orders = await insertOrders(db, [...kinds, 'good'].map((customerId) => makeOrder({ customerId })))
+  const processor: OrderProcessor = async (order, ctx) => {
+    const make = hostile[order.customerId]
+    if (make) throw make()
+    return recordEffect(order.id, ctx.workerId)
+  }
+  const { log, lines } = capturingLogger()
+  await runTransactionBatch({ db, processor, config: testConfig(), log, ...running })
+  for (const order of orders) {
+    const stored = await getOrder(db, order.id)
+    if (order.customerId === 'good') {
+      t.match(stored, { status: 'completed' }, 'the good order completed beside them')
+      continue
+    }
+    t.match(stored, { status: 'pending', attempts: 1 }, `${order.customerId}: retried, its attempt counted`)
+    t.notMatch(stored!.lastError ?? '', /\u0000/, `${order.customerId}: no NUL stored`)
+    t.ok(Array.from(stored!.lastError ?? '').length <= MAX_ERROR_LENGTH, `${order.customerId}: bounded`)
+  }
+  t.match((await getOrder(db, orders[0]!.id))?.lastError, 'Error: binary body  from upstream')
+  const failures = lines.filter((l) => l.msg === 'order failed; will retry')
+  t.equal(failures.length, kinds.length, 'one log line per failed order')
+  t.match(failures[0], { err: { type: 'Error', stack: /binary body/ } }, 'logged with its stack')
+})
+
+t.test('commit work past its time is cancelled in the database; its order fails, counted; the rest commit', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const [stuck, good] = await insertOrders(db, [makeOrder({ customerId: 'hot-row' }), makeOrder()])
+  let lateWrite: unknown
+  const processor: OrderProcessor = async (order, ctx) => async (tx) => {
+    await recordEffect(order.id, ctx.workerId)(tx)
+    if (order.customerId !== 'hot-row') return
+    // A lock wait on a hot stock row: the statement outlives the order's time.
+    await tx.execute(sql`select pg_sleep(20)`).catch(() => {})
+    // It shrugs the cancel off and writes again, with its transaction long over.
+    await recordEffect(order.id, 'after-timeout')(tx).catch((err: unknown) => (lateWrite = err))
+  }
+  const started = performance.now()
+  await runTransactionBatch({ db, processor, config: testConfig({ orderTimeoutMs: 300 }), log: silentLogger, ...running })
+  t.ok(performance.now() - started < 5000, 'the batch did not wait for the statement')
+  t.match(await getOrder(db, stuck!.id), { status: 'pending', attempts: 1, lastError: /CommitWorkTimeoutError/ })
+  t.match(await getOrder(db, good!.id), { status: 'completed' })
+  await sleep(200)
+  t.type((lateWrite as Error | undefined)?.cause, Error, 'the late write was refused')
+  t.same(await effectCounts(db), new Map([[good!.id, 1]]), 'no effect of the stuck order, now or later')
+})
+
+t.test('an order that breaks its batch is isolated and its attempt counted; the others complete', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const orders = await insertOrders(db, Array.from({ length: 9 }, (_, i) => makeOrder({ customerId: i === 5 ? 'poison' : `c-${i}` })))
+  const poison = orders[5]!
+  // A rule of the team's, in the database: this order may not complete. It fails the completion
+  // statement, so the whole batch's transaction, on every try.
+  await db.execute(sql.raw(`
+    create function refuse_poison() returns trigger language plpgsql as $$
+    begin
+      if new.status = 'completed' and new.customer_id = 'poison' then raise exception 'order % may not complete', new.id; end if;
+      return new;
+    end $$;
+    create trigger refuse_poison before update on orders for each row execute function refuse_poison()`))
+  const processed: number[] = []
+  const processor: OrderProcessor = async (order, ctx) => {
+    processed.push(order.id)
+    return recordEffect(order.id, ctx.workerId)
+  }
+  const { log, lines } = capturingLogger()
+  await runIsolatingPoison({ db, processor, config: testConfig(), log, ...running })
+  t.match(await getOrder(db, poison.id), { status: 'pending', attempts: 1, lastError: /PoisonOrderError.*may not complete/ })
+  for (const order of orders.filter((o) => o.id !== poison.id)) {
+    t.match(await getOrder(db, order.id), { status: 'completed', attempts: 1 }, `order ${order.id} completed`)
+  }
+  t.same((await effectCounts(db)).get(poison.id), undefined, 'the poison order left no effect')
+  // Each level of the split runs the failing half again: about 3n runs in all, once.
+  t.ok(processed.length <= 3 * orders.length, `${processed.length} processor runs for ${orders.length} orders`)
+  t.ok(lines.some((l) => l.msg === 'order breaks its batch; will retry'))
 })

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
-import { type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
+import { idempotencyKeys, type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
 import { decodeOrder, type Order } from './shared.js'
 
 /** What a client submits; the server derives the total and everything else. */
@@ -10,21 +10,30 @@ export interface NewOrder {
   items: LineItem[]
   /** Higher runs first. Default 0. */
   priority?: number
-  /** Not claimable before this instant. Default now. */
+  /** Not claimable before this instant; a past instant means now. Default now. */
   runAt?: Date
   /** Claims before the order is dead-lettered. Default 5. */
   maxAttempts?: number
-  /** The client's Idempotency-Key: at most one order is ever stored per key. */
-  idempotencyKey?: string
-  /** A hash of the request, stored with the key so a reuse with another body can be told apart. */
-  requestHash?: string
 }
 
-/** An order as insertOrders returns it. */
-export type InsertedOrder = Order & {
-  /** False when the idempotency key was already taken: this is the order stored first under it. */
-  created: boolean
+/** A client's Idempotency-Key and what it was sent with. */
+export interface IdempotencyKey {
+  key: string
+  /** A hash of the request, so a retry can be told from a reuse of the key for another request. */
+  requestHash: string
 }
+
+/** One request's orders, stored together or not at all, under its key if it has one. */
+export interface Submission {
+  orders: readonly NewOrder[]
+  idempotency?: IdempotencyKey
+}
+
+export type SubmissionResult =
+  /** Stored now: the ids in submission order, and the rows when asked for. */
+  | { stored: true; ids: number[]; orders: Order[] }
+  /** Nothing stored: the key was taken, by an earlier request or one in the same call. */
+  | { stored: false; key: string }
 
 /** The sum of quantity x unit price, in minor units. Throws if it leaves the exact integer range. */
 export function orderTotalCents(items: readonly LineItem[]): number {
@@ -34,85 +43,133 @@ export function orderTotalCents(items: readonly LineItem[]): number {
 }
 
 /**
- * Inserts one or many orders in ONE statement (`insert ... select from unnest(...)`), so a batch
- * is one round trip and one commit, and the statement text (hence its prepared plan) is the same
- * for one row or a thousand. Returns one result per input, in submission order.
+ * Stores submissions in ONE statement, so a group of requests is one round trip and one commit,
+ * and an error means nothing of it was stored. The statement text is the same for one order or a
+ * thousand, so its prepared plan is reused.
  *
- * An input whose idempotency key is taken inserts nothing (`on conflict do nothing` on the unique
- * index, so concurrent duplicates are safe: the second waits for the first to commit) and returns
- * the order stored under that key, with `created: false`. That lookup is a second statement: the
- * first's snapshot predates a concurrent duplicate's commit, so it could not see the row.
+ * A submission with a key stores its orders only if it also stores the key (`on conflict do
+ * nothing` on the key's primary key: of concurrent duplicates, one stores and the others wait for
+ * its commit and store nothing). Its result is then `{ stored: false }`; findIdempotencyKeys says
+ * what the key stored. A key repeated within `submissions` stores once, for its first submission.
  *
- * Transition: (none) -> pending.
+ * An order due now (or at a past instant) is pending; one due later is scheduled. `returnRows`
+ * reads back and decodes every stored row; bulk intake answers with ids, and decoding was a quarter
+ * of the api's CPU on a 1,000-order batch.
+ *
+ * Transition: (none) -> pending | scheduled.
  */
-export async function insertOrders(db: Executor, input: readonly NewOrder[]): Promise<InsertedOrder[]> {
-  if (input.length === 0) return []
-  const rows = await db.execute(insertStatement(input, sql`*`))
-  // Identity values are drawn in `position` order, so id order is submission order.
-  const inserted = rows.map(decodeOrder).sort((a, b) => a.id - b.id)
-  const keys = input.flatMap((o) => (o.idempotencyKey === undefined ? [] : [o.idempotencyKey]))
-  const byKey = new Map(inserted.flatMap((o) => (o.idempotencyKey === null ? [] : [[o.idempotencyKey, o] as const])))
-  const taken = keys.filter((key) => !byKey.has(key))
-  const existing = taken.length === 0 ? [] : await getOrdersByIdempotencyKey(db, taken)
-  const firstFor = new Set<string>()
-  const unkeyed = inserted.filter((o) => o.idempotencyKey === null).values()
-  return input.map(({ idempotencyKey: key }) => {
-    if (key === undefined) return { ...(unkeyed.next().value as Order), created: true }
-    const created = byKey.has(key) && !firstFor.has(key)
-    firstFor.add(key)
-    const order = byKey.get(key) ?? existing.find((o) => o.idempotencyKey === key)
-    if (order === undefined) throw new Error(`no order under idempotency key ${key}`)
-    return { ...order, created }
+export async function insertSubmissions(
+  db: Executor,
+  submissions: readonly Submission[],
+  { returnRows }: { returnRows: boolean },
+): Promise<SubmissionResult[]> {
+  const firstWithKey = new Map<string, number>()
+  const included = submissions.map((s, i) => {
+    const key = s.idempotency?.key
+    if (key === undefined) return true
+    if (firstWithKey.has(key)) return false
+    firstWithKey.set(key, i)
+    return true
+  })
+  const rows = submissions.flatMap((s, i) =>
+    included[i] ? s.orders.map((order) => ({ submission: i, order, idempotency: s.idempotency })) : [],
+  )
+  const stored = rows.length === 0 ? [] : await db.execute(insertStatement(rows, returnRows))
+  const bySubmission = new Map<number, Record<string, unknown>[]>()
+  for (const row of stored) {
+    const i = Number(row.submission)
+    bySubmission.set(i, [...(bySubmission.get(i) ?? []), row])
+  }
+  return submissions.map((s, i) => {
+    const mine = bySubmission.get(i)
+    if (mine === undefined) return { stored: false, key: s.idempotency?.key ?? '' }
+    // Ids are drawn in submission order, so id order is submission order.
+    mine.sort((a, b) => Number(a.id) - Number(b.id))
+    return { stored: true, ids: mine.map((row) => Number(row.id)), orders: returnRows ? mine.map(decodeOrder) : [] }
   })
 }
 
-/**
- * Inserts orders that carry no idempotency key, in ONE statement as insertOrders does, and returns
- * only their ids, in submission order: bulk intake answers with ids, and reading back and decoding
- * every stored row was a quarter of the api's CPU on a 1,000-order batch.
- *
- * Transition: (none) -> pending.
- */
-export async function insertOrdersReturningIds(
-  db: Executor,
-  input: readonly Omit<NewOrder, 'idempotencyKey' | 'requestHash'>[],
-): Promise<number[]> {
+/** Stores orders without keys, in one statement (insertSubmissions), and returns them as stored. */
+export async function insertOrders(db: Executor, input: readonly NewOrder[]): Promise<Order[]> {
   if (input.length === 0) return []
-  const rows = await db.execute<{ id: string }>(insertStatement(input, sql`id`))
-  return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+  const [result] = await insertSubmissions(db, [{ orders: input }], { returnRows: true })
+  return result?.stored ? result.orders : []
 }
 
-/** The insert both functions above run; the statement text is the same for one row or a thousand. */
-function insertStatement(input: readonly NewOrder[], returning: SQL): SQL {
+interface InsertRow {
+  submission: number
+  order: NewOrder
+  idempotency: IdempotencyKey | undefined
+}
+
+function insertStatement(rows: readonly InsertRow[], returnRows: boolean): SQL {
+  const column = <T>(pick: (row: InsertRow) => T) => sql.param(rows.map(pick))
   return sql`
-    insert into ${orders} (customer_id, currency, items, total_cents, priority, run_at, max_attempts,
-                           idempotency_key, request_hash)
-    select customer_id, currency, items, total_cents, priority, coalesce(run_at, statement_timestamp()),
-           max_attempts, idempotency_key, request_hash
-    from unnest(
-      ${sql.param(input.map((o) => o.customerId))}::text[],
-      ${sql.param(input.map((o) => o.currency))}::text[],
-      ${sql.param(input.map((o) => JSON.stringify(o.items)))}::jsonb[],
-      ${sql.param(input.map((o) => orderTotalCents(o.items)))}::bigint[],
-      ${sql.param(input.map((o) => o.priority ?? 0))}::int[],
-      -- text, then cast: drizzle replaces postgres.js's timestamptz[] serializer with a pass-through
-      ${sql.param(input.map((o) => o.runAt?.toISOString() ?? null))}::text[]::timestamptz[],
-      ${sql.param(input.map((o) => o.maxAttempts ?? 5))}::int[],
-      ${sql.param(input.map((o) => o.idempotencyKey ?? null))}::text[],
-      ${sql.param(input.map((o) => o.requestHash ?? null))}::text[]
-    ) with ordinality
-      as input(customer_id, currency, items, total_cents, priority, run_at, max_attempts,
-               idempotency_key, request_hash, position)
-    order by position
-    on conflict (idempotency_key) where idempotency_key is not null do nothing
-    returning ${returning}`
+    with input as materialized (
+      select nextval(${orderIdSequence}) as id, input.*,
+             greatest(coalesce(input.requested_run_at, statement_timestamp()), statement_timestamp()) as run_at
+      from unnest(
+        ${column((r) => r.submission)}::int[],
+        ${column((r) => r.order.customerId)}::text[],
+        ${column((r) => r.order.currency)}::text[],
+        ${column((r) => JSON.stringify(r.order.items))}::jsonb[],
+        ${column((r) => orderTotalCents(r.order.items))}::bigint[],
+        ${column((r) => r.order.priority ?? 0)}::int[],
+        -- text, then cast: drizzle replaces postgres.js's timestamptz[] serializer with a pass-through
+        ${column((r) => r.order.runAt?.toISOString() ?? null)}::text[]::timestamptz[],
+        ${column((r) => r.order.maxAttempts ?? 5)}::int[],
+        ${column((r) => r.idempotency?.key ?? null)}::text[],
+        ${column((r) => r.idempotency?.requestHash ?? null)}::text[]
+      ) with ordinality
+        as input(submission, customer_id, currency, items, total_cents, priority, requested_run_at,
+                 max_attempts, idempotency_key, request_hash, position)
+      order by position
+    ),
+    keys as (
+      insert into ${idempotencyKeys} (key, request_hash, order_ids)
+      select idempotency_key, min(request_hash), array_agg(id order by position)
+      from input where idempotency_key is not null
+      group by idempotency_key
+      on conflict (key) do nothing
+      returning key
+    ),
+    stored as (
+      insert into ${orders} (id, customer_id, currency, items, total_cents, status, priority, run_at, max_attempts,
+                             created_at, updated_at)
+      overriding system value
+      select id, customer_id, currency, items, total_cents,
+             (case when run_at > statement_timestamp() then 'scheduled' else 'pending' end)::order_status,
+             priority, run_at, max_attempts, statement_timestamp(), statement_timestamp()
+      from input
+      where idempotency_key is null or idempotency_key in (select key from keys)
+      order by position
+      returning ${returnRows ? sql`*` : sql`${orders.id}`}
+    )
+    select stored.*, input.submission from stored join input using (id)`
 }
 
-async function getOrdersByIdempotencyKey(db: Executor, keys: readonly string[]): Promise<Order[]> {
-  return db
+/** The identity sequence of orders.id, drawn by the insert so a key can record its orders' ids. */
+const orderIdSequence = sql`'orders_id_seq'::regclass`
+
+/** What an Idempotency-Key stored, and when. */
+export interface StoredKey {
+  key: string
+  requestHash: string
+  orderIds: number[]
+  createdAt: Date
+}
+
+/**
+ * The keys among `keys` that are known, as stored. A statement of its own, after the insert that
+ * found them taken: its snapshot sees a concurrent duplicate that committed while that insert waited.
+ */
+export async function findIdempotencyKeys(db: Executor, keys: readonly string[]): Promise<Map<string, StoredKey>> {
+  if (keys.length === 0) return new Map()
+  const rows = await db
     .select()
-    .from(orders)
-    .where(sql`${orders.idempotencyKey} = any(${sql.param(keys)}::text[])`)
+    .from(idempotencyKeys)
+    .where(sql`${idempotencyKeys.key} = any(${sql.param(keys)}::text[])`)
+  return new Map(rows.map((row) => [row.key, row]))
 }
 
 /** One order by id, or undefined. */
@@ -170,16 +227,17 @@ export type CancelResult =
   | { outcome: 'conflict'; order: Order; reason: string }
 
 /**
- * Cancels a pending order. An order a worker holds (its batch transaction has it locked) is not
- * waited for: SKIP LOCKED passes it over and the result says it is being processed.
+ * Cancels an order that is waiting: pending, or scheduled for later. An order a worker holds (its
+ * batch transaction has it locked) is not waited for: SKIP LOCKED passes it over and the result
+ * says it is being processed.
  *
- * Transition: pending -> cancelled.
+ * Transition: pending | scheduled -> cancelled.
  */
 export async function cancelOrder(db: Executor, id: number): Promise<CancelResult> {
   const rows = await db.execute(sql`
     update ${orders} set status = 'cancelled', updated_at = statement_timestamp()
     where ${orders.id} = (
-      select id from ${orders} where id = ${id} and status = 'pending' for update skip locked
+      select id from ${orders} where id = ${id} and status in ('pending', 'scheduled') for update skip locked
     )
     returning *`)
   const [cancelled] = rows
@@ -187,7 +245,9 @@ export async function cancelOrder(db: Executor, id: number): Promise<CancelResul
   const order = await getOrder(db, id)
   if (order === undefined) return { outcome: 'not_found' }
   const reason =
-    order.status === 'pending' ? 'the order is being processed' : `the order is ${order.status}, not pending`
+    order.status === 'pending' || order.status === 'scheduled'
+      ? 'the order is being processed'
+      : `the order is ${order.status}, not pending or scheduled`
   return { outcome: 'conflict', order, reason }
 }
 
@@ -200,8 +260,9 @@ export interface RetryQuery {
 
 /**
  * Redrive: sends failed (dead-lettered) orders back to pending, due now, with their attempts reset
- * so they get a full set of retries. `last_error` is kept as history. Returns the ids retried,
- * oldest first.
+ * so they get a full set of retries. `last_error` is kept as history; lease_token is not reset, so
+ * a holder of an old lease can never complete the redriven order. Returns the ids retried, oldest
+ * first.
  *
  * Transition: failed -> pending.
  */

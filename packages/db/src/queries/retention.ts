@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { advisoryLock } from '../advisory-locks.js'
 import type { Db } from '../client.js'
-import { orders } from '../schema.js'
+import { idempotencyKeys, orders } from '../schema.js'
 
 export interface RetentionPolicy {
   /** Completed and cancelled orders last updated longer ago than this are deleted. */
@@ -40,5 +40,31 @@ export async function deleteExpiredOrders(db: Db, policy: RetentionPolicy): Prom
       if (deleted >= policy.batchSize) break
     }
     return deleted
+  })
+}
+
+/**
+ * Forgets Idempotency-Keys older than `olderThanDays`, one batch, oldest first, under the same
+ * try-lock as deleteExpiredOrders. A key outlives its orders: a retry inside the window is answered
+ * from the key even after retention deleted the order. Returns the keys deleted, or `undefined`
+ * when another worker holds the lock.
+ */
+export async function deleteExpiredIdempotencyKeys(
+  db: Db,
+  { olderThanDays, batchSize }: RetentionPolicy,
+): Promise<number | undefined> {
+  return db.transaction(async (tx) => {
+    const [lock] = await tx.execute<{ locked: boolean }>(
+      sql`select pg_try_advisory_xact_lock(${advisoryLock.retention}) as locked`,
+    )
+    if (!lock?.locked) return undefined
+    const rows = await tx.execute(sql`
+      delete from ${idempotencyKeys} where key in (
+        select key from ${idempotencyKeys}
+        where created_at < now() - ${olderThanDays} * interval '1 day'
+        order by created_at limit ${batchSize}
+      )
+      returning key`)
+    return rows.length
   })
 }

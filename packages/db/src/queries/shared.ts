@@ -1,4 +1,4 @@
-import { getTableColumns, type SQL, sql } from 'drizzle-orm'
+import { getTableColumns } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import { type OrderRow, type OrderStatus, orders } from '../schema.js'
 
@@ -15,28 +15,28 @@ export interface RetryPolicy {
 /** An attempt that failed, and why (kept in last_error). */
 export interface OrderFailure {
   id: number
+  /** Stored as given: the caller bounds it and makes it storable (see the worker's describeError). */
   error: string
+  /** The attempt that failed, 1-based: it sets the backoff. */
+  attempt: number
 }
 
-/** What a failure did to the order: back to pending for a retry, or failed (dead-lettered). */
+/** What a failure did to the order: a retry (scheduled, or pending when due at once), or a dead letter. */
 export interface FailureOutcome {
   id: number
-  status: Extract<OrderStatus, 'pending' | 'failed'>
+  status: Extract<OrderStatus, 'scheduled' | 'pending' | 'failed'>
+  /** When a retry is due. */
+  runAt: Date
 }
 
 /**
- * The delay before retry number `attempt` (1-based), as an interval: min(max, base * 2^(attempt-1)),
- * then scaled by a random factor in [0.5, 1) ("equal jitter"): retries of orders that failed
- * together, say when a downstream service went away, spread out instead of returning at once.
+ * The delay before the retry after failed attempt `attempt` (1-based): min(max, base * 2^(attempt-1)),
+ * scaled by a random factor in [0.5, 1) ("equal jitter"): retries of orders that failed together,
+ * say when a downstream service went away, spread out instead of returning at once.
  */
-export function retryDelay(attempt: SQL, policy: RetryPolicy): SQL {
-  return sql`(least(${policy.maxMs}::float8, ${policy.baseMs}::float8 * power(2, ${attempt} - 1))
-    * (0.5 + random() / 2) * interval '1 millisecond')`
-}
-
-/** The status after a failed attempt that brings the count to `attempts`. */
-export function statusAfterFailure(attempts: SQL): SQL {
-  return sql`(case when ${attempts} >= ${orders.maxAttempts} then 'failed' else 'pending' end)::order_status`
+export function retryDelayMs(attempt: number, policy: RetryPolicy, random = Math.random()): number {
+  const nominal = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempt - 1))
+  return Math.round(nominal * (0.5 + random / 2))
 }
 
 const orderColumns = Object.entries(getTableColumns(orders)).map(([key, column]) => ({
@@ -55,7 +55,14 @@ export function decodeOrder(row: Record<string, unknown>): Order {
   return order as Order
 }
 
-/** Failure rows as `returning id, status` gives them. */
+/** Failure rows as `returning id, status, run_at` gives them. */
 export function decodeOutcomes(rows: readonly Record<string, unknown>[]): FailureOutcome[] {
-  return rows.map((row) => ({ id: Number(row.id), status: row.status as FailureOutcome['status'] }))
+  return rows.map((row) => ({
+    id: Number(row.id),
+    status: row.status as FailureOutcome['status'],
+    runAt: new Date(row.run_at as string),
+  }))
 }
+
+/** `"orders"."id", "orders"."customer_id", ...`: every column, qualified, for a RETURNING beside a CTE. */
+export const qualifiedOrderColumns = orderColumns.map(({ name }) => `"orders"."${name}"`).join(', ')

@@ -5,7 +5,7 @@ import { type OrderStatus, orderStatuses, orderThroughput, orders } from '../sch
 export interface QueueStats {
   /** Orders per status. `completed` is PostgreSQL's estimate (see below); the others are exact. */
   counts: Record<OrderStatus, number>
-  /** Age of the oldest claimable order: how far behind the workers are. 0 when none waits. */
+  /** Age of the oldest due (pending) order: how far behind the workers are. 0 when none waits. */
   lagSeconds: number
   completedLastMinute: number
   completedLast5Minutes: number
@@ -15,13 +15,13 @@ export interface QueueStats {
 /** getQueueStats's one statement, exported so a test can EXPLAIN exactly what runs. */
 export const queueStatsStatement = sql`
     select
+      (select count(*) from ${orders} where status = 'scheduled')::int as scheduled,
       (select count(*) from ${orders} where status = 'pending')::int as pending,
       (select count(*) from ${orders} where status = 'processing')::int as processing,
       (select count(*) from ${orders} where status = 'failed')::int as failed,
       (select count(*) from ${orders} where status = 'cancelled')::int as cancelled,
       (select greatest(reltuples, 0)::bigint from pg_class where oid = 'orders'::regclass) as estimated_rows,
-      (select extract(epoch from now() - min(run_at)) from ${orders}
-        where status = 'pending' and run_at <= now()) as lag_seconds,
+      (select extract(epoch from now() - min(run_at)) from ${orders} where status = 'pending') as lag_seconds,
       (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '1 minute')::int
         as completed_last_minute,
       (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '5 minutes')::int
@@ -31,15 +31,15 @@ export const queueStatsStatement = sql`
 
 /**
  * The queue at a glance, cheap however many finished orders the table holds: every exact count
- * reads a small index range (the claim index holds just the backlog and leases; failed and
- * cancelled are few), and throughput comes from the workers' 5-second buckets. Counting completed
+ * reads one status's range of orders_status_id_idx (which holds every order but the completed
+ * ones), and throughput comes from the workers' 5-second buckets. Counting completed
  * orders exactly would read every one of them, so it is estimated from the table's statistics
  * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
  */
 export async function getQueueStats(db: Executor): Promise<QueueStats> {
   const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement)
   const n = (key: string) => Number(row?.[key] ?? 0)
-  const exact = n('pending') + n('processing') + n('failed') + n('cancelled')
+  const exact = n('scheduled') + n('pending') + n('processing') + n('failed') + n('cancelled')
   const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>
   counts.completed = Math.max(0, n('estimated_rows') - exact)
   return {

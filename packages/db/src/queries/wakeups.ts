@@ -5,14 +5,15 @@ import type { Db, Executor } from '../client.js'
 const CHANNEL = 'postgres_queue_orders'
 
 /**
- * Tells listening workers that orders were committed. Runs in a statement of its own, after the
- * insert has committed, never inside it: a notifying transaction takes a cluster-wide lock through
- * its commit's WAL flush, so notifying inserts could not share an fsync with each other (the
- * single-insert ceiling drops from ~16k to ~4.7k rows/s at 8 clients). Callers coalesce: one
- * notification covers every commit before it.
+ * Tells listening workers that orders were committed: due now when `dueAt` is absent, else
+ * scheduled, the earliest due at `dueAt` (workers promote it then, instead of at their next tick).
+ * Runs in a statement of its own, after the insert has committed, never inside it: a notifying
+ * transaction takes a cluster-wide lock through its commit's WAL flush, so notifying inserts could
+ * not share an fsync with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at
+ * 8 clients). Callers coalesce: one notification covers every commit before it.
  */
-export async function notifyOrdersWaiting(db: Executor): Promise<void> {
-  await db.execute(sql`select pg_notify(${CHANNEL}, '')`)
+export async function notifyOrdersWaiting(db: Executor, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
+  await db.execute(sql`select pg_notify(${CHANNEL}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
 }
 
 export interface Subscription {
@@ -21,11 +22,18 @@ export interface Subscription {
 
 /**
  * Calls `onWake` for every notification, on a dedicated connection (postgres.js keeps one for
- * LISTEN, outside the pool). `onWake` also runs once the subscription is in place, so a caller
- * catches up on anything committed before it was listening. Rejects when the database cannot be
- * reached; a caller keeps polling and subscribes again later.
+ * LISTEN, outside the pool), with the `dueAt` it carried. `onWake` also runs once the subscription
+ * is in place, so a caller catches up on anything committed before it was listening. Rejects when
+ * the database cannot be reached; a caller keeps polling and subscribes again later.
  */
-export async function listenForOrders(db: Db, onWake: () => void): Promise<Subscription> {
-  const { unlisten } = await db.$client.listen(CHANNEL, () => onWake(), onWake)
+export async function listenForOrders(db: Db, onWake: (dueAt?: Date) => void): Promise<Subscription> {
+  const { unlisten } = await db.$client.listen(
+    CHANNEL,
+    (payload) => {
+      const at = Number(payload)
+      onWake(payload === '' || !Number.isFinite(at) ? undefined : new Date(at))
+    },
+    () => onWake(),
+  )
   return { unsubscribe: unlisten }
 }

@@ -37,8 +37,7 @@ export async function registerWorker(db: Executor, worker: WorkerIdentity): Prom
     })
 }
 
-export interface Heartbeat {
-  id: string
+export interface Heartbeat extends WorkerIdentity {
   /** Totals since the worker started. */
   processed: number
   failed: number
@@ -47,12 +46,18 @@ export interface Heartbeat {
   failedSince: number
 }
 
-/** One statement: the worker is seen now with its totals, and its recent work lands in the current bucket. */
+/**
+ * One statement: the worker is seen now with its totals, and its recent work lands in the current
+ * bucket. A worker whose row was forgotten (retention drops workers silent for an hour, e.g. across
+ * a long pause) is registered again.
+ */
 export async function recordHeartbeat(db: Executor, beat: Heartbeat): Promise<void> {
   await db.execute(sql`
     with seen as (
-      update ${workers} set last_seen_at = now(), processed = ${beat.processed}, failed = ${beat.failed}
-      where id = ${beat.id}
+      insert into ${workers} (id, host, pid, mode, processed, failed)
+      values (${beat.id}, ${beat.host}, ${beat.pid}, ${beat.mode}, ${beat.processed}, ${beat.failed})
+      on conflict (id) do update set
+        last_seen_at = now(), processed = excluded.processed, failed = excluded.failed, stopped_at = null
     )
     insert into ${orderThroughput} (bucket, worker_id, completed, failed)
     select ${bucketOf(sql`now()`)}, ${beat.id}, ${beat.completedSince}, ${beat.failedSince}

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { type Db, pingDatabase } from '@postgres-queue/db'
+import { type Db, pingOrders } from '@postgres-queue/db'
+import type { OrderIntake } from '../order-intake.js'
 import { Health, Readiness } from '../schemas/health.js'
 import { withTimeout } from '../timeout.js'
 
@@ -13,7 +14,7 @@ const PING_TIMEOUT_MS = 2000
 /** Probes are open whatever API_TOKEN says (auth.ts), and their documented operations say so. */
 const probe = (summary: string) => ({ config: { public: true }, schema: { tags: ['health'], summary, security: [] } })
 
-export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
   const liveness = probe('Liveness: the process answers')
   app.get(
@@ -22,11 +23,17 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, {
     async () => ({ status: 'ok' as const }),
   )
 
-  const readiness = probe('Readiness: the database answers within 2 s')
+  // Ready: the orders table answers within 2 s (a lock on it, not only a stopped server, makes the
+  // api unready) and the intake's queue is not full.
+  const readiness = probe('Readiness: the orders table answers within 2 s and the intake is not saturated')
   const readinessSchema = { ...readiness.schema, response: { 200: Readiness, 503: Readiness } }
   app.get('/ready', { ...readiness, schema: readinessSchema }, async (request, reply) => {
+    if (intake.saturated()) {
+      request.log.warn('not ready: the intake queue is full')
+      return reply.code(503).send({ status: 'unavailable' })
+    }
     try {
-      await withTimeout(pingDatabase(db), PING_TIMEOUT_MS)
+      await withTimeout(pingOrders(db), PING_TIMEOUT_MS)
       return { status: 'ok' as const }
     } catch (err) {
       request.log.warn({ err }, 'database ping failed')

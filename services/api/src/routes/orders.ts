@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { type Db, getOrder, listOrders } from '@postgres-queue/db'
+import { type Db, getOrder, type IdempotencyKey, listOrders, type Order as OrderRow, type StoredKey } from '@postgres-queue/db'
 import { ApiError } from '../errors.js'
 import type { ApiMetrics } from '../metrics.js'
 import type { OrderIntake } from '../order-intake.js'
@@ -28,6 +28,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     {
       // The largest valid order is about 12 KiB of JSON, 80 KiB with every character \u-escaped.
       bodyLimit: 256 * KiB,
+      // Bounded by the intake's own queue (length and wait), which groups submissions into inserts.
+      config: { ownQueue: true },
       schema: {
         tags,
         summary: 'Submit an order',
@@ -40,26 +42,30 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       },
     },
     async (request, reply) => {
-      const idempotencyKey = request.headers['idempotency-key']
-      const newOrder = toNewOrder(request.body)
-      const hash = idempotencyKey === undefined ? undefined : requestHash(request.body)
-      // The key's unique index decides, not a read before the write: of concurrent duplicates, one
-      // inserts and the others wait for its commit, then get its order with created: false.
-      const order = await intake.submit({ ...newOrder, idempotencyKey, requestHash: hash })
-      const location = `/orders/${order.id}`
-      if (order.created) {
+      const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
+      // The key's primary key decides, not a read before the write: of concurrent duplicates, one
+      // stores and the others wait for its commit, then get what it stored.
+      const result = await intake.submit(toNewOrder(request.body), idempotency)
+      if (result.stored) {
+        const order = result.orders[0] as OrderRow
         metrics.submitted('single', 1)
-        return reply.code(201).header('location', location).send(toOrderJson(order))
+        return reply.code(201).header('location', `/orders/${order.id}`).send(toOrderJson(order))
       }
-      if (order.requestHash !== hash) {
+      const [orderId] = checkReplay(result.key, idempotency)
+      const order = orderId === undefined ? undefined : await getOrder(db, orderId)
+      if (order === undefined) {
         throw new ApiError(
-          422,
-          'IDEMPOTENCY_KEY_REUSED',
-          `Idempotency-Key ${idempotencyKey} was already used for a different order; use a new key for a new order`,
+          410,
+          'ORDER_DELETED',
+          `Idempotency-Key ${result.key.key} stored order ${orderId}, which retention has since deleted; nothing was stored again`,
         )
       }
       request.log.info({ orderId: order.id }, 'idempotent request replayed')
-      return reply.code(200).header('location', location).header('idempotent-replayed', 'true').send(toOrderJson(order))
+      return reply
+        .code(200)
+        .header('location', `/orders/${order.id}`)
+        .header('idempotent-replayed', 'true')
+        .send(toOrderJson(order))
     },
   )
 
@@ -71,18 +77,28 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       schema: {
         tags,
         summary: 'Submit up to 1,000 orders, stored whole or not at all',
+        description:
+          '201 with the ids. With an Idempotency-Key already used for the same body: 200 with the ids stored ' +
+          'first, and Idempotent-Replayed: true; for another body: 422 IDEMPOTENCY_KEY_REUSED.',
+        headers: IdempotencyHeaders,
         body: NewOrderBatchBody,
-        response: { 201: OrderBatchCreated },
+        response: { 200: OrderBatchCreated, 201: OrderBatchCreated },
       },
     },
     async (request, reply) => {
       // Every order is checked before any is inserted, with one clock for all their delays.
       const now = Date.now()
       const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`, now))
+      const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
       // One statement, so the batch is stored whole or not at all.
-      const ids = await intake.submitBatch(orders)
-      metrics.submitted('batch', ids.length)
-      return reply.code(201).send({ ids })
+      const result = await intake.submitBatch(orders, idempotency)
+      if (result.stored) {
+        metrics.submitted('batch', result.ids.length)
+        return reply.code(201).send({ ids: result.ids })
+      }
+      const ids = checkReplay(result.key, idempotency)
+      request.log.info({ orders: ids.length }, 'idempotent request replayed')
+      return reply.code(200).header('idempotent-replayed', 'true').send({ ids })
     },
   )
 
@@ -108,4 +124,21 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       nextCursor: orders.length === limit && last !== undefined ? last.id : null,
     }
   })
+}
+
+/** The request's Idempotency-Key, bound to a hash of its body, if it carries one. */
+function idempotencyOf(key: string | undefined, body: unknown): IdempotencyKey | undefined {
+  return key === undefined ? undefined : { key, requestHash: requestHash(body) }
+}
+
+/** A taken key's order ids, if it was taken by this same request; a 422 if by another. */
+function checkReplay(stored: StoredKey, idempotency: IdempotencyKey | undefined): number[] {
+  if (stored.requestHash !== idempotency?.requestHash) {
+    throw new ApiError(
+      422,
+      'IDEMPOTENCY_KEY_REUSED',
+      `Idempotency-Key ${stored.key} was already used for a different request; use a new key for a new request`,
+    )
+  }
+  return stored.orderIds
 }

@@ -6,6 +6,7 @@ const Count = Type.Integer({ minimum: 0 })
 export const QueueStats = Type.Object({
   counts: Type.Object(
     {
+      scheduled: Type.Integer({ minimum: 0, description: 'Waiting for their runAt: delayed, or a retry backing off' }),
       pending: Count,
       processing: Count,
       completed: Type.Integer({
@@ -21,7 +22,7 @@ export const QueueStats = Type.Object({
   ),
   lagSeconds: Type.Number({
     minimum: 0,
-    description: 'Age of the oldest claimable pending order: how far behind the workers are; 0 when none waits',
+    description: 'Age of the oldest pending (due) order: how far behind the workers are; 0 when none waits',
   }),
   completedLastMinute: Count,
   completedLast5Minutes: Count,

@@ -1,0 +1,68 @@
+import { sql } from 'drizzle-orm'
+import type { Executor } from '../client.js'
+import { orders } from '../schema.js'
+
+// What comes due by time, kept out of the claim's index so a claim never steps over it: scheduled
+// orders (a delay, a retry's backoff) and leases (which lapse when their worker dies). Both wait in
+// orders_timers_idx by run_at; promotion moves the due ones to pending, where claims find them.
+
+/** Why an order whose lease lapsed on its last attempt was dead-lettered (kept in last_error). */
+export const LEASE_LAPSED_ERROR = 'lease expired: the worker holding it stopped without completing it'
+
+export interface Promotion {
+  /** Scheduled orders that came due and are now pending. */
+  promoted: number
+  /** Lapsed leases given back: pending again, the lapsed attempt counted. */
+  rescued: number[]
+  /** Lapsed leases with no attempt left (their worker kept dying): now failed, after `attempts`. */
+  deadLettered: { id: number; attempts: number }[]
+}
+
+/**
+ * Promotes up to `limit` orders whose time has come, oldest first, in one statement: a scheduled
+ * order becomes pending (keeping run_at, when it became due, so its wait counts from then); a
+ * processing order whose lease lapsed becomes pending again, due now, or failed if that lease was
+ * its last attempt. Concurrent callers take disjoint rows (SKIP LOCKED); the plan walks
+ * orders_timers_idx from its oldest entry and stops at the first not yet due.
+ *
+ * Transition: scheduled (due) -> pending; processing (lease lapsed) -> pending | failed.
+ */
+export async function promoteDueOrders(db: Executor, { limit }: { limit: number }): Promise<Promotion> {
+  const rows = await db.execute<{ id: string; was: string; status: string; attempts: number }>(sql`
+    with due as materialized (
+      select id, status, attempts >= max_attempts as exhausted from ${orders}
+      where status in ('scheduled', 'processing') and run_at <= now()
+      order by run_at
+      limit ${limit}
+      for update skip locked
+    )
+    update ${orders} set
+      status = (case when due.status = 'processing' and due.exhausted then 'failed' else 'pending' end)::order_status,
+      run_at = case when due.status = 'processing' then now() else ${orders.runAt} end,
+      last_error = case when due.status = 'processing' and due.exhausted then ${LEASE_LAPSED_ERROR}
+                   else ${orders.lastError} end,
+      locked_by = null,
+      updated_at = now()
+    from due
+    where ${orders.id} = due.id
+    returning ${orders.id}, due.status as was, ${orders.status}, ${orders.attempts}`)
+  const promotion: Promotion = { promoted: 0, rescued: [], deadLettered: [] }
+  for (const row of rows) {
+    if (row.was === 'scheduled') promotion.promoted += 1
+    else if (row.status === 'failed') promotion.deadLettered.push({ id: Number(row.id), attempts: row.attempts })
+    else promotion.rescued.push(Number(row.id))
+  }
+  return promotion
+}
+
+/**
+ * When the next scheduled order comes due or the next lease lapses, if any: the earliest run_at in
+ * orders_timers_idx still ahead (one index probe). Due ones are left out: a concurrent promotion is
+ * taking them.
+ */
+export async function nextDueAt(db: Executor): Promise<Date | undefined> {
+  const [row] = await db.execute<{ at: string | null }>(sql`
+    select min(run_at) as at from ${orders}
+    where status in ('scheduled', 'processing') and run_at > now()`)
+  return row?.at ? new Date(row.at) : undefined
+}

@@ -1,0 +1,46 @@
+import type { BatchResult } from './batch.js'
+
+export interface LaneOptions {
+  /** The most batches in flight at once (WORKER_BATCHES_IN_FLIGHT). */
+  maxLanes: number
+  batchSize: number
+  runBatch: () => Promise<BatchResult>
+  /** After each batch that completed (not one that threw). */
+  onBatch: (result: BatchResult) => void
+  /** Checked before every batch: a stop ends every lane after the batch in hand. */
+  stopped: () => boolean
+}
+
+/**
+ * Drains with up to `maxLanes` batches at once: while one waits on the database (its claim, its
+ * commit's WAL flush), another's orders are processed, and concurrent commits share one flush. A
+ * lane opens only when a claim comes back full, so a wake-up for one order costs a worker one
+ * claim, not one per lane. Settles when every lane has found less than a full batch; rejects with
+ * the first failure, once every lane has ended.
+ */
+export function drainInLanes({ maxLanes, batchSize, runBatch, onBatch, stopped }: LaneOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let open = 0
+    let failure: { err: unknown } | undefined
+    const lane = async (): Promise<void> => {
+      while (!stopped() && failure === undefined) {
+        const result = await runBatch()
+        onBatch(result)
+        if (result.claimed < batchSize) return
+        if (open < maxLanes) openLane()
+      }
+    }
+    const openLane = () => {
+      open += 1
+      lane()
+        .catch((err: unknown) => {
+          failure ??= { err }
+        })
+        .finally(() => {
+          open -= 1
+          if (open === 0) failure ? reject(failure.err) : resolve()
+        })
+    }
+    openLane()
+  })
+}

@@ -1,0 +1,60 @@
+import { claimOrders, failOrders, isTransientDatabaseError } from '@postgres-queue/db'
+import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
+import { describeError } from './thrown.js'
+import { runTransactionBatch } from './transaction-batch.js'
+
+/**
+ * A transaction-mode batch that cannot fail forever. When the batch's own transaction fails (not a
+ * processor: those fail only their order; but say a trigger refuses one order's completion, or a
+ * CommitWork breaks the transaction from outside its savepoint), the whole batch rolls back, and
+ * claiming it again would fail again, on every tick, with the good orders in it processed each time.
+ *
+ * So the failed batch is split in halves, each run on its own, until the order that breaks it is
+ * alone; that order's attempt is then recorded as failed in a transaction of its own (retried with
+ * backoff, dead-lettered after maxAttempts). About log2(batch) extra runs for its neighbours, once.
+ *
+ * Not split: transient failures (the database unreachable, a lock or statement timeout, a
+ * deadlock), which are nobody's fault and are retried as they are, and a forced stop.
+ */
+export async function runIsolatingPoison(deps: BatchDeps, only?: readonly number[]): Promise<BatchResult> {
+  try {
+    return await runTransactionBatch(deps, only)
+  } catch (err) {
+    if (!(err instanceof BatchFailedError) || deps.stop.aborted || isTransientDatabaseError(err.cause)) throw err
+    const { ids } = err
+    if (ids.length === 0) throw err // it failed before claiming anything: nothing to isolate
+    if (ids.length === 1) return recordPoison(deps, ids[0] as number, err.cause)
+    deps.log.warn({ err: err.cause, orders: ids.length }, 'batch failed; splitting it to isolate the order that breaks it')
+    const half = Math.ceil(ids.length / 2)
+    const first = await runIsolatingPoison(deps, ids.slice(0, half))
+    const second = await runIsolatingPoison(deps, ids.slice(half))
+    const retryAt = [first.retryAt, second.retryAt].filter((d) => d !== undefined).sort((a, b) => +a - +b)[0]
+    return { claimed: ids.length, retryAt }
+  }
+}
+
+/** Counts a failed attempt for the order that breaks every batch it is in, alone in its own transaction. */
+async function recordPoison(deps: BatchDeps, id: number, cause: unknown): Promise<BatchResult> {
+  const { db, config, log } = deps
+  const error = describeError(new PoisonOrderError(cause))
+  const outcome = await db.transaction(async (tx) => {
+    const [order] = await claimOrders(tx, { limit: 1, ids: [id] })
+    if (order === undefined) return undefined // taken or settled meanwhile
+    const attempt = order.attempts + 1
+    const [failed] = await failOrders(tx, [{ id, attempt, error }], config.retry)
+    return failed && { attempt, failed }
+  })
+  if (outcome === undefined) return { claimed: 0 }
+  const { attempt, failed } = outcome
+  const deadLettered = failed.status === 'failed'
+  log.error({ orderId: id, attempt, err: cause }, `order breaks its batch; ${deadLettered ? 'dead-lettered' : 'will retry'}`)
+  deps.observer.settled({ orderId: id, attempt, outcome: deadLettered ? 'dead_lettered' : 'retried' })
+  return { claimed: 1, retryAt: deadLettered ? undefined : failed.runAt }
+}
+
+class PoisonOrderError extends Error {
+  override readonly name = 'PoisonOrderError'
+  constructor(cause: unknown) {
+    super(`the batch transaction failed with this order in it, and again with it alone: ${describeError(cause)}`)
+  }
+}
