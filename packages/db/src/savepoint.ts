@@ -1,4 +1,4 @@
-import { type RelationalSchemaConfig, sql, type TablesRelationalConfig } from 'drizzle-orm'
+import type { RelationalSchemaConfig, TablesRelationalConfig } from 'drizzle-orm'
 import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js'
 import type postgres from 'postgres'
 import type { Executor } from './client.js'
@@ -29,8 +29,8 @@ type PendingQuery = postgres.PendingQuery<postgres.Row[]> & { state?: { pid?: nu
  * transaction and use it later. So the executor it gets is fenced. Once the savepoint ends, any
  * statement it starts is refused without reaching the server (it could otherwise run on the
  * connection after `tx` committed, in autocommit or inside another transaction). On timeout its
- * running statements are cancelled on the server (`pg_cancel_backend` through `canceller`, a pool
- * connection) and awaited before the savepoint is rolled back, so the rollback never races them.
+ * running statements are cancelled on the server (a CancelRequest, as psql's Ctrl-C sends) and
+ * awaited before the savepoint is rolled back, so the rollback never races them.
  *
  * Never throws for the work's sake; it throws only when the savepoint itself cannot be set or
  * rolled back (the connection is gone), which fails `tx` as a whole.
@@ -38,7 +38,7 @@ type PendingQuery = postgres.PendingQuery<postgres.Row[]> & { state?: { pid?: nu
 export async function runInSavepoint(
   tx: Executor,
   work: (tx: Executor) => Promise<unknown>,
-  { timeoutMs, canceller }: { timeoutMs: number; canceller: Executor },
+  { timeoutMs }: { timeoutMs: number },
 ): Promise<SavepointOutcome> {
   const { session, dialect, schema } = drizzleInternals(tx)
   const fence = new Fence()
@@ -64,7 +64,7 @@ export async function runInSavepoint(
       ])
       fence.close()
       if (result === 'timeout') {
-        await fence.cancelRunning(canceller)
+        await fence.cancelRunning()
         throw new SavepointTimeoutError(timeoutMs)
       }
       // Statements it started but did not await still belong to it: they finish inside the
@@ -84,6 +84,16 @@ export async function runInSavepoint(
     clearTimeout(timer)
     fence.close()
   }
+}
+
+/** A cancel request the server has not taken by then is given up on; the statement_timeout still ends it. */
+const CANCEL_TIMEOUT_MS = 2000
+
+async function withTimeout(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!promise) return
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
 }
 
 export class SavepointTimeoutError extends Error {
@@ -123,16 +133,21 @@ class Fence {
     await Promise.all(this.settledAll)
   }
 
-  /** Cancels the statements still running on the server, and waits for them to settle. */
-  async cancelRunning(canceller: Executor): Promise<void> {
-    const pids = new Set([...this.running].flatMap((q) => (q.state?.pid === undefined ? [] : [q.state.pid])))
-    for (const pid of pids) {
-      // Returns once the signal is sent: the statement then fails, or, if it had just finished, the
-      // backend is idle and ignores the signal. Either way nothing later on the connection is hit.
-      await canceller.execute(sql`select pg_cancel_backend(${pid})`).catch(() => {})
-    }
-    // Queries queued but not yet sent are dropped by postgres.js's own cancel.
-    for (const query of this.running) if (!query.state) void query.cancel()
+  /**
+   * Cancels the statements still running on the server, and waits for them to settle. postgres.js
+   * sends each cancel request on a connection of its own, never one of the pool's: when every pooled
+   * connection is a transaction waiting on its own stuck statement, a cancel that needed the pool
+   * would wait for them, and they for it. A queued query is just dropped.
+   */
+  async cancelRunning(): Promise<void> {
+    await Promise.all(
+      [...this.running].map(async (query) => {
+        // Resolves once the server has taken the request: the statement then fails, or, if it had
+        // just finished, the backend is idle and ignores it, so nothing later on the connection is hit.
+        const cancelled = (query as PendingQuery & { canceller?: (q: unknown) => Promise<void> }).canceller?.(query)
+        await withTimeout(cancelled, CANCEL_TIMEOUT_MS)
+      }),
+    )
     await this.settled()
   }
 

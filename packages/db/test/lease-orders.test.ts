@@ -74,7 +74,7 @@ t.test("a lapsed lease is rescued and leased again, and the old holder's complet
   const stale = await leaseOne(db, 'slow')
   t.same(await leaseOrders(db, { limit: 1, workerId: 'fresh', leaseMs: 30_000 }), [], 'not claimable while leased')
   await lapseLeases(db)
-  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0, rescued: [order!.id], deadLettered: [] })
+  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0, rescued: [{ id: order!.id, heldBy: 'slow' }], deadLettered: [] })
   const fresh = await leaseOne(db, 'fresh')
   t.match(fresh, { id: order!.id, attempt: 2, token: 2 }, 'the takeover is attempt 2, under a new token')
   const staleOutcome = await db.transaction(async (tx) => ({
@@ -120,7 +120,7 @@ t.test('an order whose lease lapses on every attempt is dead-lettered by the res
   const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 2 })])
   await leaseOne(db, 'dies-1')
   await lapseLeases(db)
-  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [order!.id] })
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [{ id: order!.id, heldBy: 'dies-1' }] })
   await leaseOne(db, 'dies-2')
   await lapseLeases(db)
   t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [], deadLettered: [{ id: order!.id, attempts: 2 }] })

@@ -36,14 +36,14 @@ t.test('work that succeeds commits with its transaction; work that throws leaves
   const db = await setUp(t)
   const outcomes = await db.transaction(async (tx) => {
     await mark(tx, 'a-outer')
-    const ok = await runInSavepoint(tx, (sp) => mark(sp, 'b-ok'), { timeoutMs: 1000, canceller: db })
+    const ok = await runInSavepoint(tx, (sp) => mark(sp, 'b-ok'), { timeoutMs: 1000})
     const failed = await runInSavepoint(
       tx,
       async (sp) => {
         await mark(sp, 'c-undone')
         throw new Error('card declined')
       },
-      { timeoutMs: 1000, canceller: db },
+      { timeoutMs: 1000},
     )
     await mark(tx, 'd-after')
     return { ok, failed }
@@ -62,7 +62,7 @@ t.test('a statement that fails inside the work rolls its savepoint back, even if
         await mark(sp, 'undone')
         await sp.execute(sql`select 1 / 0`).catch(() => {})
       },
-      { timeoutMs: 1000, canceller: db },
+      { timeoutMs: 1000},
     )
     await mark(tx, 'after')
     return result
@@ -81,7 +81,7 @@ t.test('work past its time is cancelled in the database, and its writes are roll
         await mark(sp, 'undone')
         await sp.execute(sql`select pg_sleep(30)`) // a lock wait on a hot row, say
       },
-      { timeoutMs: 200, canceller: db },
+      { timeoutMs: 200},
     )
     await mark(tx, 'after')
     return result
@@ -111,7 +111,7 @@ t.test('work that keeps its transaction and writes after its time ran out writes
           .catch((err: unknown) => (late = err))
           .finally(lateSettled)
       },
-      { timeoutMs: 100, canceller: db },
+      { timeoutMs: 100},
     )
     await mark(tx, 'outer')
     return result
@@ -133,7 +133,7 @@ t.test('a statement the work started but did not await belongs to it, and a late
         mark(sp, 'not awaited').catch(() => {})
         setTimeout(() => void mark(sp, 'after return').catch((err: unknown) => (afterwards = err)), 50)
       },
-      { timeoutMs: 1000, canceller: db },
+      { timeoutMs: 1000},
     )
     t.same(outcome, { ok: true })
   })
@@ -157,7 +157,7 @@ t.test('nested transactions inside the work are savepoints of its savepoint', as
           .catch(() => {})
         await sp.transaction((inner) => mark(inner, 'inner kept'))
       },
-      { timeoutMs: 1000, canceller: db },
+      { timeoutMs: 1000},
     )
     t.same(outcome, { ok: true })
   })
@@ -175,7 +175,7 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
           await sleep(300)
           throw new Error('fails after the time ran out')
         }),
-      { timeoutMs: 100, canceller: db },
+      { timeoutMs: 100},
     )
     t.match(outcome, { timedOut: true })
     await sleep(400) // the nested one throws now; postgres.js must not send its rollback into this transaction
@@ -186,5 +186,5 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
 
 t.test('refuses an executor that is not a drizzle postgres.js transaction', async (t) => {
   const db = await setUp(t)
-  await t.rejects(runInSavepoint(db, async () => {}, { timeoutMs: 100, canceller: db }), TypeError)
+  await t.rejects(runInSavepoint(db, async () => {}, { timeoutMs: 100}), TypeError)
 })

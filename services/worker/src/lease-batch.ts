@@ -75,8 +75,13 @@ class HeldLeases {
     this.lastsUntil = Date.now() + leaseMs
   }
 
-  all(): Lease[] {
-    return [...this.leases.values()].map((held) => held.lease)
+  /**
+   * The leases a heartbeat extends: all held but those being completed. Those are locked by the
+   * completing transaction (no rescue can take them meanwhile), and an UPDATE of them would wait
+   * for it, holding up the extension of every other lease in the statement.
+   */
+  toExtend(): Lease[] {
+    return [...this.leases.values()].filter((held) => !held.settling).map((held) => held.lease)
   }
 
   isHeld(id: number): boolean {
@@ -124,7 +129,7 @@ class HeldLeases {
 
 /** Extends every lease still held; aborts the processors of those taken over. */
 async function beat(deps: BatchDeps, held: HeldLeases): Promise<void> {
-  const leases = held.all()
+  const leases = held.toExtend()
   if (leases.length === 0) return
   const started = Date.now()
   try {
@@ -216,7 +221,7 @@ async function completeProcessed(deps: BatchDeps, processed: Processed[], held: 
     const settled: Processed[] = []
     for (const p of processed) {
       if (!fenced.has(p.order.id)) continue
-      settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: config.orderTimeoutMs, canceller: db })), lease: p.lease })
+      settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: config.orderTimeoutMs})), lease: p.lease })
     }
     const succeeded = settled.filter((p) => p.result.ok).map((p) => p.lease)
     const failures = settled.flatMap(({ lease, result }) =>

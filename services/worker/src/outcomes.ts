@@ -25,12 +25,12 @@ export interface ProcessedOrder {
 export async function runCommitWork(
   tx: Executor,
   processed: ProcessedOrder,
-  { timeoutMs, canceller }: { timeoutMs: number; canceller: Executor },
+  { timeoutMs }: { timeoutMs: number },
 ): Promise<ProcessedOrder> {
   const { result } = processed
   if (!result.ok || result.commit === undefined) return processed
   const commit = result.commit
-  const outcome = await runInSavepoint(tx, (savepoint) => commit(savepoint), { timeoutMs, canceller })
+  const outcome = await runInSavepoint(tx, (savepoint) => commit(savepoint), { timeoutMs })
   if (outcome.ok) return processed
   const thrown = outcome.timedOut ? new CommitWorkTimeoutError(timeoutMs) : outcome.error
   return { ...processed, result: { ok: false, error: describeError(thrown), thrown, processMs: result.processMs } }

@@ -57,7 +57,9 @@ export function createPromoter({
     for (;;) {
       const { promoted, rescued, deadLettered } = await promoteDueOrders(db, { limit: PROMOTE_BATCH })
       claimable += promoted + rescued.length
-      if (rescued.length > 0) log.warn({ orders: rescued }, 'leases lapsed; the orders are pending again')
+      const byHolder = new Map<string | null, number[]>()
+      for (const { id, heldBy } of rescued) byHolder.set(heldBy, [...(byHolder.get(heldBy) ?? []), id])
+      for (const [heldBy, orders] of byHolder) log.warn({ heldBy, orders }, 'leases lapsed; the orders are pending again')
       for (const { id: orderId, attempts } of deadLettered) {
         log.error({ orderId, attempts }, 'lease lapsed on the last attempt; order dead-lettered')
         observer.settled({ orderId, attempt: attempts, outcome: 'dead_lettered' })

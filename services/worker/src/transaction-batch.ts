@@ -39,7 +39,7 @@ export async function runTransactionBatch(deps: BatchDeps, only?: readonly numbe
         if (processed.length > 0 && performance.now() + config.orderTimeoutMs > deadline) break
         const result = await processOne(deps, order)
         deps.stop.throwIfAborted()
-        processed.push(await runCommitWork(tx, result, { timeoutMs: config.orderTimeoutMs, canceller: db }))
+        processed.push(await runCommitWork(tx, result, { timeoutMs: config.orderTimeoutMs}))
       }
       const completed = processed.filter((p) => p.result.ok).map((p) => p.order.id)
       const failures = processed.flatMap((p) =>

@@ -43,3 +43,42 @@ t.test('a lost wake-up costs at most one cron interval: the tick picks the order
   const ms = await completedWithin(db, order!.id, 2500)
   t.ok(ms !== undefined && ms <= 1500, `picked up by the next one-second tick (${ms} ms)`)
 })
+
+t.test('an order due later is picked up when it comes due, not at the next tick', async (t) => {
+  const { db } = await setUpDatabase(t)
+  // Hourly ticks again: only the promoter's timer can explain a pickup on time.
+  const worker = createWorker({ db, processor: processOrder, config: testConfig({ cron: '0 0 * * * *' }), log: silentLogger })
+  worker.start()
+  t.teardown(() => worker.stop())
+  await sleep(300)
+  const dueAt = new Date(Date.now() + 1000)
+  const [order] = await insertOrders(db, [makeOrder({ runAt: dueAt })])
+  t.equal(order!.status, 'scheduled')
+  await notifyOrdersWaiting(db, { dueAt }) // as the api does after storing a scheduled order
+  const ms = await completedWithin(db, order!.id, 3000)
+  t.ok(ms !== undefined, `completed ${ms} ms after it was stored`)
+  const completedAt = (await getOrder(db, order!.id))!.completedAt!.getTime()
+  t.ok(completedAt >= dueAt.getTime(), 'not before it was due')
+  t.ok(completedAt - dueAt.getTime() < 1000, `${completedAt - dueAt.getTime()} ms after it was due`)
+})
+
+t.test('a retry is picked up when its backoff ends, not at the next tick', async (t) => {
+  const { db } = await setUpDatabase(t)
+  let attempts = 0
+  const worker = createWorker({
+    db,
+    processor: async () => {
+      if (++attempts === 1) throw new Error('the first attempt fails')
+    },
+    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
+    log: silentLogger,
+  })
+  worker.start()
+  t.teardown(() => worker.stop())
+  await sleep(300)
+  const [order] = await insertOrders(db, [makeOrder()])
+  await notifyOrdersWaiting(db)
+  const ms = await completedWithin(db, order!.id, 3000)
+  t.ok(ms !== undefined && ms >= 400, `retried after its backoff of 400-800 ms, done ${ms} ms after it was stored`)
+  t.equal(attempts, 2)
+})

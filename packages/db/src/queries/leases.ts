@@ -65,7 +65,7 @@ export async function leaseOrders(
       attempts = ${orders.attempts} + 1,
       lease_token = ${orders.leaseToken} + 1,
       locked_by = ${workerId},
-      run_at = now() + ${leaseMs} * interval '1 millisecond',
+      run_at = ${leaseExpiry(leaseMs)},
       updated_at = now()
     from claimed
     where ${orders.id} = claimed.id
@@ -93,7 +93,7 @@ export async function extendLeases(
 ): Promise<number[]> {
   if (leases.length === 0) return []
   const rows = await db.execute(sql`
-    update ${orders} set run_at = now() + ${leaseMs} * interval '1 millisecond'
+    update ${orders} set run_at = ${leaseExpiry(leaseMs)}
     from ${leaseTable(leases)}
     where ${held}
     returning ${orders.id}`)
@@ -177,6 +177,16 @@ export async function releaseLeasedOrders(
     where ${held}
     returning ${orders.id}`)
   return rows.map((row) => Number(row.id))
+}
+
+/**
+ * When a lease taken or extended now lapses. clock_timestamp(), not now(): now() is when the
+ * statement arrived, and one that waited on a lock (a migration's, a stalled disk) for longer than
+ * the lease would hand out leases already lapsed, rescued and processed twice at once (the
+ * fault-injection test caught it).
+ */
+function leaseExpiry(leaseMs: number): SQL {
+  return sql`clock_timestamp() + ${leaseMs} * interval '1 millisecond'`
 }
 
 /** `(id, token[, ...])` rows from arrays, joined against orders as `lease`. */

@@ -12,8 +12,8 @@ export const LEASE_LAPSED_ERROR = 'lease expired: the worker holding it stopped 
 export interface Promotion {
   /** Scheduled orders that came due and are now pending. */
   promoted: number
-  /** Lapsed leases given back: pending again, the lapsed attempt counted. */
-  rescued: number[]
+  /** Lapsed leases given back, and who held them: pending again, the lapsed attempt counted. */
+  rescued: { id: number; heldBy: string | null }[]
   /** Lapsed leases with no attempt left (their worker kept dying): now failed, after `attempts`. */
   deadLettered: { id: number; attempts: number }[]
 }
@@ -28,9 +28,9 @@ export interface Promotion {
  * Transition: scheduled (due) -> pending; processing (lease lapsed) -> pending | failed.
  */
 export async function promoteDueOrders(db: Executor, { limit }: { limit: number }): Promise<Promotion> {
-  const rows = await db.execute<{ id: string; was: string; status: string; attempts: number }>(sql`
+  const rows = await db.execute<{ id: string; was: string; status: string; attempts: number; held_by: string | null }>(sql`
     with due as materialized (
-      select id, status, attempts >= max_attempts as exhausted from ${orders}
+      select id, status, locked_by, attempts >= max_attempts as exhausted from ${orders}
       where status in ('scheduled', 'processing') and run_at <= now()
       order by run_at
       limit ${limit}
@@ -45,12 +45,12 @@ export async function promoteDueOrders(db: Executor, { limit }: { limit: number 
       updated_at = now()
     from due
     where ${orders.id} = due.id
-    returning ${orders.id}, due.status as was, ${orders.status}, ${orders.attempts}`)
+    returning ${orders.id}, due.status as was, ${orders.status}, ${orders.attempts}, due.locked_by as held_by`)
   const promotion: Promotion = { promoted: 0, rescued: [], deadLettered: [] }
   for (const row of rows) {
     if (row.was === 'scheduled') promotion.promoted += 1
     else if (row.status === 'failed') promotion.deadLettered.push({ id: Number(row.id), attempts: row.attempts })
-    else promotion.rescued.push(Number(row.id))
+    else promotion.rescued.push({ id: Number(row.id), heldBy: row.held_by })
   }
   return promotion
 }
