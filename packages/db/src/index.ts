@@ -14,7 +14,12 @@ export * from './queries/timers.js'
 export * from './queries/wakeups.js'
 export * from './queries/workers.js'
 export { type FailureOutcome, type Order, type OrderFailure, type RetryPolicy, retryDelayMs } from './queries/shared.js'
-export { runInSavepoint, SavepointClosedError, type SavepointOutcome, SavepointTimeoutError } from './savepoint.js'
+export {
+  BatchTransaction,
+  SavepointClosedError,
+  type SavepointOutcome,
+  SavepointTimeoutError,
+} from './transaction.js'
 export {
   idempotencyKeys,
   type LineItem,

@@ -2,16 +2,15 @@ import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import { sql } from 'drizzle-orm'
 import t, { type Test } from 'tap'
 import {
-  claimOrders,
+  claimBatch,
   claimStatement,
   closeDb,
-  completeOrders,
   createDb,
   type Db,
-  failOrders,
   getOrder,
   insertOrders,
   type Order,
+  settleBatch,
 } from '../src/index.js'
 
 async function setUp(t: Test): Promise<Db> {
@@ -22,14 +21,22 @@ async function setUp(t: Test): Promise<Db> {
 
 /** Holds a claim open until `release` resolves, the way a worker holds its batch transaction. */
 function holdClaim(db: Db, limit: number, release: Promise<void>): { claimed: Promise<Order[]>; done: Promise<void> } {
-  let resolveClaimed: (orders: Order[]) => void = () => {}
-  const claimed = new Promise<Order[]>((resolve) => (resolveClaimed = resolve))
-  const done = db.transaction(async (tx) => {
-    resolveClaimed(await claimOrders(tx, { limit }))
+  const batch = claimBatch(db, { limit })
+  const done = batch.then(async ({ tx }) => {
     await release
+    await tx.rollback()
   })
-  return { claimed, done }
+  return { claimed: batch.then((b) => b.orders), done }
 }
+
+/** Claims and releases at once: which orders a claim would take now. */
+async function peekClaim(db: Db, limit: number, ids?: number[]): Promise<Order[]> {
+  const { tx, orders } = await claimBatch(db, { limit, ids })
+  await tx.rollback()
+  return orders
+}
+
+const noBackoff = { baseMs: 0, maxMs: 0 }
 
 t.test('concurrent claimers take disjoint rows whose union is every claimable row', async (t) => {
   const db = await setUp(t)
@@ -55,7 +62,7 @@ t.test('a claim returns at most its limit, highest priority first, then oldest',
     makeOrder({ priority: 0 }),
     makeOrder({ priority: 9 }),
   ])
-  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 3 }))
+  const claimed = await peekClaim(db, 3)
   t.same(
     claimed.map((o) => o.id),
     [urgent!.id, high!.id, low!.id],
@@ -67,7 +74,7 @@ t.test('an order due later is scheduled, and not claimed until promoted', async 
   const [due, later] = await insertOrders(db, [makeOrder(), makeOrder({ runAt: new Date(Date.now() + 60_000) })])
   t.equal(due!.status, 'pending')
   t.equal(later!.status, 'scheduled')
-  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  const claimed = await peekClaim(db, 10)
   t.same(
     claimed.map((o) => o.id),
     [due!.id],
@@ -80,7 +87,7 @@ t.test('a runAt in the past means now: the order is pending, due at its submissi
   const [backdated] = await insertOrders(db, [makeOrder({ runAt: new Date('1970-01-01T00:00:00Z') })])
   t.equal(backdated!.status, 'pending')
   t.ok(backdated!.runAt.getTime() >= backdated!.createdAt.getTime(), 'run_at is clamped to the submission time')
-  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  const claimed = await peekClaim(db, 10)
   t.same(
     claimed.map((o) => o.id),
     [first!.id, backdated!.id],
@@ -95,7 +102,7 @@ t.test('a claim narrowed to ids takes only those, still skipping what others hol
   const released = new Promise<void>((resolve) => (release = resolve))
   const held = holdClaim(db, 1, released) // holds a, the first in claim order
   t.same((await held.claimed).map((o) => o.id), [a!.id])
-  const claimed = await db.transaction((tx) => claimOrders(tx, { limit: 3, ids: [a!.id, c!.id] }))
+  const claimed = await peekClaim(db, 3, [a!.id, c!.id])
   release()
   await held.done
   t.same(
@@ -109,16 +116,9 @@ t.test('a claim narrowed to ids takes only those, still skipping what others hol
 t.test('orders of a rolled-back batch are claimable again at once, untouched', async (t) => {
   const db = await setUp(t)
   const inserted = await insertOrders(db, [makeOrder(), makeOrder()])
-  const rollback = new Error('worker died')
-  await t.rejects(
-    db.transaction(async (tx) => {
-      const claimed = await claimOrders(tx, { limit: 10 })
-      await completeOrders(tx, { ids: claimed.map((o) => o.id), workerId: 'doomed' })
-      throw rollback
-    }),
-    rollback,
-  )
-  const reclaimed = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  const { tx } = await claimBatch(db, { limit: 10 })
+  await tx.rollback() // the worker died: its connection dropped, the server rolled back
+  const reclaimed = await peekClaim(db, 10)
   t.same(
     reclaimed.map((o) => o.id),
     inserted.map((o) => o.id),
@@ -126,21 +126,22 @@ t.test('orders of a rolled-back batch are claimable again at once, untouched', a
   t.ok(reclaimed.every((o) => o.status === 'pending' && o.attempts === 0 && o.completedBy === null))
 })
 
-t.test('completing and failing are set-based and count the attempt', async (t) => {
+t.test('settling completes and fails in one statement, counting the attempt, and commits', async (t) => {
   const db = await setUp(t)
   const [ok, bad] = await insertOrders(db, [makeOrder(), makeOrder()])
-  await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 10 })
-    t.equal(await completeOrders(tx, { ids: [ok!.id], workerId: 'worker-a' }), 1)
-    t.match(await failOrders(tx, [{ id: bad!.id, attempt: 1, error: 'card declined' }], { baseMs: 0, maxMs: 0 }), [
-      { id: bad!.id, status: 'pending', runAt: Date },
-    ])
+  const { tx } = await claimBatch(db, { limit: 10 })
+  const outcomes = await settleBatch(tx, {
+    completed: [ok!.id],
+    failures: [{ id: bad!.id, attempt: 1, error: 'card declined' }],
+    workerId: 'worker-a',
+    policy: noBackoff,
   })
+  t.match(outcomes, [{ id: bad!.id, status: 'pending', runAt: Date }])
   const completed = await getOrder(db, ok!.id)
   t.match(completed, { status: 'completed', attempts: 1, completedBy: 'worker-a', completedAt: Date })
   const failed = await getOrder(db, bad!.id)
   t.match(failed, { status: 'pending', attempts: 1, lastError: 'card declined', completedAt: null })
-  const again = await db.transaction((tx) => claimOrders(tx, { limit: 10 }))
+  const again = await peekClaim(db, 10)
   t.same(
     again.map((o) => o.id),
     [bad!.id],
@@ -152,23 +153,22 @@ t.test('a failed attempt with a backoff is scheduled for then; on its last attem
   const db = await setUp(t)
   const [retried, last] = await insertOrders(db, [makeOrder(), makeOrder({ maxAttempts: 1 })])
   const before = Date.now()
-  const outcomes = await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 10 })
-    return failOrders(
-      tx,
-      [
-        { id: retried!.id, attempt: 1, error: 'timeout' },
-        { id: last!.id, attempt: 1, error: 'timeout' },
-      ],
-      { baseMs: 60_000, maxMs: 60_000 },
-    )
+  const { tx } = await claimBatch(db, { limit: 10 })
+  const outcomes = await settleBatch(tx, {
+    completed: [],
+    failures: [
+      { id: retried!.id, attempt: 1, error: 'timeout' },
+      { id: last!.id, attempt: 1, error: 'timeout' },
+    ],
+    workerId: 'w',
+    policy: { baseMs: 60_000, maxMs: 60_000 },
   })
   const byId = new Map(outcomes.map((o) => [o.id, o]))
   t.equal(byId.get(retried!.id)?.status, 'scheduled')
   const delay = (byId.get(retried!.id)?.runAt.getTime() ?? 0) - before
   t.ok(delay >= 29_000 && delay <= 61_000, `jittered into [base/2, base): ${delay} ms`)
   t.equal(byId.get(last!.id)?.status, 'failed')
-  t.same(await db.transaction((tx) => claimOrders(tx, { limit: 10 })), [], 'neither is claimable')
+  t.same(await peekClaim(db, 10), [], 'neither is claimable')
 })
 
 t.test('the claim reads the partial index in claim order and stops at the limit', async (t) => {

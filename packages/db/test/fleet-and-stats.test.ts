@@ -1,9 +1,7 @@
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
-  claimOrders,
   closeDb,
-  completeOrders,
   createDb,
   type Db,
   deleteExpiredIdempotencyKeys,
@@ -79,10 +77,7 @@ t.test('retention deletes old finished orders in batches, keeps the rest, and ru
   const db = await setUp(t)
   const orders = await insertOrders(db, Array.from({ length: 6 }, () => makeOrder()))
   const [a, b, c, d, e, f] = orders.map((o) => o.id) as number[]
-  await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 10 })
-    await completeOrders(tx, { ids: [a!, b!, c!], workerId: 'w' })
-  })
+  await settleNow(db, { completed: [a!, b!, c!], workerId: 'w' })
   await db.execute(sql`update orders set status = 'cancelled' where id = ${d}`)
   await db.execute(sql`update orders set status = 'failed' where id = ${e}`)
   await db.execute(sql`update orders set updated_at = now() - interval '8 days' where id <> ${c}`)

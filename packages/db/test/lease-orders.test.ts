@@ -3,11 +3,9 @@ import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
   closeDb,
-  completeLeasedOrders,
   createDb,
   type Db,
   extendLeases,
-  failLeasedOrders,
   getOrder,
   insertOrders,
   type Lease,
@@ -16,10 +14,17 @@ import {
   promoteDueOrders,
   releaseLeasedOrders,
   retryOrders,
+  settleLeasedBatch,
+  settleLeasedOrders,
   sql,
 } from '../src/index.js'
 
 const noBackoff = { baseMs: 0, maxMs: 0 }
+
+const complete = (db: Db, lease: Lease, workerId: string) =>
+  settleLeasedOrders(db, { succeeded: [lease], failures: [], workerId, policy: noBackoff })
+const fail = (db: Db, lease: Lease, error: string, policy = noBackoff) =>
+  settleLeasedOrders(db, { succeeded: [], failures: [{ ...lease, error }], workerId: 'w', policy })
 
 async function setUp(t: Test): Promise<Db> {
   const db = createDb(await createTestDatabase(t))
@@ -77,13 +82,12 @@ t.test("a lapsed lease is rescued and leased again, and the old holder's complet
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0, rescued: [{ id: order!.id, heldBy: 'slow' }], deadLettered: [] })
   const fresh = await leaseOne(db, 'fresh')
   t.match(fresh, { id: order!.id, attempt: 2, token: 2 }, 'the takeover is attempt 2, under a new token')
-  const staleOutcome = await db.transaction(async (tx) => ({
-    held: await lockLeasedOrders(tx, { leases: [stale] }),
-    completed: await completeLeasedOrders(tx, { leases: [stale], workerId: 'slow' }),
-  }))
-  t.same(staleOutcome, { held: [], completed: [] }, 'the old holder holds and completes nothing')
+  const locked = await lockLeasedOrders(db, { leases: [stale] })
+  const staleOutcome = await settleLeasedBatch(locked.tx, { succeeded: [stale], failures: [], workerId: 'slow', policy: noBackoff })
+  t.same(locked.held, new Set(), 'the old holder locks nothing')
+  t.same(staleOutcome, { completed: [], failed: [] }, 'and completes nothing')
   t.same(await extendLeases(db, { leases: [stale], leaseMs: 30_000 }), [], 'nor can it heartbeat')
-  t.same(await db.transaction((tx) => completeLeasedOrders(tx, { leases: [fresh], workerId: 'fresh' })), [order!.id])
+  t.same(await complete(db, fresh, 'fresh'), { completed: [order!.id], failed: [] })
   t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: 'fresh', attempts: 2, lockedBy: null })
 })
 
@@ -97,7 +101,7 @@ t.test('a redrive resets attempts but not the token: an old holder cannot pass t
   const fresh = await leaseOne(db, 'fresh')
   t.equal(fresh.attempt, stale.attempt, 'the new lease is attempt 1 again: an attempts fence would match')
   t.not(fresh.token, stale.token)
-  t.same(await db.transaction((tx) => completeLeasedOrders(tx, { leases: [stale], workerId: 'paused' })), [])
+  t.same(await complete(db, stale, 'paused'), { completed: [], failed: [] })
   t.match(await getOrder(db, order!.id), { status: 'processing', lockedBy: 'fresh' })
 })
 
@@ -134,9 +138,9 @@ t.test('a failed leased attempt backs off, and the last one dead-letters', async
   const policy = { baseMs: 60_000, maxMs: 600_000 }
   const first = await leaseOne(db, 'a')
   const before = Date.now()
-  const [retry] = await db.transaction((tx) =>
-    failLeasedOrders(tx, { failures: [{ ...first, error: 'gateway timeout' }], policy }),
-  )
+  const {
+    failed: [retry],
+  } = await fail(db, first, 'gateway timeout', policy)
   t.match(retry, { id: order!.id, status: 'scheduled' })
   const delay = retry!.runAt.getTime() - before
   t.ok(delay >= 29_000 && delay <= 61_000, `first retry after base x [0.5, 1): ${delay} ms`)
@@ -146,9 +150,7 @@ t.test('a failed leased attempt backs off, and the last one dead-letters', async
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1 })
   const second = await leaseOne(db, 'b')
   t.match(
-    await db.transaction((tx) =>
-      failLeasedOrders(tx, { failures: [{ ...second, error: 'gateway timeout again' }], policy: noBackoff }),
-    ),
+    (await fail(db, second, 'gateway timeout again')).failed,
     [{ id: order!.id, status: 'failed' }],
   )
   t.match(await getOrder(db, order!.id), { status: 'failed', attempts: 2, lastError: 'gateway timeout again' })
@@ -167,4 +169,17 @@ t.test('releasing an unstarted lease puts the order back in its place and takes 
     [first!.id, second!.id],
     'still ahead of the order submitted after it',
   )
+})
+
+t.test('lockLeasedOrders locks what the leases hold: a rescue cannot take it until the commit', async (t) => {
+  const db = await setUp(t)
+  const [order] = await insertOrders(db, [makeOrder()])
+  const lease = await leaseOne(db, 'a')
+  await lapseLeases(db) // lapsed, but not rescued yet: still held
+  const locked = await lockLeasedOrders(db, { leases: [lease] })
+  t.same(locked.held, new Set([order!.id]))
+  t.match(await promoteDueOrders(db, { limit: 10 }), { rescued: [] }, 'the rescue skips it while it is locked')
+  t.match(await settleLeasedBatch(locked.tx, { succeeded: [lease], failures: [], workerId: 'a', policy: noBackoff }), {
+    completed: [order!.id],
+  })
 })

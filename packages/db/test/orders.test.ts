@@ -1,13 +1,12 @@
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
   cancelOrder,
-  claimOrders,
+  claimBatch,
   closeDb,
   countOrdersByStatus,
   createDb,
   type Db,
-  failOrders,
   getOrder,
   findIdempotencyKeys,
   insertOrders,
@@ -25,14 +24,7 @@ async function setUp(t: Test, maxConnections = 10): Promise<Db> {
 
 /** Fails `ids` until they are dead-lettered (max_attempts 1). */
 async function deadLetter(db: Db, ids: number[]): Promise<void> {
-  await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 100 })
-    await failOrders(
-      tx,
-      ids.map((id) => ({ id, attempt: 1, error: 'boom' })),
-      { baseMs: 0, maxMs: 0 },
-    )
-  })
+  await settleNow(db, { failed: ids, error: 'boom' })
 }
 
 t.test('insertOrders stores a batch in submission order with server-computed totals', async (t) => {
@@ -151,10 +143,10 @@ t.test('cancelOrder cancels a pending order and explains why it cannot cancel ot
   let release: () => void = () => {}
   let claimed: () => void = () => {}
   const hasClaimed = new Promise<void>((resolve) => (claimed = resolve))
-  const holding = db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 10 })
+  const holding = claimBatch(db, { limit: 10 }).then(async ({ tx }) => {
     claimed()
     await new Promise<void>((resolve) => (release = resolve))
+    await tx.rollback()
   })
   await hasClaimed
   t.match(await cancelOrder(db, held!.id), { outcome: 'conflict', reason: 'the order is being processed' })
@@ -181,21 +173,11 @@ t.test('retryOrders redrives failed orders only, with a fresh set of attempts', 
   t.same(await retryOrders(db, { limit: 100 }), [])
 })
 
-t.test('failOrders dead-letters at max_attempts and otherwise backs off', async (t) => {
+t.test('a failed attempt dead-letters at max_attempts and otherwise backs off', async (t) => {
   const db = await setUp(t)
   const [last, spare] = await insertOrders(db, [makeOrder({ maxAttempts: 1 }), makeOrder({ maxAttempts: 3 })])
   const before = Date.now()
-  const outcomes = await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 10 })
-    return failOrders(
-      tx,
-      [
-        { id: last!.id, attempt: 1, error: 'x' },
-        { id: spare!.id, attempt: 1, error: 'y' },
-      ],
-      { baseMs: 10_000, maxMs: 10_000 },
-    )
-  })
+  const outcomes = await settleNow(db, { failed: [last!.id, spare!.id], backoffMs: 10_000 })
   t.same(
     new Map(outcomes.map((o) => [o.id, o.status])),
     new Map([

@@ -1,7 +1,7 @@
 import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
-  claimOrders,
+  claimBatch,
   closeDb,
   createDb,
   type Db,
@@ -31,7 +31,7 @@ t.test('scheduled orders become pending when due, keeping when they became due; 
   t.ok(Date.now() - promoted!.runAt.getTime() >= 2000, 'its wait counts from when it came due')
   t.equal((await getOrder(db, later!.id))!.status, 'scheduled')
   t.same(
-    (await db.transaction((tx) => claimOrders(tx, { limit: 10 }))).map((o) => o.id),
+    (await claimBatch(db, { limit: 10 }).then(async ({ tx, orders }) => (await tx.rollback(), orders))).map((o) => o.id),
     [due!.id],
   )
 })

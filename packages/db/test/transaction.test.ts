@@ -2,18 +2,32 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createTestDatabase } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
+  BatchTransaction,
   closeDb,
   createDb,
   type Db,
   type Executor,
-  runInSavepoint,
   SavepointClosedError,
   SavepointTimeoutError,
   sql,
 } from '../src/index.js'
 
+// BatchTransaction pipelines a batch's statements on a connection of its own, and
 // runInSavepoint holds a team's CommitWork to its savepoint: whatever it does, it can only write
 // there, and only while its savepoint lasts.
+
+/** A BatchTransaction whose first statement is a harmless select, committed after `fn`. */
+async function inTransaction<T>(db: Db, fn: (tx: BatchTransaction) => Promise<T>): Promise<T> {
+  const { tx } = await BatchTransaction.begin(db, sql`select 1`)
+  try {
+    const result = await fn(tx)
+    await tx.commit()
+    return result
+  } catch (err) {
+    await tx.rollback()
+    throw err
+  }
+}
 
 async function setUp(t: Test): Promise<Db> {
   const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
@@ -22,7 +36,9 @@ async function setUp(t: Test): Promise<Db> {
   return db
 }
 
-const mark = (tx: Executor, label: string) => tx.execute(sql`insert into marks values (${label})`)
+const mark = async (tx: Executor | BatchTransaction, label: string): Promise<void> => {
+  await tx.execute(sql`insert into marks values (${label})`)
+}
 
 /** drizzle wraps what the driver throws in a DrizzleQueryError. */
 const causeOf = (err: unknown) => (err instanceof Error ? err.cause : undefined)
@@ -34,11 +50,10 @@ async function marks(db: Db): Promise<string[]> {
 
 t.test('work that succeeds commits with its transaction; work that throws leaves nothing', async (t) => {
   const db = await setUp(t)
-  const outcomes = await db.transaction(async (tx) => {
+  const outcomes = await inTransaction(db, async (tx) => {
     await mark(tx, 'a-outer')
-    const ok = await runInSavepoint(tx, (sp) => mark(sp, 'b-ok'), { timeoutMs: 1000})
-    const failed = await runInSavepoint(
-      tx,
+    const ok = await tx.runInSavepoint((sp) => mark(sp, 'b-ok'), { timeoutMs: 1000})
+    const failed = await tx.runInSavepoint(
       async (sp) => {
         await mark(sp, 'c-undone')
         throw new Error('card declined')
@@ -55,9 +70,8 @@ t.test('work that succeeds commits with its transaction; work that throws leaves
 
 t.test('a statement that fails inside the work rolls its savepoint back, even if the work catches it', async (t) => {
   const db = await setUp(t)
-  const outcome = await db.transaction(async (tx) => {
-    const result = await runInSavepoint(
-      tx,
+  const outcome = await inTransaction(db, async (tx) => {
+    const result = await tx.runInSavepoint(
       async (sp) => {
         await mark(sp, 'undone')
         await sp.execute(sql`select 1 / 0`).catch(() => {})
@@ -74,9 +88,8 @@ t.test('a statement that fails inside the work rolls its savepoint back, even if
 t.test('work past its time is cancelled in the database, and its writes are rolled back', async (t) => {
   const db = await setUp(t)
   const started = performance.now()
-  const outcome = await db.transaction(async (tx) => {
-    const result = await runInSavepoint(
-      tx,
+  const outcome = await inTransaction(db, async (tx) => {
+    const result = await tx.runInSavepoint(
       async (sp) => {
         await mark(sp, 'undone')
         await sp.execute(sql`select pg_sleep(30)`) // a lock wait on a hot row, say
@@ -102,9 +115,8 @@ t.test('work that keeps its transaction and writes after its time ran out writes
   let late: unknown
   let lateSettled: () => void = () => {}
   const settled = new Promise<void>((resolve) => (lateSettled = resolve))
-  const outcome = await db.transaction(async (tx) => {
-    const result = await runInSavepoint(
-      tx,
+  const outcome = await inTransaction(db, async (tx) => {
+    const result = await tx.runInSavepoint(
       async (sp) => {
         await sleep(400) // in JavaScript, past the timeout: nothing to cancel on the server
         await mark(sp, 'late')
@@ -125,9 +137,8 @@ t.test('work that keeps its transaction and writes after its time ran out writes
 t.test('a statement the work started but did not await belongs to it, and a later one is refused', async (t) => {
   const db = await setUp(t)
   let afterwards: unknown
-  await db.transaction(async (tx) => {
-    const outcome = await runInSavepoint(
-      tx,
+  await inTransaction(db, async (tx) => {
+    const outcome = await tx.runInSavepoint(
       async (sp) => {
         // (drizzle's queries are lazy: `catch` is what starts one without awaiting it)
         mark(sp, 'not awaited').catch(() => {})
@@ -144,9 +155,8 @@ t.test('a statement the work started but did not await belongs to it, and a late
 
 t.test('nested transactions inside the work are savepoints of its savepoint', async (t) => {
   const db = await setUp(t)
-  await db.transaction(async (tx) => {
-    const outcome = await runInSavepoint(
-      tx,
+  await inTransaction(db, async (tx) => {
+    const outcome = await tx.runInSavepoint(
       async (sp) => {
         await mark(sp, 'kept')
         await sp
@@ -166,9 +176,8 @@ t.test('nested transactions inside the work are savepoints of its savepoint', as
 
 t.test('a nested transaction stuck past the time leaves the outer transaction usable', async (t) => {
   const db = await setUp(t)
-  await db.transaction(async (tx) => {
-    const outcome = await runInSavepoint(
-      tx,
+  await inTransaction(db, async (tx) => {
+    const outcome = await tx.runInSavepoint(
       (sp) =>
         sp.transaction(async (inner) => {
           await mark(inner, 'undone')
@@ -184,7 +193,24 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
   t.same(await marks(db), ['outer'])
 })
 
-t.test('refuses an executor that is not a drizzle postgres.js transaction', async (t) => {
+t.test('BEGIN and the first statement share a write; the last statement and COMMIT too', async (t) => {
   const db = await setUp(t)
-  await t.rejects(runInSavepoint(db, async () => {}, { timeoutMs: 100}), TypeError)
+  const { tx, rows } = await BatchTransaction.begin(db, sql`insert into marks values ('first') returning label`)
+  t.same(rows, [['first']], 'rows as arrays of values')
+  t.same(await tx.execute(sql`select count(*)::int from marks`), [[1]], 'inside the transaction')
+  t.same(await marks(db), [], 'not visible outside before the commit')
+  t.same(await tx.commit(sql`insert into marks values ('last') returning label`), [['last']])
+  t.same(await marks(db), ['first', 'last'])
+})
+
+t.test('a transaction whose connection is killed refuses its later statements, and commits nothing', async (t) => {
+  const db = await setUp(t)
+  const { tx, rows } = await BatchTransaction.begin(db, sql`select pg_backend_pid()`)
+  await tx.execute(sql`insert into marks values ('lost with the transaction')`)
+  await db.execute(sql`insert into marks values ('before')`)
+  await db.execute(sql`select pg_terminate_backend(${rows[0]![0] as number})`)
+  await sleep(100) // the close arrives; the pool's connection object reconnects for others
+  await t.rejects(tx.execute(sql`insert into marks values ('lost')`), 'a later statement is refused')
+  await t.rejects(tx.commit(sql`insert into marks values ('lost too')`), 'and so is the commit')
+  t.same(await marks(db), ['before'], 'nothing ran in another session')
 })

@@ -1,22 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  claimOrders,
-  completeLeasedOrders,
-  completeOrders,
+  claimBatch,
   type Db,
-  failOrders,
   insertOrders,
   type Lease,
   leaseOrders,
   recordHeartbeat,
   registerWorker,
+  settleBatch,
+  settleLeasedOrders,
   sql,
 } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder, settleNow } from '@postgres-queue/devkit'
 
 // A queue in use, for the README's screenshot: three workers (two in transaction mode, one in
 // lease mode) draining a wave of submissions, a week of history, a few dead letters. The workers
 // are played with the db layer's own calls, so the page shows exactly what real ones would leave.
+
+const policy = { baseMs: 1000, maxMs: 1000 }
 
 const WORKERS = [
   { id: 'worker-1', host: 'ip-10-0-1-17', pid: 4121, mode: 'transaction' },
@@ -51,10 +52,7 @@ export async function setTheScene(db: Db): Promise<void> {
   for (const [i, error] of DEAD_LETTERS.entries()) {
     const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 3, priority: 1000 })])
     await db.execute(sql`update orders set attempts = 2 where id = ${order!.id}`)
-    await db.transaction(async (tx) => {
-      await claimOrders(tx, { limit: 1 })
-      await failOrders(tx, [{ id: order!.id, attempt: 3, error }], { baseMs: 1000, maxMs: 1000 })
-    })
+    await settleNow(db, { failed: [order!.id], error })
     // Failed over the last hour, the newest last.
     await db.execute(sql`update orders set updated_at = now() - ${(DEAD_LETTERS.length - i) * 13} * interval '1 minute'
       where id = ${order!.id}`)
@@ -78,14 +76,13 @@ export async function playTraffic(db: Db, apiUrl: string, seconds: number): Prom
     })
     const drain = tick < seconds / 2 ? 14 : 30
     for (const worker of WORKERS.slice(0, 2)) {
-      const done = await db.transaction(async (tx) => {
-        const claimed = await claimOrders(tx, { limit: drain })
-        return completeOrders(tx, { ids: claimed.map((o) => o.id), workerId: worker.id })
-      })
+      const { tx, orders } = await claimBatch(db, { limit: drain })
+      await settleBatch(tx, { completed: orders.map((o) => o.id), failures: [], workerId: worker.id, policy })
+      const done = orders.length
       await beat(db, worker.id, totals, done)
     }
     const lease = WORKERS[2]
-    const completed = await db.transaction((tx) => completeLeasedOrders(tx, { leases: held, workerId: lease.id }))
+    const { completed } = await settleLeasedOrders(db, { succeeded: held, failures: [], workerId: lease.id, policy })
     const leased = await leaseOrders(db, { limit: 12, workerId: lease.id, leaseMs: 30_000 })
     held = leased.map((l) => l.lease)
     await beat(db, lease.id, totals, completed.length)

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { claimOrders, type Db, failOrders, getOrder, insertOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { type Db, getOrder, insertOrders } from '@postgres-queue/db'
+import { makeOrder, settleNow } from '@postgres-queue/devkit'
 import t from 'tap'
 import { listenApi, noBrowser, openBrowser, waitForText } from './browser.js'
 import { playTraffic, setTheScene } from './dashboard-scene.js'
@@ -16,10 +16,7 @@ if (noBrowser) t.comment(noBrowser)
 async function failAnOrder(db: Db, error: string): Promise<number> {
   // Highest priority, so the claim takes this order before anything else pending.
   const [order] = await insertOrders(db, [makeOrder({ maxAttempts: 1, priority: 1000 })])
-  await db.transaction(async (tx) => {
-    await claimOrders(tx, { limit: 1 })
-    await failOrders(tx, [{ id: order!.id, attempt: 1, error }], { baseMs: 1000, maxMs: 1000 })
-  })
+  await settleNow(db, { failed: [order!.id], error })
   return order!.id
 }
 

@@ -1,6 +1,6 @@
 import { type AddressInfo, createServer, type Socket } from 'node:net'
-import { closeDb, type Db, failOrders, insertOrders } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { closeDb, type Db, insertOrders } from '@postgres-queue/db'
+import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import { type App, buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
@@ -52,8 +52,8 @@ export function captureLogs(): { logger: Logger; lines: Record<string, unknown>[
 /** Dead letters: orders that used their one attempt and failed. Returns their ids, ascending. */
 export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
   const inserted = await insertOrders(db, Array.from({ length: count }, () => makeOrder({ maxAttempts: 1 })))
-  const failures = inserted.map((order) => ({ id: order.id, attempt: 1, error: 'processor threw: card declined' }))
-  const outcomes = await db.transaction((tx) => failOrders(tx, failures, { baseMs: 1000, maxMs: 1000 }))
+  const ids = inserted.map((order) => order.id)
+  const outcomes = await settleNow(db, { failed: ids, error: 'processor threw: card declined' })
   if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
   return inserted.map((order) => order.id)
 }

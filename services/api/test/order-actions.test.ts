@@ -1,5 +1,5 @@
-import { claimOrders, completeOrders, getOrder, insertOrders, listenForOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { claimBatch, getOrder, insertOrders, listenForOrders } from '@postgres-queue/db'
+import { makeOrder, settleNow } from '@postgres-queue/devkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import Value from 'typebox/value'
@@ -56,7 +56,7 @@ t.test('retrying an order nobody has answers 404 ORDER_NOT_FOUND', async (t) => 
 t.test('retrying an order that has not failed answers 409 ORDER_NOT_FAILED with its status', async (t) => {
   const pending = await insertPending()
   const completed = await insertPending()
-  await db.transaction((tx) => completeOrders(tx, { ids: [completed], workerId: 'worker-test' }))
+  await settleNow(db, { completed: [completed], workerId: 'worker-test' })
 
   for (const [id, status] of [
     [pending, 'pending'],
@@ -151,11 +151,11 @@ t.test('cancelling an order a worker holds answers 409 at once, without waiting 
   let claimed!: () => void
   const held = new Promise<void>((resolve) => (claimed = resolve))
   // A transaction-mode worker: the claim's row locks last until the batch commits.
-  const worker = db.transaction(async (tx) => {
-    const rows = await claimOrders(tx, { limit: 1000 })
-    if (!rows.some((row) => row.id === id)) throw new Error('the order was not claimed')
+  const worker = claimBatch(db, { limit: 1000 }).then(async ({ tx, orders }) => {
+    if (!orders.some((row) => row.id === id)) throw new Error('the order was not claimed')
     claimed()
     await released
+    await tx.rollback()
   })
   t.teardown(() => {
     release()

@@ -1,5 +1,5 @@
-import { completeOrders, insertOrders, orderStatuses } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { insertOrders, orderStatuses } from '@postgres-queue/db'
+import { makeOrder, settleNow } from '@postgres-queue/devkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { ErrorResponse } from '../src/schemas/errors.js'
@@ -11,7 +11,7 @@ const { app, db } = await startApi(t)
 // 7 orders, 3 of them completed: ids interleave the two statuses.
 const inserted = await insertOrders(db, Array.from({ length: 7 }, (_, i) => makeOrder({ priority: i })))
 const completedIds = [inserted[1]!.id, inserted[4]!.id, inserted[5]!.id]
-await db.transaction((tx) => completeOrders(tx, { ids: completedIds, workerId: 'worker-test' }))
+await settleNow(db, { completed: completedIds, workerId: 'worker-test' })
 const allIds = inserted.map((order) => order.id)
 const pendingIds = allIds.filter((id) => !completedIds.includes(id))
 

@@ -1,4 +1,4 @@
-import { claimOrders, getOrder } from '@postgres-queue/db'
+import { claimBatch, getOrder } from '@postgres-queue/db'
 import { makeOrder } from '@postgres-queue/devkit'
 import t from 'tap'
 import { startApi } from './helpers.js'
@@ -31,7 +31,9 @@ t.test('without runAt or delaySeconds the order is due at once', async (t) => {
 t.test('a delayed order is not claimed before it is due', async (t) => {
   const late = (await submit({ ...makeOrder(), delaySeconds: 60 })).json().id
   const due = (await submit({ ...makeOrder(), runAt: '2000-01-01T00:00:00Z' })).json().id
-  const claimed = await db.transaction(async (tx) => (await claimOrders(tx, { limit: 1000 })).map((o) => o.id))
+  const { tx, orders } = await claimBatch(db, { limit: 1000 })
+  await tx.rollback()
+  const claimed = orders.map((o) => o.id)
   t.ok(claimed.includes(due), 'a runAt in the past is due now')
   t.notOk(claimed.includes(late), 'the delayed order waits')
 })

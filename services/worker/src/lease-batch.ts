@@ -1,15 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  completeLeasedOrders,
   extendLeases,
   type FailureOutcome,
-  failLeasedOrders,
   isTransientDatabaseError,
   type Lease,
   type LeasedOrder,
+  type LeaseSettlementInput,
   leaseOrders,
   lockLeasedOrders,
   releaseLeasedOrders,
+  settleLeasedBatch,
+  settleLeasedOrders,
 } from '@postgres-queue/db'
 import type { BatchDeps, BatchResult } from './batch.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
@@ -211,47 +212,89 @@ async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases)
   }
 }
 
-/** The completing transaction: fence, commit work, completion and failures, then the log lines. */
+/**
+ * Settles the processed orders, fenced on their leases' tokens; then the log lines. Orders without
+ * CommitWork are settled by one statement, committed on its own; those with it are locked first, in
+ * a transaction their CommitWork runs in, and settled with its commit.
+ */
 async function completeProcessed(deps: BatchDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
-  const { db, config } = deps
   const ids = processed.map((p) => p.order.id)
   held.settling(ids, true)
-  const outcome = await db.transaction(async (tx) => {
-    const fenced = new Set(await lockLeasedOrders(tx, { leases: processed.map((p) => p.lease) }))
-    const settled: Processed[] = []
-    for (const p of processed) {
-      if (!fenced.has(p.order.id)) continue
-      settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: config.orderTimeoutMs})), lease: p.lease })
-    }
-    const succeeded = settled.filter((p) => p.result.ok).map((p) => p.lease)
-    const failures = settled.flatMap(({ lease, result }) =>
-      result.ok ? [] : [{ id: lease.id, token: lease.token, attempt: lease.attempt, error: result.error }],
-    )
-    await completeLeasedOrders(tx, { leases: succeeded, workerId: config.workerId })
-    const failed = await failLeasedOrders(tx, { failures, policy: config.retry })
-    return { fenced, settled, failed }
-  }).finally(() => held.settling(ids, false))
+  const outcome = await (processed.some(hasCommitWork)
+    ? settleWithCommitWork(deps, processed)
+    : settleAlone(deps, processed)
+  ).finally(() => held.settling(ids, false))
   held.drop(ids)
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
-  for (const p of outcome.settled) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
-  for (const p of processed) {
-    if (!outcome.fenced.has(p.order.id)) logLost(deps, p)
+  const completed = new Set(outcome.completed)
+  for (const p of outcome.settled) {
+    if (completed.has(p.order.id) || failures.has(p.order.id)) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
+    else logLost(deps, p)
   }
   return outcome.failed
+}
+
+const hasCommitWork = (p: Processed) => p.result.ok && p.result.commit !== undefined
+
+interface Settled {
+  settled: Processed[]
+  completed: number[]
+  failed: FailureOutcome[]
+}
+
+async function settleAlone(deps: BatchDeps, processed: Processed[]): Promise<Settled> {
+  const { completed, failed } = await settleLeasedOrders(deps.db, settlement(deps, processed))
+  return { settled: processed, completed, failed }
+}
+
+async function settleWithCommitWork(deps: BatchDeps, processed: Processed[]): Promise<Settled> {
+  const { tx, held } = await lockLeasedOrders(deps.db, { leases: processed.map((p) => p.lease) })
+  try {
+    const settled: Processed[] = []
+    for (const p of processed) {
+      if (!held.has(p.order.id)) continue
+      const timeoutMs = deps.config.orderTimeoutMs
+      settled.push(hasCommitWork(p) ? { ...(await runCommitWork(tx, p, { timeoutMs })), lease: p.lease } : p)
+    }
+    const { completed, failed } = await settleLeasedBatch(tx, settlement(deps, settled))
+    // With their CommitWork's outcome, those it ran for; as processed, those no longer held.
+    const byId = new Map(settled.map((p) => [p.order.id, p]))
+    return { settled: processed.map((p) => byId.get(p.order.id) ?? p), completed, failed }
+  } catch (err) {
+    await tx.rollback()
+    throw err
+  }
+}
+
+function settlement(deps: BatchDeps, processed: Processed[]): LeaseSettlementInput {
+  const succeeded: Lease[] = []
+  const failures: LeaseSettlementInput['failures'][number][] = []
+  for (const { lease, result } of processed) {
+    if (result.ok) succeeded.push(lease)
+    else failures.push({ ...lease, error: result.error })
+  }
+  return { succeeded, failures, workerId: deps.config.workerId, policy: deps.config.retry }
 }
 
 /** The order whose completion breaks its transaction even alone: its attempt fails, fenced, on its own. */
 async function failAlone(deps: BatchDeps, p: Processed, cause: unknown, held: HeldLeases): Promise<FailureOutcome[]> {
   const error = describeError(new Error(`completing this order failed, even alone: ${describeError(cause)}`))
   const { lease } = p
-  const failed = await deps.db.transaction((tx) =>
-    failLeasedOrders(tx, { failures: [{ id: lease.id, token: lease.token, attempt: lease.attempt, error }], policy: deps.config.retry }),
-  )
+  const { failed } = await settleLeasedOrders(deps.db, {
+    succeeded: [],
+    failures: [{ ...lease, error }],
+    workerId: deps.config.workerId,
+    policy: deps.config.retry,
+  })
   held.drop([lease.id])
   const [outcome] = failed
   deps.log.error({ orderId: lease.id, attempt: lease.attempt, err: cause }, 'completing the order breaks its transaction')
   if (outcome) {
-    deps.observer.settled({ orderId: lease.id, attempt: lease.attempt, outcome: outcome.status === 'failed' ? 'dead_lettered' : 'retried' })
+    deps.observer.settled({
+      orderId: lease.id,
+      attempt: lease.attempt,
+      outcome: outcome.status === 'failed' ? 'dead_lettered' : 'retried',
+    })
   }
   return failed
 }

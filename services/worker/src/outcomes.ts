@@ -1,4 +1,4 @@
-import { type Executor, type FailureOutcome, type Order, runInSavepoint } from '@postgres-queue/db'
+import type { BatchTransaction, FailureOutcome, Order } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { ProcessorResult } from './run-processor.js'
 import { describeError } from './thrown.js'
@@ -16,21 +16,21 @@ export interface ProcessedOrder {
 }
 
 /**
- * Runs one order's CommitWork in a savepoint of `tx` (runInSavepoint): its writes commit with the
- * order's completion or not at all. If it throws or outlives `timeoutMs`, its writes are undone
- * (a statement still running is cancelled on the server first) and only this order fails, its
- * attempt counted like any other failure; the rest of the batch goes on. Throws only when `tx`
- * itself is broken.
+ * Runs one order's CommitWork in a savepoint of `tx` (BatchTransaction.runInSavepoint): its writes
+ * commit with the order's completion or not at all. If it throws or outlives `timeoutMs`, its
+ * writes are undone (a statement still running is cancelled on the server first) and only this
+ * order fails, its attempt counted like any other failure; the rest of the batch goes on. Throws
+ * only when `tx` itself is broken. Call it only for orders that returned CommitWork.
  */
 export async function runCommitWork(
-  tx: Executor,
+  tx: BatchTransaction,
   processed: ProcessedOrder,
   { timeoutMs }: { timeoutMs: number },
 ): Promise<ProcessedOrder> {
   const { result } = processed
   if (!result.ok || result.commit === undefined) return processed
   const commit = result.commit
-  const outcome = await runInSavepoint(tx, (savepoint) => commit(savepoint), { timeoutMs })
+  const outcome = await tx.runInSavepoint((savepoint) => commit(savepoint), { timeoutMs })
   if (outcome.ok) return processed
   const thrown = outcome.timedOut ? new CommitWorkTimeoutError(timeoutMs) : outcome.error
   return { ...processed, result: { ok: false, error: describeError(thrown), thrown, processMs: result.processMs } }

@@ -1,4 +1,4 @@
-import { claimOrders, failOrders, isTransientDatabaseError } from '@postgres-queue/db'
+import { claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
 import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
 import { describeError } from './thrown.js'
 import { runTransactionBatch } from './transaction-batch.js'
@@ -37,15 +37,20 @@ export async function runIsolatingPoison(deps: BatchDeps, only?: readonly number
 async function recordPoison(deps: BatchDeps, id: number, cause: unknown): Promise<BatchResult> {
   const { db, config, log } = deps
   const error = describeError(new PoisonOrderError(cause))
-  const outcome = await db.transaction(async (tx) => {
-    const [order] = await claimOrders(tx, { limit: 1, ids: [id] })
-    if (order === undefined) return undefined // taken or settled meanwhile
-    const attempt = order.attempts + 1
-    const [failed] = await failOrders(tx, [{ id, attempt, error }], config.retry)
-    return failed && { attempt, failed }
+  const { tx, orders } = await claimBatch(db, { limit: 1, ids: [id] })
+  const [order] = orders
+  if (order === undefined) {
+    await tx.rollback() // taken or settled meanwhile
+    return { claimed: 0 }
+  }
+  const attempt = order.attempts + 1
+  const [failed] = await settleBatch(tx, {
+    completed: [],
+    failures: [{ id, attempt, error }],
+    workerId: config.workerId,
+    policy: config.retry,
   })
-  if (outcome === undefined) return { claimed: 0 }
-  const { attempt, failed } = outcome
+  if (failed === undefined) return { claimed: 0 }
   const deadLettered = failed.status === 'failed'
   log.error({ orderId: id, attempt, err: cause }, `order breaks its batch; ${deadLettered ? 'dead-lettered' : 'will retry'}`)
   deps.observer.settled({ orderId: id, attempt, outcome: deadLettered ? 'dead_lettered' : 'retried' })

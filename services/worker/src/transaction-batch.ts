@@ -1,4 +1,4 @@
-import { claimOrders, completeOrders, failOrders, type Order } from '@postgres-queue/db'
+import { claimBatch, type Order, type OrderFailure, settleBatch } from '@postgres-queue/db'
 import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
@@ -22,12 +22,12 @@ import { runProcessor } from './run-processor.js'
  */
 export async function runTransactionBatch(deps: BatchDeps, only?: readonly number[]): Promise<BatchResult> {
   const { config, db } = deps
-  let claimedIds: number[] = []
+  let claimed: Order[] = []
   let outcome
   try {
-    outcome = await db.transaction(async (tx) => {
-      const claimed = await claimOrders(tx, { limit: only?.length ?? config.batchSize, ids: only })
-      claimedIds = claimed.map((order) => order.id)
+    const batch = await claimBatch(db, { limit: only?.length ?? config.batchSize, ids: only })
+    claimed = batch.orders
+    try {
       deps.observer.claimed(claimed.length)
       const deadline = performance.now() + config.batchTimeoutMs
       const processed: ProcessedOrder[] = []
@@ -39,22 +39,33 @@ export async function runTransactionBatch(deps: BatchDeps, only?: readonly numbe
         if (processed.length > 0 && performance.now() + config.orderTimeoutMs > deadline) break
         const result = await processOne(deps, order)
         deps.stop.throwIfAborted()
-        processed.push(await runCommitWork(tx, result, { timeoutMs: config.orderTimeoutMs}))
+        processed.push(
+          result.result.ok && result.result.commit
+            ? await runCommitWork(batch.tx, result, { timeoutMs: config.orderTimeoutMs })
+            : result,
+        )
       }
-      const completed = processed.filter((p) => p.result.ok).map((p) => p.order.id)
-      const failures = processed.flatMap((p) =>
-        p.result.ok ? [] : [{ id: p.order.id, attempt: p.attempt, error: p.result.error }],
-      )
-      await completeOrders(tx, { ids: completed, workerId: config.workerId })
-      const failed = await failOrders(tx, failures, config.retry)
-      return { claimed: claimed.length, processed, failed }
-    })
+      const completed: number[] = []
+      const failures: OrderFailure[] = []
+      for (const p of processed) {
+        if (p.result.ok) completed.push(p.order.id)
+        else failures.push({ id: p.order.id, attempt: p.attempt, error: p.result.error })
+      }
+      const failed = await settleBatch(batch.tx, { completed, failures, workerId: config.workerId, policy: config.retry })
+      outcome = { processed, failed }
+    } catch (err) {
+      await batch.tx.rollback()
+      throw err
+    }
   } catch (err) {
-    throw new BatchFailedError(claimedIds, err)
+    throw new BatchFailedError(
+      claimed.map((order) => order.id),
+      err,
+    )
   }
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
   for (const p of outcome.processed) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
-  return { claimed: outcome.claimed, retryAt: earliestRetry(outcome.failed) }
+  return { claimed: claimed.length, retryAt: earliestRetry(outcome.failed) }
 }
 
 async function processOne(deps: BatchDeps, order: Order): Promise<ProcessedOrder> {

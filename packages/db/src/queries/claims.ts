@@ -1,17 +1,19 @@
 import { type SQL, sql } from 'drizzle-orm'
-import type { Executor } from '../client.js'
+import type { Db } from '../client.js'
 import { orders } from '../schema.js'
+import { BatchTransaction } from '../transaction.js'
 import {
-  decodeOrder,
-  decodeOutcomes,
+  decodeOrderValues,
+  decodeOutcomeValues,
   type FailureOutcome,
   type Order,
   type OrderFailure,
+  orderColumnList,
   type RetryPolicy,
   retryDelayMs,
 } from './shared.js'
 
-// Transaction mode: the claim, the processing and the completion share ONE transaction. The claim
+// Transaction mode: the claim, the processing and the settlement share ONE transaction. The claim
 // only locks; the completion (or failure) is the order's one write and counts its attempt, so a
 // rollback (a crashed worker's dropped connection included) undoes the attempt with everything else.
 
@@ -26,10 +28,17 @@ export const claimable = {
   orderBy: sql`${orders.priority} desc, ${orders.runAt}, ${orders.id}`,
 }
 
+/** A claimed batch: its orders, locked by its open transaction until settleBatch or rollback. */
+export interface ClaimedBatch {
+  tx: BatchTransaction
+  orders: Order[]
+}
+
 /**
- * Locks up to `limit` due orders, highest priority first, then the longest due. Must run inside a
- * transaction; the row locks are the claim. `ids` narrows the claim to those orders (a worker
- * isolating an order that breaks its batch).
+ * Opens a transaction and locks up to `limit` due orders in it, highest priority first, then the
+ * longest due: BEGIN and the claim go to the server in one write. `ids` narrows the claim to those
+ * orders (a worker isolating an order that breaks its batch). The row locks are the claim; settle
+ * with settleBatch, or roll back.
  *
  * `FOR UPDATE SKIP LOCKED` makes concurrent claimers take disjoint rows without waiting for each
  * other. The plan is Limit -> LockRows -> Index Scan on `orders_claim_idx`: the scan walks the
@@ -37,25 +46,22 @@ export const claimable = {
  * locked rows. Scheduled orders and leases are not in that index, so a delayed backlog costs the
  * scan nothing.
  *
- * Transition: none (the rows change only when completeOrders/failOrders run in the same transaction).
+ * Transition: none (the rows change only when settleBatch commits).
  */
-export async function claimOrders(
-  tx: Executor,
-  { limit, ids }: { limit: number; ids?: readonly number[] },
-): Promise<Order[]> {
-  const rows = await tx.execute(claimStatement(limit, ids))
-  return rows.map(decodeOrder)
+export async function claimBatch(db: Db, { limit, ids }: { limit: number; ids?: readonly number[] }): Promise<ClaimedBatch> {
+  const { tx, rows } = await BatchTransaction.begin(db, claimStatement(limit, ids))
+  return { tx, orders: rows.map((row) => decodeOrderValues(row)) }
 }
 
 /**
  * The claim's statement (exported for EXPLAIN). Written as SQL rather than with the query builder:
  * it runs once per batch, and building the builder's select every time was an eighth of a worker's
- * CPU.
+ * CPU. It is prepared, so the server plans it once per connection.
  */
 export function claimStatement(limit: number, ids?: readonly number[]): SQL {
   const only = ids === undefined ? sql`` : sql`and ${orders.id} = any(${sql.param(ids)}::bigint[])`
   return sql`
-    select * from ${orders}
+    select ${orderColumnList} from ${orders}
     where ${claimable.where} ${only}
     order by ${claimable.orderBy}
     limit ${limit}
@@ -63,60 +69,52 @@ export function claimStatement(limit: number, ids?: readonly number[]): SQL {
 }
 
 /**
- * Completes claimed orders with one set-based statement, counting the attempt that succeeded.
- * Returns how many it completed.
+ * Settles a claimed batch and commits: the completed orders and the failed attempts in ONE
+ * statement, sent in the same write as COMMIT. Every settled order's attempt is counted. A failed
+ * order with attempts to spare is retried after `policy`'s backoff (scheduled, or pending when the
+ * backoff is zero); one that has used `max_attempts` becomes failed: the dead letters, kept until
+ * redriven. Orders of the batch in neither list are released unattempted by the commit.
  *
- * Transition: pending (locked by this transaction) -> completed.
+ * Transition: pending (locked by the batch) -> completed | scheduled | pending | failed.
  */
-export async function completeOrders(
-  tx: Executor,
-  { ids, workerId }: { ids: readonly number[]; workerId: string },
-): Promise<number> {
-  if (ids.length === 0) return 0
-  const completed = await tx.execute(sql`
-    update ${orders} set
-      status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
-      completed_by = ${workerId}, updated_at = statement_timestamp()
-    where id = any(${sql.param(ids)}::bigint[]) and status = 'pending'`)
-  return completed.count
-}
-
-/**
- * Records failed attempts with one set-based statement: `attempts` + 1 and the error kept in
- * `last_error`. An order with attempts to spare is retried after `policy`'s backoff (scheduled, or
- * pending when the backoff is zero); one that has used `max_attempts` becomes failed: the dead
- * letters, kept until redriven.
- *
- * Transition: pending (locked by this transaction) -> scheduled | pending (retry) | failed (dead letter).
- */
-export async function failOrders(
-  tx: Executor,
-  failures: readonly OrderFailure[],
-  policy: RetryPolicy,
+export async function settleBatch(
+  tx: BatchTransaction,
+  { completed, failures, workerId, policy }: {
+    completed: readonly number[]
+    failures: readonly OrderFailure[]
+    workerId: string
+    policy: RetryPolicy
+  },
 ): Promise<FailureOutcome[]> {
-  if (failures.length === 0) return []
-  const rows = await tx.execute(sql`
-    update ${orders} set
-      attempts = ${orders.attempts} + 1,
-      ${failureTransition(sql`${orders.attempts} + 1`)},
-      updated_at = statement_timestamp()
-    from ${failureTable(failures, policy)}
-    where ${orders.id} = failure.id and ${orders.status} = 'pending'
-    returning ${orders.id}, ${orders.status}, ${orders.runAt}`)
-  return decodeOutcomes(rows)
+  const rows = await tx.commit(sql`
+    with completed as (
+      update ${orders} set
+        status = 'completed', attempts = ${orders.attempts} + 1, completed_at = statement_timestamp(),
+        completed_by = ${workerId}, updated_at = statement_timestamp()
+      where ${orders.id} = any(${sql.param(completed)}::bigint[]) and ${orders.status} = 'pending'
+    ),
+    failed as (
+      update ${orders} set
+        attempts = ${orders.attempts} + 1,
+        ${failureTransition(sql`${orders.attempts} + 1`)},
+        updated_at = statement_timestamp()
+      from ${failureTable(failures, policy)}
+      where ${orders.id} = failure.id and ${orders.status} = 'pending'
+      returning ${orders.id}, ${orders.status}, ${orders.runAt}
+    )
+    select * from failed`)
+  return decodeOutcomeValues(rows)
 }
 
 /**
- * `(id, error, delay_ms)` rows as `failure`, the backoff drawn here per attempt. Shared with lease
- * mode's fenced failure, which adds each lease's token.
+ * `(id, error, delay_ms[, token])` rows as `failure`, the backoff drawn here per attempt. Shared
+ * with lease mode's fenced settlement, which adds each lease's token. The arrays are always there,
+ * empty when nothing failed, so the statement's text (and its prepared plan) never changes.
  */
 export function failureTable(failures: readonly (OrderFailure & { token?: number })[], policy: RetryPolicy): SQL {
   const ids = sql`${sql.param(failures.map((f) => f.id))}::bigint[]`
   const errors = sql`${sql.param(failures.map((f) => f.error))}::text[]`
   const delays = sql`${sql.param(failures.map((f) => retryDelayMs(f.attempt, policy)))}::int[]`
-  if (failures.every((f) => f.token === undefined)) {
-    return sql`unnest(${ids}, ${errors}, ${delays}) as failure(id, error, delay_ms)`
-  }
   const tokens = sql`${sql.param(failures.map((f) => f.token ?? 0))}::int[]`
   return sql`unnest(${ids}, ${errors}, ${delays}, ${tokens}) as failure(id, error, delay_ms, token)`
 }

@@ -1,14 +1,16 @@
 import { type SQL, sql } from 'drizzle-orm'
-import type { Executor } from '../client.js'
+import type { Db } from '../client.js'
 import { orders } from '../schema.js'
+import { BatchTransaction, runPrepared } from '../transaction.js'
 import { claimable, failureTable, failureTransition } from './claims.js'
 import {
-  decodeOrder,
-  decodeOutcomes,
+  decodeOrderValues,
+  decodeOutcomeValues,
   type FailureOutcome,
   type Order,
   type OrderFailure,
-  qualifiedOrderColumns,
+  orderColumnCount,
+  orderColumnList,
   type RetryPolicy,
 } from './shared.js'
 
@@ -49,29 +51,34 @@ export interface Lease {
  * Transition: pending -> processing.
  */
 export async function leaseOrders(
-  db: Executor,
+  db: Db,
   { limit, workerId, leaseMs }: { limit: number; workerId: string; leaseMs: number },
 ): Promise<LeasedOrder[]> {
-  const rows = await db.execute(sql`
-    with claimed as materialized (
-      select id, run_at from ${orders}
-      where ${claimable.where}
-      order by ${claimable.orderBy}
-      limit ${limit}
-      for update skip locked
-    )
-    update ${orders} set
-      status = 'processing',
-      attempts = ${orders.attempts} + 1,
-      lease_token = ${orders.leaseToken} + 1,
-      locked_by = ${workerId},
-      run_at = ${leaseExpiry(leaseMs)},
-      updated_at = now()
-    from claimed
-    where ${orders.id} = claimed.id
-    returning ${sql.raw(qualifiedOrderColumns)}, claimed.run_at as due_at`)
+  const rows = await runPrepared(
+    db,
+    sql`
+      with claimed as materialized (
+        select id, run_at from ${orders}
+        where ${claimable.where}
+        order by ${claimable.orderBy}
+        limit ${limit}
+        for update skip locked
+      )
+      update ${orders} set
+        status = 'processing',
+        attempts = ${orders.attempts} + 1,
+        lease_token = ${orders.leaseToken} + 1,
+        locked_by = ${workerId},
+        run_at = ${leaseExpiry(leaseMs)},
+        updated_at = now()
+      from claimed
+      where ${orders.id} = claimed.id
+      returning ${orderColumnList}, claimed.run_at`,
+  )
+  const dueAt = orderColumnCount
   const leased = rows.map((row) => {
-    const order = decodeOrder({ ...row, run_at: row.due_at })
+    const order = decodeOrderValues(row)
+    order.runAt = new Date(row[dueAt] as string)
     return { order, lease: { id: order.id, token: order.leaseToken, attempt: order.attempts } }
   })
   // Claim order, as the CTE chose it (an UPDATE returns rows in no promised order).
@@ -81,80 +88,114 @@ export async function leaseOrders(
 }
 
 /**
- * Heartbeat: pushes the lease expiry of orders this lease still holds to now + `leaseMs`. Returns
- * the ids still held; a missing id was rescued after its lease lapsed (and maybe leased again).
- * A lease that lapsed but was not rescued yet is still held, and extended: nobody else has it.
+ * Heartbeat: pushes the lease expiry of orders still held under these leases to now + `leaseMs`.
+ * Returns the ids still held; a missing id was rescued after its lease lapsed (and maybe leased
+ * again). A lease that lapsed but was not rescued yet is still held, and extended: nobody else has it.
  *
  * Transition: processing -> processing (later expiry).
  */
 export async function extendLeases(
-  db: Executor,
+  db: Db,
   { leases, leaseMs }: { leases: readonly Lease[]; leaseMs: number },
 ): Promise<number[]> {
   if (leases.length === 0) return []
-  const rows = await db.execute(sql`
-    update ${orders} set run_at = ${leaseExpiry(leaseMs)}
-    from ${leaseTable(leases)}
-    where ${held}
-    returning ${orders.id}`)
-  return rows.map((row) => Number(row.id))
+  const rows = await runPrepared(
+    db,
+    sql`
+      update ${orders} set run_at = ${leaseExpiry(leaseMs)}
+      from ${leaseTable(leases)}
+      where ${held}
+      returning ${orders.id}`,
+  )
+  return rows.map(([id]) => Number(id))
+}
+
+/** What settling leases did: the orders completed, and the failed attempts recorded. */
+export interface LeaseSettlement {
+  completed: number[]
+  failed: FailureOutcome[]
+}
+
+export interface LeaseSettlementInput {
+  /** Leases whose attempt succeeded. */
+  succeeded: readonly Lease[]
+  /** Leases whose attempt failed, and why. */
+  failures: readonly (OrderFailure & Lease)[]
+  workerId: string
+  policy: RetryPolicy
 }
 
 /**
- * The fence, first statement of the completing transaction: locks the orders still held under
- * these leases and returns their ids. A row rescued and leased again has another token, so it is
- * left alone; a matched row stays locked until commit, so nobody can rescue it in between. Commit
- * work and completion run only for the returned ids: the holder's database effects happen exactly
+ * Settles leased orders in ONE statement, committed on its own: completes the succeeded ones and
+ * records the failed attempts (retry after `policy`'s backoff, or dead letter; attempts were counted
+ * at claim). Fenced: only rows still held under each lease's token change, so a worker whose lease
+ * lapsed completes nothing it lost. For orders without CommitWork: nothing else needs to commit with
+ * them, so no transaction is opened.
+ *
+ * Transition: processing (held) -> completed | scheduled | pending | failed.
+ */
+export async function settleLeasedOrders(db: Db, input: LeaseSettlementInput): Promise<LeaseSettlement> {
+  return decodeSettlement(await runPrepared(db, settlementStatement(input)))
+}
+
+/** Leased orders locked for their CommitWork, in a transaction settleLeasedBatch commits. */
+export interface LockedLeases {
+  tx: BatchTransaction
+  /** The ids still held under their leases, now locked: only these may be settled. */
+  held: Set<number>
+}
+
+/**
+ * The fence for orders with CommitWork: opens a transaction and locks the orders still held under
+ * these leases (BEGIN and the lock in one write). A row rescued and leased again has another token,
+ * so it is left alone; a locked row cannot be rescued until commit. CommitWork then runs, and
+ * settleLeasedBatch commits it with the settlement: the holder's database effects happen exactly
  * once even across a lease takeover, and a redrive (which resets attempts) cannot fool the fence.
  *
  * Transition: none (locks only).
  */
-export async function lockLeasedOrders(tx: Executor, { leases }: { leases: readonly Lease[] }): Promise<number[]> {
-  if (leases.length === 0) return []
-  const rows = await tx.execute(sql`
-    select ${orders.id} from ${orders}, ${leaseTable(leases)}
-    where ${held}
-    for update of ${orders}`)
-  return rows.map((row) => Number(row.id))
+export async function lockLeasedOrders(db: Db, { leases }: { leases: readonly Lease[] }): Promise<LockedLeases> {
+  const { tx, rows } = await BatchTransaction.begin(
+    db,
+    sql`select ${orders.id} from ${orders}, ${leaseTable(leases)} where ${held} for update of ${orders}`,
+  )
+  return { tx, held: new Set(rows.map(([id]) => Number(id))) }
 }
 
-/**
- * Completes leased orders (set-based, fenced). Attempts were counted at claim. Returns the ids completed.
- *
- * Transition: processing (held) -> completed.
- */
-export async function completeLeasedOrders(
-  tx: Executor,
-  { leases, workerId }: { leases: readonly Lease[]; workerId: string },
-): Promise<number[]> {
-  if (leases.length === 0) return []
-  const rows = await tx.execute(sql`
-    update ${orders} set
-      status = 'completed', completed_at = statement_timestamp(), completed_by = ${workerId},
-      locked_by = null, updated_at = statement_timestamp()
-    from ${leaseTable(leases)}
-    where ${held}
-    returning ${orders.id}`)
-  return rows.map((row) => Number(row.id))
+/** settleLeasedOrders inside lockLeasedOrders' transaction, sent with its COMMIT. */
+export async function settleLeasedBatch(tx: BatchTransaction, input: LeaseSettlementInput): Promise<LeaseSettlement> {
+  return decodeSettlement(await tx.commit(settlementStatement(input)))
 }
 
-/**
- * Records failed leased attempts (set-based, fenced). Attempts were counted at claim: an order with
- * attempts to spare is retried after `policy`'s backoff, one without becomes failed.
- *
- * Transition: processing (held) -> scheduled | pending (retry) | failed (dead letter).
- */
-export async function failLeasedOrders(
-  tx: Executor,
-  { failures, policy }: { failures: readonly (OrderFailure & { token: number })[]; policy: RetryPolicy },
-): Promise<FailureOutcome[]> {
-  if (failures.length === 0) return []
-  const rows = await tx.execute(sql`
-    update ${orders} set ${failureTransition(sql`${orders.attempts}`)}, updated_at = statement_timestamp()
-    from ${failureTable(failures, policy)}
-    where ${orders.id} = failure.id and ${orders.leaseToken} = failure.token and ${orders.status} = 'processing'
-    returning ${orders.id}, ${orders.status}, ${orders.runAt}`)
-  return decodeOutcomes(rows)
+function settlementStatement({ succeeded, failures, workerId, policy }: LeaseSettlementInput): SQL {
+  return sql`
+    with completed as (
+      update ${orders} set
+        status = 'completed', completed_at = statement_timestamp(), completed_by = ${workerId},
+        locked_by = null, updated_at = statement_timestamp()
+      from ${leaseTable(succeeded)}
+      where ${held}
+      returning ${orders.id}
+    ),
+    failed as (
+      update ${orders} set ${failureTransition(sql`${orders.attempts}`)}, updated_at = statement_timestamp()
+      from ${failureTable(failures, policy)}
+      where ${orders.id} = failure.id and ${orders.leaseToken} = failure.token and ${orders.status} = 'processing'
+      returning ${orders.id}, ${orders.status}, ${orders.runAt}
+    )
+    select id, 'completed', null from completed
+    union all
+    select id, status::text, run_at::text from failed`
+}
+
+function decodeSettlement(rows: readonly unknown[][]): LeaseSettlement {
+  const completed: number[] = []
+  const failed: unknown[][] = []
+  for (const row of rows) {
+    if (row[1] === 'completed') completed.push(Number(row[0]))
+    else failed.push(row)
+  }
+  return { completed, failed: decodeOutcomeValues(failed) }
 }
 
 /**
@@ -165,18 +206,21 @@ export async function failLeasedOrders(
  * Transition: processing (held) -> pending.
  */
 export async function releaseLeasedOrders(
-  db: Executor,
+  db: Db,
   { leases }: { leases: readonly (Lease & { dueAt: Date })[] },
 ): Promise<number[]> {
   if (leases.length === 0) return []
   const dueAt = sql`${sql.param(leases.map((l) => l.dueAt.toISOString()))}::text[]::timestamptz[]`
-  const rows = await db.execute(sql`
-    update ${orders} set
-      status = 'pending', attempts = ${orders.attempts} - 1, run_at = lease.due_at, locked_by = null, updated_at = now()
-    from ${leaseTable(leases, sql`, ${dueAt}`, sql`, due_at`)}
-    where ${held}
-    returning ${orders.id}`)
-  return rows.map((row) => Number(row.id))
+  const rows = await runPrepared(
+    db,
+    sql`
+      update ${orders} set
+        status = 'pending', attempts = ${orders.attempts} - 1, run_at = lease.due_at, locked_by = null, updated_at = now()
+      from ${leaseTable(leases, sql`, ${dueAt}`, sql`, due_at`)}
+      where ${held}
+      returning ${orders.id}`,
+  )
+  return rows.map(([id]) => Number(id))
 }
 
 /**

@@ -1,4 +1,4 @@
-import { getTableColumns } from 'drizzle-orm'
+import { getTableColumns, sql } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import { type OrderRow, type OrderStatus, orders } from '../schema.js'
 
@@ -55,14 +55,34 @@ export function decodeOrder(row: Record<string, unknown>): Order {
   return order as Order
 }
 
-/** Failure rows as `returning id, status, run_at` gives them. */
-export function decodeOutcomes(rows: readonly Record<string, unknown>[]): FailureOutcome[] {
-  return rows.map((row) => ({
-    id: Number(row.id),
-    status: row.status as FailureOutcome['status'],
-    runAt: new Date(row.run_at as string),
+/**
+ * Maps a row of values selected as `orderColumnList` gives them to an Order. Rows as arrays, not
+ * objects: postgres.js then builds no object per row whose shape the decoder copies again.
+ */
+export function decodeOrderValues(values: readonly unknown[], offset = 0): Order {
+  const order: Record<string, unknown> = {}
+  for (let i = 0; i < orderColumns.length; i++) {
+    const { key, column } = orderColumns[i] as (typeof orderColumns)[number]
+    const value = values[offset + i]
+    order[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value)
+  }
+  return order as Order
+}
+
+/** Failure rows as `[id, status, run_at]` values. */
+export function decodeOutcomeValues(rows: readonly unknown[][]): FailureOutcome[] {
+  return rows.map(([id, status, runAt]) => ({
+    id: Number(id),
+    status: status as FailureOutcome['status'],
+    runAt: new Date(runAt as string),
   }))
 }
 
-/** `"orders"."id", "orders"."customer_id", ...`: every column, qualified, for a RETURNING beside a CTE. */
-export const qualifiedOrderColumns = orderColumns.map(({ name }) => `"orders"."${name}"`).join(', ')
+/** How many values orderColumnList selects: what a statement selects after them starts here. */
+export const orderColumnCount = orderColumns.length
+
+/**
+ * `"orders"."id", "orders"."customer_id", ...`: every column in schema order, qualified (a RETURNING
+ * beside a CTE with columns of the same names would be ambiguous), as decodeOrderValues reads them.
+ */
+export const orderColumnList = sql.raw(orderColumns.map(({ name }) => `"orders"."${name}"`).join(', '))

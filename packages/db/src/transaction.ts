@@ -1,0 +1,303 @@
+import type { SQL } from 'drizzle-orm'
+import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js'
+import type postgres from 'postgres'
+import type { Db, Executor } from './client.js'
+
+/** A query handed to postgres.js: `state` is its connection's backend once sent; `canceller` sends a CancelRequest. */
+type PendingQuery = postgres.PendingQuery<postgres.Row[]> & {
+  state?: { pid?: number } | null
+  canceller?: (query: unknown) => Promise<void>
+}
+
+/**
+ * Runs a drizzle statement through postgres.js as a prepared statement, its rows as arrays of
+ * values in select order. Drizzle's own `execute` never prepares, so the server would parse and
+ * plan a batch's statements anew every time; the hot ones (a claim, a completion) come here.
+ */
+export function runPrepared(db: Db, query: SQL): Promise<unknown[][]> {
+  return prepared(db.$client, drizzleOf(db).dialect.sqlToQuery(query))
+}
+
+function prepared(client: postgres.Sql | postgres.ReservedSql, { sql, params }: { sql: string; params: unknown[] }) {
+  return client.unsafe(sql, params as never[], { prepare: true }).values() as unknown as Promise<unknown[][]>
+}
+
+/**
+ * A transaction on a connection of its own whose statements are pipelined: BEGIN goes in the same
+ * write as the first statement, and the last statement in the same write as COMMIT. A batch then
+ * costs two round trips to the server, not four, and a round trip on a loaded machine is a socket
+ * write that wakes another process, the largest single cost in a worker's profile.
+ *
+ * The connection is reserved for the transaction and released by `commit` or `rollback`. If it is
+ * lost, every later statement of the transaction is refused (patches/postgres@3.4.9.patch), so none
+ * can run in another session. A savepoint's work (CommitWork) gets a fenced drizzle executor:
+ * `runInSavepoint`.
+ */
+export class BatchTransaction {
+  private savepoints = 0
+  private done = false
+
+  private constructor(
+    private readonly db: Db,
+    private readonly connection: postgres.ReservedSql,
+  ) {}
+
+  /** BEGIN, then `first` in the same write; returns the transaction and `first`'s rows. */
+  static async begin(db: Db, first: SQL): Promise<{ tx: BatchTransaction; rows: unknown[][] }> {
+    const connection = await db.$client.reserve()
+    const tx = new BatchTransaction(db, connection)
+    try {
+      const [, rows] = await Promise.all([connection.unsafe('begin'), tx.execute(first)])
+      return { tx, rows }
+    } catch (err) {
+      await tx.rollback()
+      throw err
+    }
+  }
+
+  /** A statement inside the transaction. */
+  execute(query: SQL): Promise<unknown[][]> {
+    return prepared(this.connection, drizzleOf(this.db).dialect.sqlToQuery(query))
+  }
+
+  /** `last` (if any), then COMMIT, in one write; releases the connection. Returns `last`'s rows. */
+  async commit(last?: SQL): Promise<unknown[][]> {
+    try {
+      const [rows] = await Promise.all([
+        last === undefined ? Promise.resolve([]) : this.execute(last),
+        this.connection.unsafe('commit'),
+      ])
+      this.release()
+      return rows
+    } catch (err) {
+      await this.rollback()
+      throw err
+    }
+  }
+
+  /** Rolls back (best effort: on a lost connection the server already has) and releases the connection. */
+  async rollback(): Promise<void> {
+    if (this.done) return
+    await this.connection.unsafe('rollback').catch(() => {})
+    this.release()
+  }
+
+  /**
+   * Runs `work` in a savepoint, bounded by `timeoutMs`, so that it can only ever write inside that
+   * savepoint: its writes commit with the transaction if it succeeds, and are rolled back if it
+   * throws or times out, failing only this work, never the transaction.
+   *
+   * Work is a team's code: it may ignore its time, keep a statement running, or hold on to its
+   * executor and use it later. So the executor it gets is fenced: once the savepoint ends, any
+   * statement it starts is refused before it reaches the server. On timeout, its running statements
+   * are cancelled on the server (a CancelRequest on a socket of its own, never one of the pool's:
+   * with every pooled connection a transaction waiting on its own stuck statement, a cancel that
+   * needed the pool would wait for them, and they for it), and awaited before the savepoint is
+   * rolled back, so the rollback never races them.
+   *
+   * Never throws for the work's sake; it throws only when the savepoint cannot be set or rolled back
+   * (the connection is gone), which fails the transaction as a whole.
+   */
+  async runInSavepoint(work: (tx: Executor) => Promise<unknown>, { timeoutMs }: { timeoutMs: number }): Promise<SavepointOutcome> {
+    const name = `commit_work_${++this.savepoints}`
+    const fence = new Fence()
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+    })
+    // Sent now (postgres.js queries are lazy: execute() starts it), not awaited: it goes in the same
+    // write as the work's first statement. Its outcome is read after the work.
+    const savepointSet = this.connection
+      .unsafe(`savepoint ${name}`)
+      .execute()
+      .then(
+        () => undefined,
+        (err: unknown) => ({ err }),
+      )
+    try {
+      const result = await Promise.race([
+        (async () => work(this.fencedExecutor(fence)))().then(
+          () => ({ ok: true as const }),
+          (error: unknown) => ({ ok: false as const, error }),
+        ),
+        timedOut,
+      ])
+      fence.close()
+      if (result === 'timeout') await fence.cancelRunning()
+      // Statements it started but did not await still belong to it.
+      await fence.settled()
+      const notSet = await savepointSet
+      if (notSet) throw notSet.err
+      if (result === 'timeout') {
+        await this.connection.unsafe(`rollback to savepoint ${name}`)
+        return { ok: false, error: new SavepointTimeoutError(timeoutMs), timedOut: true }
+      }
+      if (!result.ok || fence.failure() !== undefined) {
+        // A statement of the work failed (even one it caught): the transaction is aborted until
+        // this rollback, which undoes every write of the work.
+        await this.connection.unsafe(`rollback to savepoint ${name}`)
+        return { ok: false, error: result.ok ? fence.failure() : result.error, timedOut: false }
+      }
+      return { ok: true }
+    } finally {
+      clearTimeout(timer)
+      fence.close()
+    }
+  }
+
+  private fencedExecutor(fence: Fence): Executor {
+    const { dialect, schema, options } = drizzleOf(this.db)
+    const client = fence.wrap(this.connection) as unknown as postgres.Sql
+    // Built as drizzle builds a transaction, over the fenced connection.
+    const session = new PostgresJsSession(client, dialect, schema, options) as unknown as TxSession
+    return new PostgresJsTransaction(dialect, session, schema, 1) as unknown as Executor
+  }
+
+  private release(): void {
+    if (this.done) return
+    this.done = true
+    this.connection.release()
+  }
+}
+
+/** How a savepoint's work ended. */
+export type SavepointOutcome =
+  | { ok: true }
+  /** Its writes were rolled back. `timedOut`: it ran past its time and was cancelled. */
+  | { ok: false; error: unknown; timedOut: boolean }
+
+/** Thrown into work that uses its executor after its savepoint ended (it returned, or ran out of time). */
+export class SavepointClosedError extends Error {
+  override readonly name = 'SavepointClosedError'
+  constructor() {
+    super('this savepoint is over (its work returned or ran out of time); its transaction can no longer be used')
+  }
+}
+
+export class SavepointTimeoutError extends Error {
+  override readonly name = 'SavepointTimeoutError'
+  constructor(timeoutMs: number) {
+    super(`did not finish within ${timeoutMs} ms; its statements were cancelled and its writes rolled back`)
+  }
+}
+
+/** A cancel request the server has not taken by then is given up on; the statement_timeout still ends it. */
+const CANCEL_TIMEOUT_MS = 2000
+
+/**
+ * Guards a connection for one savepoint's work: tracks the statements issued through it, refuses
+ * new ones once closed, and nests the work's own transactions as savepoints. Drizzle's postgres.js
+ * session issues statements with `unsafe` and nests transactions with `savepoint`, so those are
+ * what the wrapper intercepts.
+ */
+class Fence {
+  closed = false
+  /** Statements of the work that failed and were not rolled back to a savepoint of its own since. */
+  private readonly failures: unknown[] = []
+  private readonly running = new Set<PendingQuery>()
+  private readonly settledAll: Promise<void>[] = []
+  private nested = 0
+
+  close(): void {
+    this.closed = true
+  }
+
+  /** What failed and left the transaction aborted, if anything (even a failure the work caught). */
+  failure(): unknown {
+    return this.failures[0]
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.settledAll)
+  }
+
+  async cancelRunning(): Promise<void> {
+    await Promise.all(
+      [...this.running].map(async (query) => {
+        // Resolves once the server has taken the request: the statement then fails, or, if it had
+        // just finished, the backend is idle and ignores it, so nothing later on the connection is hit.
+        await withTimeout(query.canceller?.(query), CANCEL_TIMEOUT_MS)
+      }),
+    )
+  }
+
+  wrap(connection: postgres.ReservedSql): postgres.ReservedSql {
+    const fence = this
+    return new Proxy(connection, {
+      apply() {
+        // Tagged-template queries: drizzle never issues them; refuse rather than let one through unfenced.
+        throw new Error('a fenced transaction runs statements through drizzle only')
+      },
+      get(target, property, receiver) {
+        if (property === 'unsafe') {
+          return (...args: Parameters<postgres.ReservedSql['unsafe']>) => {
+            if (fence.closed) throw new SavepointClosedError()
+            return fence.track(target.unsafe(...args) as PendingQuery)
+          }
+        }
+        if (property === 'savepoint') {
+          // The work's own nested transaction: a savepoint inside its savepoint, managed here.
+          return async (fn: (inner: postgres.ReservedSql) => unknown) => {
+            const name = `nested_${++fence.nested}`
+            const failuresBefore = fence.failures.length
+            await receiver.unsafe(`savepoint ${name}`)
+            try {
+              const result = await fn(receiver)
+              await receiver.unsafe(`release savepoint ${name}`)
+              return result
+            } catch (err) {
+              if (!fence.closed) {
+                await receiver.unsafe(`rollback to savepoint ${name}`)
+                // Rolled back to where it began: what failed inside no longer aborts the transaction.
+                fence.failures.length = failuresBefore
+              }
+              throw err
+            }
+          }
+        }
+        return Reflect.get(target, property, receiver)
+      },
+    })
+  }
+
+  private track(query: PendingQuery): PendingQuery {
+    this.running.add(query)
+    this.settledAll.push(
+      // `then`, not `finally`: the derived promise must not reject unobserved.
+      query.then(
+        () => void this.running.delete(query),
+        (err: unknown) => {
+          this.running.delete(query)
+          this.failures.push(err)
+        },
+      ),
+    )
+    return query
+  }
+}
+
+async function withTimeout(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!promise) return
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
+}
+
+type TxSession = ConstructorParameters<typeof PostgresJsTransaction>[1]
+type Dialect = ConstructorParameters<typeof PostgresJsTransaction>[0]
+type RelationalSchema = ConstructorParameters<typeof PostgresJsTransaction>[2]
+
+/**
+ * What a drizzle transaction is built from, read off the database object: drizzle keeps them as
+ * internal fields (drizzle-orm 0.45). transaction.test.ts fails if that changes.
+ */
+function drizzleOf(db: Db): { dialect: Dialect; schema: RelationalSchema; options: ConstructorParameters<typeof PostgresJsSession>[3] } {
+  const internals = db as unknown as {
+    dialect: Dialect
+    _: { schema?: unknown; fullSchema?: unknown; tableNamesMap?: unknown }
+    session: { options: ConstructorParameters<typeof PostgresJsSession>[3] }
+  }
+  const { schema, fullSchema, tableNamesMap } = internals._
+  const relational = (schema ? { schema, fullSchema, tableNamesMap } : undefined) as RelationalSchema
+  return { dialect: internals.dialect, schema: relational, options: internals.session.options }
+}
