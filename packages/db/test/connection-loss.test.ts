@@ -45,3 +45,21 @@ t.test("a reserved connection's backend dying fails its queries instead of crash
   await sleep(100)
   t.pass('the process survived')
 })
+
+t.test('queries queued behind a reserved connection that dies are refused, not left waiting forever', async (t) => {
+  const url = await createTestDatabase(t)
+  const db = createDb(url, { maxConnections: 2 })
+  const killer = createDb(url, { maxConnections: 1 })
+  t.teardown(() => Promise.all([closeDb(db), closeDb(killer)]))
+  const reserved = await db.$client.reserve()
+  t.teardown(() => reserved.release())
+  const [row] = await reserved<{ pid: number }[]>`select pg_backend_pid() as pid`
+  // More than postgres.js pipelines on one connection (100): the rest wait in the reservation's queue.
+  const queries = [reserved`select pg_sleep(5)`, ...Array.from({ length: 150 }, () => reserved`select 1`)]
+  const settled = Promise.allSettled(queries)
+  await sleep(100)
+  await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
+  const outcome = await Promise.race([settled, sleep(3000).then(() => 'still waiting' as const)])
+  t.not(outcome, 'still waiting', 'every query settled once the connection died')
+  if (outcome !== 'still waiting') t.ok(outcome.every((o) => o.status === 'rejected'), 'each refused')
+})
