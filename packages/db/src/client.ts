@@ -4,11 +4,27 @@ import postgres from 'postgres'
 import * as schema from './schema.js'
 
 export type Schema = typeof schema
-export type Db = PostgresJsDatabase<Schema> & { $client: postgres.Sql }
+export type Db = PostgresJsDatabase<Schema> & {
+  $client: postgres.Sql
+  /** The PostgreSQL schema the queue's tables live in (DATABASE_SCHEMA). */
+  $queueSchema: string
+}
 /** What a query runs on: the pool, or a transaction opened with `db.transaction()`. */
 export type Executor = PgDatabase<PostgresJsQueryResultHKT, Schema>
 
+/** The PostgreSQL schema every table, index and sequence of the queue lives in, unless configured. */
+export const DEFAULT_SCHEMA = 'postgres_queue'
+
+/** A plain, unquoted PostgreSQL identifier: what DATABASE_SCHEMA may be. */
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
 export interface DbOptions {
+  /**
+   * The schema the queue lives in (default postgres_queue). Every connection's search_path is this
+   * schema alone, so the queue's unqualified names never meet another application's: a database
+   * may already have its own public.orders.
+   */
+  schema?: string
   /** Connections in this process's pool. */
   maxConnections?: number
   /** Shown in pg_stat_activity, so an operator can tell the api's sessions from each worker's. */
@@ -28,8 +44,13 @@ export interface DbOptions {
  * fails because the database is down; the first query does, with a translatable error.
  */
 export function createDb(url: string, options: DbOptions = {}): Db {
+  const queueSchema = options.schema ?? DEFAULT_SCHEMA
+  if (!SCHEMA_NAME.test(queueSchema)) {
+    throw new RangeError(`schema ${JSON.stringify(queueSchema)} must be a plain lower-case PostgreSQL identifier`)
+  }
   const connection: Record<string, string | number> = {
     application_name: options.applicationName ?? 'postgres-queue',
+    search_path: queueSchema,
   }
   if (options.statementTimeoutMs !== undefined) connection.statement_timeout = options.statementTimeoutMs
   if (options.idleInTransactionTimeoutMs !== undefined) {
@@ -47,7 +68,7 @@ export function createDb(url: string, options: DbOptions = {}): Db {
     connection,
     onnotice: () => {},
   })
-  return drizzle({ client, schema, casing: 'snake_case' })
+  return Object.assign(drizzle({ client, schema, casing: 'snake_case' }), { $queueSchema: queueSchema })
 }
 
 /** Closes the pool, letting running queries finish for at most `timeoutSeconds`. */

@@ -1,9 +1,9 @@
 // Processors' CommitWork gets a drizzle transaction; `sql` from here is the same drizzle, so raw
 // statements and the query builder interoperate with it.
 export { sql } from 'drizzle-orm'
-export { closeDb, createDb, type Db, type DbOptions, type Executor, type Schema } from './client.js'
+export { closeDb, createDb, type Db, type DbOptions, DEFAULT_SCHEMA, type Executor, type Schema } from './client.js'
 export { DatabaseUnavailableError, isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
-export { migrateDatabase, migrationsFolder } from './migrate.js'
+export { type MigrateOptions, migrateDatabase, migrationsFolder } from './migrate.js'
 export * from './queries/claims.js'
 export * from './queries/health.js'
 export * from './queries/leases.js'
@@ -24,7 +24,6 @@ export {
   idempotencyKeys,
   type LineItem,
   type OrderStatus,
-  orderStatus,
   orderStatuses,
   orders,
   type WorkerRow,

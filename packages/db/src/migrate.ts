@@ -1,24 +1,86 @@
-import { sql } from 'drizzle-orm'
-import { migrate } from 'drizzle-orm/postgres-js/migrator'
+import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { sql } from 'drizzle-orm'
+import { readMigrationFiles } from 'drizzle-orm/migrator'
+import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import { advisoryLock } from './advisory-locks.js'
-import { closeDb, createDb } from './client.js'
+import { closeDb, createDb, type Db, DEFAULT_SCHEMA } from './client.js'
 
 export const migrationsFolder = fileURLToPath(new URL('../drizzle', import.meta.url))
+/** Migrations of the layout before the queue had a schema of its own: everything in public. */
+const legacyFolder = fileURLToPath(new URL('../drizzle/legacy', import.meta.url))
+const legacyUpgrade = fileURLToPath(new URL('../drizzle/legacy/upgrade.sql', import.meta.url))
+
+/** The journal, inside the queue's own schema like everything else. */
+const JOURNAL_TABLE = '__drizzle_migrations'
+/** The `when` of the legacy first migration: a legacy journal holding it is this queue's. */
+const LEGACY_FIRST_MIGRATION = 1795809225519
+
+export interface MigrateOptions {
+  /** The schema to create and migrate (DATABASE_SCHEMA); default postgres_queue. */
+  schema?: string
+}
 
 /**
- * Applies the committed migrations in `drizzle/`. Every process may call this at start-up at the
- * same time: a session-level advisory lock lets one migrate while the others wait, then find
+ * Creates the queue's schema and applies the committed migrations in `drizzle/` to it, journal
+ * included, so nothing is written outside it: a database that already has a public.orders, a
+ * workers table or an order_status type is left alone. Every process may call this at start-up at
+ * the same time: a session-level advisory lock lets one migrate while the others wait, then find
  * nothing left to do.
+ *
+ * An install of the earlier layout (its tables in public, its journal in drizzle.__drizzle_migrations)
+ * is upgraded first: brought to its last migration, then moved into the schema and converted
+ * (drizzle/legacy/upgrade.sql), in one transaction, its orders kept.
  */
-export async function migrateDatabase(url: string): Promise<void> {
+export async function migrateDatabase(url: string, { schema = DEFAULT_SCHEMA }: MigrateOptions = {}): Promise<void> {
   // One connection, so the lock and the migration share a session.
-  const db = createDb(url, { maxConnections: 1, applicationName: 'postgres-queue migrate' })
+  const db = createDb(url, { maxConnections: 1, applicationName: 'postgres-queue migrate', schema })
   try {
-    await db.execute(sql`select pg_advisory_lock(${advisoryLock.migrate})`)
-    await migrate(db, { migrationsFolder })
-    await db.execute(sql`select pg_advisory_unlock(${advisoryLock.migrate})`)
+    await db.execute(sql`select pg_advisory_lock(${advisoryLock(db, 'migrate')})`)
+    await db.execute(sql`create schema if not exists ${sql.identifier(schema)}`)
+    if (await isLegacyInstall(db)) await upgradeLegacyInstall(url, db)
+    await migrate(db, { migrationsFolder, migrationsSchema: schema, migrationsTable: JOURNAL_TABLE })
+    await db.execute(sql`select pg_advisory_unlock(${advisoryLock(db, 'migrate')})`)
   } finally {
     await closeDb(db)
   }
+}
+
+/** The earlier layout's journal records this queue's first migration, and the new journal is empty. */
+async function isLegacyInstall(db: Db): Promise<boolean> {
+  const [row] = await db.execute<{ legacy: boolean }>(sql`
+    select to_regclass('drizzle.__drizzle_migrations') is not null
+       and to_regclass(${`${db.$queueSchema}.${JOURNAL_TABLE}`}) is null as legacy`)
+  if (!row?.legacy) return false
+  const [ours] = await db.execute<{ n: number }>(
+    sql`select count(*)::int as n from drizzle.__drizzle_migrations where created_at = ${LEGACY_FIRST_MIGRATION}`,
+  )
+  return (ours?.n ?? 0) > 0
+}
+
+async function upgradeLegacyInstall(url: string, db: Db): Promise<void> {
+  // Bring public to the earlier layout's last migration, with its own journal, as it would have been.
+  const publicDb = createDb(url, { maxConnections: 1, applicationName: 'postgres-queue migrate', schema: 'public' })
+  try {
+    await migrate(publicDb, { migrationsFolder: legacyFolder })
+  } finally {
+    await closeDb(publicDb)
+  }
+  const [baseline] = readMigrationFiles({ migrationsFolder })
+  if (!baseline) throw new Error(`no migrations in ${migrationsFolder}`)
+  const upgrade = (await readFile(legacyUpgrade, 'utf8')).replaceAll('__SCHEMA__', `"${db.$queueSchema}"`)
+  const legacyStamps = readMigrationFiles({ migrationsFolder: legacyFolder }).map((m) => m.folderMillis)
+  await db.transaction(async (tx) => {
+    await tx.execute(sql.raw(upgrade))
+    // The new journal starts with the baseline, which the upgrade has just built: it is not run again.
+    await tx.execute(sql`
+      create table ${sql.identifier(db.$queueSchema)}.${sql.identifier(JOURNAL_TABLE)} (
+        id serial primary key, hash text not null, created_at bigint)`)
+    await tx.execute(sql`
+      insert into ${sql.identifier(db.$queueSchema)}.${sql.identifier(JOURNAL_TABLE)} (hash, created_at)
+      values (${baseline.hash}, ${baseline.folderMillis})`)
+    await tx.execute(
+      sql`delete from drizzle.__drizzle_migrations where created_at = any(${sql.param(legacyStamps)}::bigint[])`,
+    )
+  })
 }

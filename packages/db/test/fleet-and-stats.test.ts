@@ -87,7 +87,7 @@ t.test('retention deletes old finished orders in batches, keeps the rest, and ru
   let locked: () => void = () => {}
   const hasLock = new Promise<void>((resolve) => (locked = resolve))
   const holder = db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue'), 2)`)
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue:postgres_queue'), 2)`)
     locked()
     await new Promise<void>((resolve) => (release = resolve))
   })

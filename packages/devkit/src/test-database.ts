@@ -87,12 +87,15 @@ interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-/** A fresh, migrated database for one test file, dropped when the test ends. Returns its URL. */
-export async function createTestDatabase(t: Teardown): Promise<string> {
+/**
+ * A fresh, migrated database for one test file, dropped when the test ends. Returns its URL.
+ * `{ migrated: false }`: an empty one, for tests of the migration itself.
+ */
+export async function createTestDatabase(t: Teardown, { migrated = true }: { migrated?: boolean } = {}): Promise<string> {
   const state = await readState()
   const name = `test_${randomBytes(6).toString('hex')}`
   const admin = postgres(state.adminUrl, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name} template ${state.template}`)
+  await admin.unsafe(`create database ${name}${migrated ? ` template ${state.template}` : ''}`)
   t.teardown(async () => {
     await admin.unsafe(`drop database if exists ${name} with (force)`)
     await admin.end()

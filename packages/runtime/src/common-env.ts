@@ -7,6 +7,11 @@ export const commonEnv = {
     minLength: 1,
     description: 'PostgreSQL connection URL, e.g. postgres://user:password@host:5432/db',
   }),
+  DATABASE_SCHEMA: Type.String({
+    pattern: '^[a-z_][a-z0-9_]{0,62}$',
+    default: 'postgres_queue',
+    description: 'the PostgreSQL schema the queue lives in, created by the migration; a plain lower-case identifier',
+  }),
   LOG_LEVEL: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { default: 'info', description: 'the least severe level logged' },

@@ -62,6 +62,8 @@ export interface ApiConfig {
   readonly port: number
   readonly host: string
   readonly databaseUrl: string
+  /** The PostgreSQL schema the queue lives in. */
+  readonly databaseSchema: string
   readonly logLevel: (typeof logLevels)[number]
   readonly logFormat: (typeof logFormats)[number]
   readonly databasePoolSize: number
@@ -94,6 +96,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     port: parsed.PORT,
     host: parsed.HOST,
     databaseUrl: parsed.DATABASE_URL,
+    databaseSchema: parsed.DATABASE_SCHEMA,
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,

@@ -7,6 +7,7 @@ import type { ApiConfig } from './config.js'
  */
 export function createApiDb(config: ApiConfig, overrides: DbOptions = {}): Db {
   return createDb(config.databaseUrl, {
+    schema: config.databaseSchema,
     maxConnections: config.databasePoolSize,
     applicationName: 'postgres-queue api',
     // postgres.js waits 30 s by default and createDb 5 s: a request would hold its client that long

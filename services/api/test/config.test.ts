@@ -9,6 +9,7 @@ t.test('applies the defaults when only DATABASE_URL is set', async (t) => {
     port: 3000,
     host: '0.0.0.0',
     databaseUrl: DATABASE_URL,
+    databaseSchema: 'postgres_queue',
     logLevel: 'info',
     logFormat: 'json',
     databasePoolSize: 10,

@@ -356,6 +356,6 @@ t.test('accepts SQL-looking strings, stores them verbatim, and the table survive
     t.equal(stored?.customerId, order.customerId, 'stored verbatim')
     t.same(stored?.items, order.items)
   }
-  const [table] = await db.execute(sql`select to_regclass('public.orders')::text as name`)
+  const [table] = await db.execute(sql`select to_regclass('orders')::text as name`)
   t.equal(table?.name, 'orders', 'the orders table still exists')
 })

@@ -1,15 +1,24 @@
 import type { RetryPolicy } from '@postgres-queue/db'
+import { randomBytes } from 'node:crypto'
+import os from 'node:os'
 import { commonEnv, ConfigError, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
 import { validate as isValidCron } from 'node-cron'
 import Type from 'typebox'
 
 export const WorkerEnv = Type.Object({
   ...commonEnv,
+  WORKER_NAME: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description: 'A stable name for this worker (a replica, a pod): the worker label of its metrics; default the hostname',
+    }),
+  ),
   WORKER_ID: Type.Optional(
     Type.String({
       minLength: 1,
       maxLength: 128,
-      description: 'Name in logs and completed_by; default hostname-pid-random, unique per process',
+      description: 'Name in logs and completed_by, unique per process; default WORKER_NAME-pid-random',
     }),
   ),
   WORKER_CRON: Type.String({
@@ -112,6 +121,10 @@ export type WorkerMode = 'transaction' | 'lease'
 
 export interface WorkerConfig {
   databaseUrl: string
+  /** Stable across restarts: the `worker` label of its metrics. */
+  workerName: string
+  /** The PostgreSQL schema the queue lives in. */
+  databaseSchema: string
   workerId: string
   mode: WorkerMode
   cron: string
@@ -134,15 +147,18 @@ export interface WorkerConfig {
   log: LoggerConfig
 }
 
-/**
- * Reads and validates the worker's environment once, at start-up. `host` supplies the default
- * worker id: hostname and pid to read it by, and `instance` (random) so that it is unique even
- * where every container's process is pid 7 and a restarted container keeps its hostname.
- */
-export function loadConfig(
-  env: Readonly<Record<string, string | undefined>>,
-  host: { hostname: string; pid: number; instance: string },
-): Readonly<WorkerConfig> {
+/** What the default name and id are made of. */
+export interface Host {
+  hostname: string
+  pid: number
+  /** Random: the id is unique even where every container's process is pid 7 and a restart keeps the hostname. */
+  instance: string
+}
+
+const thisHost = (): Host => ({ hostname: os.hostname(), pid: process.pid, instance: randomBytes(2).toString('hex') })
+
+/** Reads and validates the worker's environment once, at start-up; throws a ConfigError naming every bad variable. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, host: Host = thisHost()): Readonly<WorkerConfig> {
   const e = parseEnv(WorkerEnv, env)
   for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
     if (!isValidCron(e[name])) {
@@ -164,9 +180,12 @@ export function loadConfig(
       `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive its orders`,
     ])
   }
-  const workerId = e.WORKER_ID ?? `${host.hostname}-${host.pid}-${host.instance}`
+  const workerName = e.WORKER_NAME ?? host.hostname
+  const workerId = e.WORKER_ID ?? `${workerName}-${host.pid}-${host.instance}`
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
+    workerName,
+    databaseSchema: e.DATABASE_SCHEMA,
     workerId,
     mode: e.WORKER_MODE,
     cron: e.WORKER_CRON,

@@ -7,10 +7,14 @@ export interface WorkerMetrics {
   observer: WorkerObserver
 }
 
-/** The worker's Prometheus metrics, fed by the same observer as the fleet heartbeat. */
-export function createWorkerMetrics(labels: { workerId: string; mode: string }): WorkerMetrics {
+/**
+ * The worker's Prometheus metrics, fed by the same observer as the fleet heartbeat. Labelled by the
+ * worker's name (WORKER_NAME: a replica, a pod), not its per-process id, so a restart continues
+ * the same series instead of starting new ones.
+ */
+export function createWorkerMetrics(labels: { worker: string; mode: string }): WorkerMetrics {
   const registry = new Registry()
-  registry.setDefaultLabels({ worker_id: labels.workerId, mode: labels.mode })
+  registry.setDefaultLabels({ worker: labels.worker, mode: labels.mode })
   collectDefaultMetrics({ register: registry })
   const processed = new Counter({
     name: 'postgres_queue_orders_processed_total',

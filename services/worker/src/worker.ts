@@ -21,8 +21,11 @@ export interface WorkerDeps {
 }
 
 export interface Worker {
-  /** Starts the schedule and drains once right away. */
-  start(): void
+  /**
+   * Starts the schedule and drains once right away. Resolves once the worker is consuming: it
+   * listens for wake-ups (or, when it cannot, polls on its schedule) and has promoted what was due.
+   */
+  start(): Promise<void>
   /**
    * Stops claiming and starting orders, lets the orders in hand finish for up to
    * `shutdownTimeoutMs`, then aborts them (in transaction mode the batch rolls back, so its orders
@@ -114,17 +117,22 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     await drain()
   }
 
+  let started: Promise<void> | undefined
   return {
     start() {
-      if (task || stopped) return
-      task = cron.schedule(config.cron, tick, {
-        name: `drain ${config.workerId}`,
-        noOverlap: true,
-        maxRandomDelay: config.jitterMs,
-        logger: cronLogger(log),
-      })
-      void tick()
-      log.info({ mode: config.mode, cron: config.cron, batchSize: config.batchSize }, 'worker started')
+      started ??= (async () => {
+        task = cron.schedule(config.cron, tick, {
+          name: `drain ${config.workerId}`,
+          noOverlap: true,
+          maxRandomDelay: config.jitterMs,
+          logger: cronLogger(log),
+        })
+        await wakeups.ensure()
+        await promoter.run()
+        void drain()
+        log.info({ mode: config.mode, cron: config.cron, batchSize: config.batchSize }, 'worker started')
+      })()
+      return started
     },
 
     async stop() {

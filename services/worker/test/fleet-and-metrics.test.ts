@@ -20,7 +20,11 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
     if (order.customerId === 'bad') throw new Error('no')
   }
   await createWorker({ db, processor, config, log: silentLogger, observer: fleet.observer }).drain()
-  await sleep(300)
+  // The next heartbeats carry the counts.
+  for (let seen = await listWorkers(db, { goneAfterMs: 1000 }); seen[0]?.processed !== 2; ) {
+    await sleep(20)
+    seen = await listWorkers(db, { goneAfterMs: 1000 })
+  }
   t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', processed: 2, failed: 1 }])
   t.match(await getQueueStats(db), { completedLastMinute: 2, failedLast5Minutes: 1 })
   await fleet.leave()
@@ -51,7 +55,7 @@ t.test('retention deletes finished orders past RETENTION_DAYS in batches', async
 t.test('metrics count outcomes and time processing and pickup, served for Prometheus', async (t) => {
   const { db } = await setUpDatabase(t)
   await insertOrders(db, [makeOrder(), makeOrder({ customerId: 'bad' })])
-  const metrics = createWorkerMetrics({ workerId: 'm-1', mode: 'transaction' })
+  const metrics = createWorkerMetrics({ worker: 'm-1', mode: 'transaction' })
   const processor: OrderProcessor = async (order) => {
     if (order.customerId === 'bad') throw new Error('no')
   }
@@ -68,11 +72,11 @@ t.test('metrics count outcomes and time processing and pickup, served for Promet
   const response = await fetch(`http://127.0.0.1:${port}/metrics`)
   t.equal(response.status, 200)
   const text = await response.text()
-  t.match(text, /postgres_queue_orders_processed_total\{outcome="completed",worker_id="m-1",mode="transaction"\} 1/)
-  t.match(text, /postgres_queue_orders_processed_total\{outcome="retried",worker_id="m-1",mode="transaction"\} 1/)
-  t.match(text, /postgres_queue_processing_duration_seconds_count\{worker_id="m-1",mode="transaction"\} 2/)
-  t.match(text, /postgres_queue_pickup_latency_seconds_count\{worker_id="m-1",mode="transaction"\} 2/)
-  t.match(text, /postgres_queue_claim_batch_size_sum\{worker_id="m-1",mode="transaction"\} 2/)
+  t.match(text, /postgres_queue_orders_processed_total\{outcome="completed",worker="m-1",mode="transaction"\} 1/)
+  t.match(text, /postgres_queue_orders_processed_total\{outcome="retried",worker="m-1",mode="transaction"\} 1/)
+  t.match(text, /postgres_queue_processing_duration_seconds_count\{worker="m-1",mode="transaction"\} 2/)
+  t.match(text, /postgres_queue_pickup_latency_seconds_count\{worker="m-1",mode="transaction"\} 2/)
+  t.match(text, /postgres_queue_claim_batch_size_sum\{worker="m-1",mode="transaction"\} 2/)
   t.match(text, /process_cpu_seconds_total/)
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
 })

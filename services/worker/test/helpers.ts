@@ -18,6 +18,8 @@ export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db:
 export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig {
   return {
     databaseUrl: 'unused',
+    workerName: 'test-worker',
+    databaseSchema: 'postgres_queue',
     workerId: 'test-worker',
     mode: 'transaction',
     cron: '*/5 * * * * *',

@@ -134,8 +134,11 @@ t.test('stop settles the order in hand and starts no other: they stay pending, u
     config: testConfig({ batchSize: 5 }),
     log: silentLogger,
   })
-  worker.start()
-  await sleep(200)
+  await worker.start()
+  await new Promise<void>((resolve) => {
+    const check = () => (stopping ? resolve() : setTimeout(check, 5))
+    check()
+  })
   await stopping
   t.equal((await effectCounts(db)).size, 1, 'the order in hand completed')
   const pending = await listOrders(db, { status: 'pending', limit: 10 })
@@ -157,7 +160,7 @@ t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) =
     config: testConfig({ shutdownTimeoutMs: 100, orderTimeoutMs: 60_000, batchTimeoutMs: 60_000 }),
     log: silentLogger,
   })
-  worker.start()
+  await worker.start()
   await processing
   const started = Date.now()
   await worker.stop()

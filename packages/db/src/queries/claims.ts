@@ -128,7 +128,7 @@ export function failureTransition(attempts: SQL): SQL {
     status = (case
       when ${attempts} >= ${orders.maxAttempts} then 'failed'
       when failure.delay_ms = 0 then 'pending'
-      else 'scheduled' end)::order_status,
+      else 'scheduled' end),
     run_at = statement_timestamp() + failure.delay_ms * interval '1 millisecond',
     last_error = failure.error,
     locked_by = null`

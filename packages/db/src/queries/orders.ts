@@ -138,7 +138,7 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean): SQL {
                              created_at, updated_at)
       overriding system value
       select id, customer_id, currency, items, total_cents,
-             (case when run_at > statement_timestamp() then 'scheduled' else 'pending' end)::order_status,
+             (case when run_at > statement_timestamp() then 'scheduled' else 'pending' end),
              priority, run_at, max_attempts, statement_timestamp(), statement_timestamp()
       from input
       where idempotency_key is null or idempotency_key in (select key from keys)

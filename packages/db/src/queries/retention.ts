@@ -22,7 +22,7 @@ export interface RetentionPolicy {
 export async function deleteExpiredOrders(db: Db, policy: RetentionPolicy): Promise<number | undefined> {
   return db.transaction(async (tx) => {
     const [lock] = await tx.execute<{ locked: boolean }>(
-      sql`select pg_try_advisory_xact_lock(${advisoryLock.retention}) as locked`,
+      sql`select pg_try_advisory_xact_lock(${advisoryLock(db, 'retention')}) as locked`,
     )
     if (!lock?.locked) return undefined
     // One status at a time: each reads the (status, id) index from the oldest id and stops at the batch.
@@ -55,7 +55,7 @@ export async function deleteExpiredIdempotencyKeys(
 ): Promise<number | undefined> {
   return db.transaction(async (tx) => {
     const [lock] = await tx.execute<{ locked: boolean }>(
-      sql`select pg_try_advisory_xact_lock(${advisoryLock.retention}) as locked`,
+      sql`select pg_try_advisory_xact_lock(${advisoryLock(db, 'retention')}) as locked`,
     )
     if (!lock?.locked) return undefined
     const rows = await tx.execute(sql`

@@ -37,7 +37,7 @@ export async function promoteDueOrders(db: Executor, { limit }: { limit: number 
       for update skip locked
     )
     update ${orders} set
-      status = (case when due.status = 'processing' and due.exhausted then 'failed' else 'pending' end)::order_status,
+      status = (case when due.status = 'processing' and due.exhausted then 'failed' else 'pending' end),
       run_at = case when due.status = 'processing' then now() else ${orders.runAt} end,
       last_error = case when due.status = 'processing' and due.exhausted then ${LEASE_LAPSED_ERROR}
                    else ${orders.lastError} end,

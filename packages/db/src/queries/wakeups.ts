@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm'
-import type { Db, Executor } from '../client.js'
+import type { Db } from '../client.js'
 
-/** The LISTEN/NOTIFY channel that tells workers orders are waiting. */
-const CHANNEL = 'postgres_queue_orders'
+/** The LISTEN/NOTIFY channel that tells a queue's workers orders are waiting: one per schema. */
+const channelOf = (db: Db) => `${db.$queueSchema}_orders`
 
 /**
  * Tells listening workers that orders were committed: due now when `dueAt` is absent, else
@@ -12,8 +12,8 @@ const CHANNEL = 'postgres_queue_orders'
  * not share an fsync with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at
  * 8 clients). Callers coalesce: one notification covers every commit before it.
  */
-export async function notifyOrdersWaiting(db: Executor, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
-  await db.execute(sql`select pg_notify(${CHANNEL}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
+export async function notifyOrdersWaiting(db: Db, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
+  await db.execute(sql`select pg_notify(${channelOf(db)}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
 }
 
 export interface Subscription {
@@ -28,7 +28,7 @@ export interface Subscription {
  */
 export async function listenForOrders(db: Db, onWake: (dueAt?: Date) => void): Promise<Subscription> {
   const { unlisten } = await db.$client.listen(
-    CHANNEL,
+    channelOf(db),
     (payload) => {
       const at = Number(payload)
       onWake(payload === '' || !Number.isFinite(at) ? undefined : new Date(at))

@@ -1,0 +1,93 @@
+import { closeDb, createDb } from '@postgres-queue/db'
+import { createLogger, type Logger } from '@postgres-queue/runtime'
+import type { WorkerConfig } from './config.js'
+import { joinFleet } from './fleet.js'
+import { scheduleMaintenance } from './maintenance.js'
+import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js'
+import { observeAll } from './outcomes.js'
+import type { OrderProcessor } from './processor.js'
+import { createWorker } from './worker.js'
+
+/** Margin for the server-side transaction bounds over the client-side order timeout. */
+const SERVER_BOUND_MARGIN_MS = 5000
+
+export interface StartWorkerOptions {
+  /** The team's code: what to do with each order. */
+  processor: OrderProcessor
+  /** The worker's settings: `loadConfig(process.env)` reads them as the configuration table says. */
+  config: Readonly<WorkerConfig>
+  /** Defaults to a pino logger built from the config's LOG_LEVEL and LOG_FORMAT. */
+  log?: Logger
+}
+
+/** A worker running inside the caller's process. */
+export interface RunningWorker {
+  /** Its worker id: in logs and in completedBy. */
+  readonly id: string
+  readonly config: Readonly<WorkerConfig>
+  /** Its Prometheus metrics (served on METRICS_PORT when set). */
+  readonly metrics: WorkerMetrics['registry']
+  /** Claims and processes now until nothing is due (joins a drain in progress). */
+  drain(): Promise<void>
+  /**
+   * Stops: starts no more orders, lets the ones in hand finish within WORKER_SHUTDOWN_TIMEOUT_MS
+   * (then rolls them back), leaves the fleet and closes its connections. Never rejects; a second
+   * call returns the first one's promise.
+   */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a worker in this process and resolves once it is consuming (listening for wake-ups, its
+ * first drain under way). It touches nothing process-wide: no signal handlers, no exit; the caller
+ * decides when to stop it. `runWorker` is the process entry point built on it.
+ *
+ * ```ts
+ * const worker = await startWorker({ processor: myProcessor, config: loadConfig(process.env) })
+ * // ...
+ * await worker.stop()
+ * ```
+ */
+export async function startWorker({ processor, config, log: given }: StartWorkerOptions): Promise<RunningWorker> {
+  const log = given ?? createLogger(config.log)
+  const db = createDb(config.databaseUrl, {
+    schema: config.databaseSchema,
+    // Per batch in flight, its transaction and its lease heartbeat; two more for the promoter,
+    // the fleet heartbeat and retention.
+    maxConnections: 2 * config.batchesInFlight + 2,
+    applicationName: `postgres-queue worker ${config.workerId}`,
+    // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
+    // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.
+    statementTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
+    idleInTransactionTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
+  })
+  const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
+  try {
+    metricsServer = config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
+  } catch (err) {
+    await closeDb(db, 0)
+    throw err
+  }
+  const fleet = await joinFleet({ db, config, log })
+  const maintenance = scheduleMaintenance({ db, config, log })
+  const worker = createWorker({ db, processor, config, log, observer: observeAll(fleet.observer, metrics.observer) })
+  await worker.start()
+
+  let stopping: Promise<void> | undefined
+  return {
+    id: config.workerId,
+    config,
+    metrics: metrics.registry,
+    drain: () => worker.drain(),
+    stop() {
+      stopping ??= (async () => {
+        await Promise.all([worker.stop(), maintenance.stop()])
+        await fleet.leave()
+        metricsServer?.close()
+        await closeDb(db, 0)
+      })()
+      return stopping
+    },
+  }
+}
