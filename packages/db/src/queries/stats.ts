@@ -12,11 +12,20 @@ export interface QueueStats {
   failedLast5Minutes: number
 }
 
+/**
+ * Queue depth: the orders that are due and wait for a worker (pending means due; those due later
+ * are `scheduled`). Its one home: getQueueStats counts `pending` with it (the api's
+ * `postgres_queue_depth` gauge, /queue/stats, the dashboard), and KEDA's PostgreSQL scaler runs
+ * this very text to size the worker fleet (deploy/kubernetes/worker-scaledobject.yaml; a test holds
+ * the two equal). Plain SQL text, so it can go where this package does not.
+ */
+export const queueDepthQuery = "select count(*) from orders where status = 'pending'"
+
 /** getQueueStats's one statement, exported so a test can EXPLAIN exactly what runs. */
 export const queueStatsStatement = sql`
     select
       (select count(*) from ${orders} where status = 'scheduled')::int as scheduled,
-      (select count(*) from ${orders} where status = 'pending')::int as pending,
+      (${sql.raw(queueDepthQuery)})::int as pending,
       (select count(*) from ${orders} where status = 'processing')::int as processing,
       (select count(*) from ${orders} where status = 'failed')::int as failed,
       (select count(*) from ${orders} where status = 'cancelled')::int as cancelled,
