@@ -25,7 +25,7 @@ export interface RunResult {
 export function run(
   command: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; onLine?: (line: string) => void } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: repoRoot, env: options.env ?? process.env, stdio: 'pipe' })
@@ -33,6 +33,7 @@ export function run(
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    if (options.onLine) for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', options.onLine)
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000)
     child.on('error', (err) => {
       clearTimeout(timer)
@@ -62,9 +63,9 @@ export async function findDocker(): Promise<DockerTools | { missing: string }> {
   }
   delete env.NODE_OPTIONS // tap's hooks have no business in the CLI's node, if any
   try {
-    await run(docker, ['info', '--format', '{{.ServerVersion}}'], { env, timeoutMs: 20_000 })
+    await run(docker, ['version'], { env, timeoutMs: 20_000 })
   } catch (err) {
-    return { missing: `no Docker engine answers (${firstLine(err)}); ../shared/docker/build-standins.sh, run as root, installs and starts one` }
+    return { missing: `no Docker engine answers (${lastLine(err)}); ../shared/docker/build-standins.sh, run as root, installs and starts one` }
   }
   for (const compose of [['docker-compose'], [docker, 'compose']]) {
     try {
@@ -77,8 +78,9 @@ export async function findDocker(): Promise<DockerTools | { missing: string }> {
   return { missing: 'a Docker engine answers, but neither docker-compose nor the docker compose plugin is installed' }
 }
 
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!
+/** What the CLI said last: the reason, after whatever it printed before failing. */
+function lastLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).trim().split('\n').at(-1)!.trim()
 }
 
 export interface DockerEvent {
@@ -99,7 +101,7 @@ export interface ContainerState {
 export interface ComposeProject {
   name: string
   /** Runs `compose <args>` in the repository root, on the unmodified docker-compose.yml. */
-  compose(args: string[], timeoutMs?: number): Promise<RunResult>
+  compose(args: string[], options?: { timeoutMs?: number; onLine?: (line: string) => void }): Promise<RunResult>
   /** Ids of the service's containers, running or not. */
   containerIds(service: string): Promise<string[]>
   inspect(ids: string[]): Promise<ContainerState[]>
@@ -159,8 +161,8 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
       return { nonJson: text }
     }
   }
-  const compose = (args: string[], timeoutMs = 300_000) =>
-    run(tools.compose[0]!, [...tools.compose.slice(1), '-f', 'docker-compose.yml', ...args], { env, timeoutMs })
+  const compose = (args: string[], { timeoutMs = 300_000, onLine }: { timeoutMs?: number; onLine?: (line: string) => void } = {}) =>
+    run(tools.compose[0]!, [...tools.compose.slice(1), '-f', 'docker-compose.yml', ...args], { env, timeoutMs, onLine })
   const containerIds = async (service: string) =>
     (await compose(['ps', '-q', service])).stdout.split('\n').filter(Boolean)
   const postgresId = async () => {
