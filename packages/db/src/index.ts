@@ -3,7 +3,13 @@
 export { sql } from 'drizzle-orm'
 export { closeDb, createDb, type Db, type DbOptions, DEFAULT_SCHEMA, type Executor, type Schema } from './client.js'
 export { DatabaseUnavailableError, isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
-export { type MigrateOptions, migrateDatabase, migrationsFolder } from './migrate.js'
+export {
+  type MigrateOptions,
+  type MigrateWhenReachableOptions,
+  migrateDatabase,
+  migrateWhenReachable,
+  migrationsFolder,
+} from './migrate.js'
 export * from './queries/claims.js'
 export * from './queries/health.js'
 export * from './queries/leases.js'

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'drizzle-orm'
 import { readMigrationFiles } from 'drizzle-orm/migrator'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import { advisoryLock } from './advisory-locks.js'
 import { closeDb, createDb, type Db, DEFAULT_SCHEMA } from './client.js'
+import { isDatabaseUnavailable } from './errors.js'
 
 export const migrationsFolder = fileURLToPath(new URL('../drizzle', import.meta.url))
 /** Migrations of the layout before the queue had a schema of its own: everything in public. */
@@ -20,6 +22,9 @@ export interface MigrateOptions {
   /** The schema to create and migrate (DATABASE_SCHEMA); default postgres_queue. */
   schema?: string
 }
+
+/** The longest pause between two attempts of migrateWhenReachable. */
+const MAX_RETRY_DELAY_MS = 2000
 
 /**
  * Creates the queue's schema and applies the committed migrations in `drizzle/` to it, journal
@@ -83,4 +88,31 @@ async function upgradeLegacyInstall(url: string, db: Db): Promise<void> {
       sql`delete from drizzle.__drizzle_migrations where created_at = any(${sql.param(legacyStamps)}::bigint[])`,
     )
   })
+}
+
+export interface MigrateWhenReachableOptions extends MigrateOptions {
+  /** Give up, with the last error, rather than wait past this. */
+  timeoutMs: number
+  /** Called before each pause, with the error that caused it. */
+  onRetry?: (err: unknown, attempt: number) => void
+}
+
+/**
+ * migrateDatabase, retried while the database cannot be reached yet: what a one-shot started next
+ * to its database meets (connection refused, a host name not in DNS yet, a server still starting).
+ * Anything else, a wrong password or a failing migration, fails at once: waiting would not fix it.
+ */
+export async function migrateWhenReachable(url: string, options: MigrateWhenReachableOptions): Promise<void> {
+  const deadline = Date.now() + options.timeoutMs
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrateDatabase(url, options)
+      return
+    } catch (err) {
+      const delayMs = Math.min(250 * 2 ** (attempt - 1), MAX_RETRY_DELAY_MS)
+      if (!isDatabaseUnavailable(err) || Date.now() + delayMs > deadline) throw err
+      options.onRetry?.(err, attempt)
+      await sleep(delayMs)
+    }
+  }
 }

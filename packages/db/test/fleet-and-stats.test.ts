@@ -16,6 +16,7 @@ import {
   leaseOrders,
   listWorkers,
   markWorkerStopped,
+  queueDepthQuery,
   recordHeartbeat,
   registerWorker,
   sql,
@@ -62,6 +63,9 @@ t.test('stats count the queue exactly, estimate history, and measure lag and thr
 
   const stats = await getQueueStats(db)
   t.match(stats.counts, { scheduled: 1, pending: 2, processing: 1, failed: 0, cancelled: 0 })
+  // The queue depth statement on its own (what KEDA's scaler runs): the due orders, nothing else.
+  const [depth] = await db.execute<{ count: string }>(sql.raw(queueDepthQuery(db.$queueSchema)))
+  t.equal(Number(depth?.count), stats.counts.pending, 'queueDepthQuery counts the pending orders')
   t.ok(Math.abs(stats.counts.completed - 500) <= 5, `completed estimated near 500: ${stats.counts.completed}`)
   t.ok(stats.lagSeconds >= 0 && stats.lagSeconds < 5, `lag from the oldest due pending order: ${stats.lagSeconds}`)
   t.equal(old!.status, 'pending')

@@ -56,7 +56,7 @@ t.test(`getQueueStats stays cheap on ${FINISHED_ROWS.toLocaleString('en')} finis
   t.comment(`getQueueStats: median ${median.toFixed(2)} ms of ${RUNS}, max ${timings.at(-1)!.toFixed(2)} ms`)
 
   const plan = await db.execute<{ 'QUERY PLAN': string }>(
-    sql`explain (analyze, buffers, costs off) ${queueStatsStatement}`,
+    sql`explain (analyze, buffers, costs off) ${queueStatsStatement(db.$queueSchema)}`,
   )
   const lines = plan.map((row) => row['QUERY PLAN'])
   t.comment(lines.join('\n'))

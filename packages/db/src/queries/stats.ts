@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import type { Executor } from '../client.js'
+import { DEFAULT_SCHEMA, type Db, type Executor } from '../client.js'
 import { type OrderStatus, orderStatuses, orderThroughput, orders } from '../schema.js'
 
 export interface QueueStats {
@@ -12,15 +12,27 @@ export interface QueueStats {
   failedLast5Minutes: number
 }
 
+/**
+ * Queue depth: the orders that are due and wait for a worker (pending means due; those due later
+ * are `scheduled`). Its one home: getQueueStats counts `pending` with it (the api's
+ * `postgres_queue_depth` gauge, /queue/stats, the dashboard), and KEDA's PostgreSQL scaler runs
+ * this very text to size the worker fleet (deploy/kubernetes/worker-scaledobject.yaml; a test holds
+ * the two equal). Plain SQL text, so it can go where this package does not; qualified with the
+ * queue's schema, since the scaler's session has no search_path set for it.
+ */
+export function queueDepthQuery(schema: string = DEFAULT_SCHEMA): string {
+  return `select count(*) from ${schema}.orders where status = 'pending'`
+}
+
 /** getQueueStats's one statement, exported so a test can EXPLAIN exactly what runs. */
-export const queueStatsStatement = sql`
+export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
     select
       (select count(*) from ${orders} where status = 'scheduled')::int as scheduled,
-      (select count(*) from ${orders} where status = 'pending')::int as pending,
+      (${sql.raw(queueDepthQuery(schema))})::int as pending,
       (select count(*) from ${orders} where status = 'processing')::int as processing,
       (select count(*) from ${orders} where status = 'failed')::int as failed,
       (select count(*) from ${orders} where status = 'cancelled')::int as cancelled,
-      (select greatest(reltuples, 0)::bigint from pg_class where oid = 'orders'::regclass) as estimated_rows,
+      (select greatest(reltuples, 0)::bigint from pg_class where oid = ${`${schema}.orders`}::regclass) as estimated_rows,
       (select extract(epoch from now() - min(run_at)) from ${orders} where status = 'pending') as lag_seconds,
       (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '1 minute')::int
         as completed_last_minute,
@@ -36,8 +48,8 @@ export const queueStatsStatement = sql`
  * orders exactly would read every one of them, so it is estimated from the table's statistics
  * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
  */
-export async function getQueueStats(db: Executor): Promise<QueueStats> {
-  const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement)
+export async function getQueueStats(db: Db): Promise<QueueStats> {
+  const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement(db.$queueSchema))
   const n = (key: string) => Number(row?.[key] ?? 0)
   const exact = n('scheduled') + n('pending') + n('processing') + n('failed') + n('cancelled')
   const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>

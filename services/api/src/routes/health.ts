@@ -11,8 +11,18 @@ import { withTimeout } from '../timeout.js'
  */
 const PING_TIMEOUT_MS = 2000
 
-/** Probes are open whatever API_TOKEN says (auth.ts), and their documented operations say so. */
-const probe = (summary: string) => ({ config: { public: true }, schema: { tags: ['health'], summary, security: [] } })
+/**
+ * Probes are open whatever API_TOKEN says (auth.ts), and their documented operations say so.
+ * Their logger's level is warn: Fastify logs two lines per request at info, which would have every
+ * orchestrator probe (Docker's every 5 s, Kubernetes' two kinds per pod) drown the log. A route
+ * level of debug would not do it: it lowers the threshold, and those lines are info. A failed
+ * readiness check still logs its warning.
+ */
+const probe = (summary: string) => ({
+  config: { public: true },
+  logLevel: 'warn' as const,
+  schema: { tags: ['health'], summary, security: [] },
+})
 
 export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
