@@ -252,10 +252,13 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
       .flatMap((l) => (l.orders as number[]).map((id) => ({ id, heldBy: l.heldBy as string, at: Date.parse(l.time as string) }))),
   )
   // A restart's or a lock's effects outlast it a little (pools find their dead connections on
-  // use); a kill's or a pause's concern the worker that held the order.
+  // use); a pause's concern the worker that held the order. A kill's have no end: worker ids are
+  // per process, so a killed holder's leases lapse whenever the promoter next looks, which on a
+  // loaded machine can be seconds later.
   const explained = (holder: string | undefined, from: number, to: number) =>
     events.find((e) => {
       if (e.kind === 'restart' || e.kind === 'lock') return e.until + AFTERMATH_MS >= from && e.at <= to
+      if (e.kind === 'kill') return e.at <= to && e.target === holder
       return e.until + AFTERMATH_MS >= from && e.at <= to && e.target === holder
     })?.kind
   const causes: string[] = []
