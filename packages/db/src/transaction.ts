@@ -1,7 +1,7 @@
-import type { SQL } from 'drizzle-orm'
 import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js'
 import type postgres from 'postgres'
 import type { Db, Executor } from './client.js'
+import type { BoundQuery } from './statement.js'
 
 /** A query handed to postgres.js: `state` is its connection's backend once sent; `canceller` sends a CancelRequest. */
 type PendingQuery = postgres.PendingQuery<postgres.Row[]> & {
@@ -10,15 +10,15 @@ type PendingQuery = postgres.PendingQuery<postgres.Row[]> & {
 }
 
 /**
- * Runs a drizzle statement through postgres.js as a prepared statement, its rows as arrays of
+ * Runs a bound Statement through postgres.js as a prepared statement, its rows as arrays of
  * values in select order. Drizzle's own `execute` never prepares, so the server would parse and
  * plan a batch's statements anew every time; the hot ones (a claim, a completion) come here.
  */
-export function runPrepared(db: Db, query: SQL): Promise<unknown[][]> {
-  return prepared(db.$client, drizzleOf(db).dialect.sqlToQuery(query))
+export function runPrepared(db: Db, query: BoundQuery): Promise<unknown[][]> {
+  return prepared(db.$client, query)
 }
 
-function prepared(client: postgres.Sql | postgres.ReservedSql, { sql, params }: { sql: string; params: unknown[] }) {
+function prepared(client: postgres.Sql | postgres.ReservedSql, { sql, params }: BoundQuery) {
   return client.unsafe(sql, params as never[], { prepare: true }).values() as unknown as Promise<unknown[][]>
 }
 
@@ -38,12 +38,12 @@ export class BatchTransaction {
   private done = false
 
   private constructor(
-    private readonly db: Db,
+    readonly db: Db,
     private readonly connection: postgres.ReservedSql,
   ) {}
 
   /** BEGIN, then `first` in the same write; returns the transaction and `first`'s rows. */
-  static async begin(db: Db, first: SQL): Promise<{ tx: BatchTransaction; rows: unknown[][] }> {
+  static async begin(db: Db, first: BoundQuery): Promise<{ tx: BatchTransaction; rows: unknown[][] }> {
     const connection = await db.$client.reserve()
     const tx = new BatchTransaction(db, connection)
     try {
@@ -56,12 +56,12 @@ export class BatchTransaction {
   }
 
   /** A statement inside the transaction. */
-  execute(query: SQL): Promise<unknown[][]> {
-    return prepared(this.connection, drizzleOf(this.db).dialect.sqlToQuery(query))
+  execute(query: BoundQuery): Promise<unknown[][]> {
+    return prepared(this.connection, query)
   }
 
   /** `last` (if any), then COMMIT, in one write; releases the connection. Returns `last`'s rows. */
-  async commit(last?: SQL): Promise<unknown[][]> {
+  async commit(last?: BoundQuery): Promise<unknown[][]> {
     try {
       const [rows] = await Promise.all([
         last === undefined ? Promise.resolve([]) : this.execute(last),
@@ -291,7 +291,7 @@ type RelationalSchema = ConstructorParameters<typeof PostgresJsTransaction>[2]
  * What a drizzle transaction is built from, read off the database object: drizzle keeps them as
  * internal fields (drizzle-orm 0.45). transaction.test.ts fails if that changes.
  */
-function drizzleOf(db: Db): { dialect: Dialect; schema: RelationalSchema; options: ConstructorParameters<typeof PostgresJsSession>[3] } {
+export function drizzleOf(db: Db): { dialect: Dialect; schema: RelationalSchema; options: ConstructorParameters<typeof PostgresJsSession>[3] } {
   const internals = db as unknown as {
     dialect: Dialect
     _: { schema?: unknown; fullSchema?: unknown; tableNamesMap?: unknown }

@@ -180,10 +180,8 @@ t.test('the claim reads the partial index in claim order and stops at the limit'
            case when g % 10 = 0 then 'pending' else 'completed' end
     from generate_series(1, 20000) g`)
   await db.execute(sql`analyze orders`)
-  const plan = await db.transaction(async (tx) => {
-    const rows = await tx.execute(sql`explain (format json) ${claimStatement(50)}`)
-    return JSON.stringify(rows[0])
-  })
+  const claim = claimStatement.bind(db, { limit: 50 })
+  const plan = JSON.stringify((await db.$client.unsafe(`explain (format json) ${claim.sql}`, claim.params as never[]))[0])
   t.match(plan, /"Node Type":"Limit".*"Node Type":"LockRows".*"Index Name":"orders_claim_idx"/)
   t.notMatch(plan, /"Node Type":"Sort"/, 'no sort: the index supplies the claim order')
 })
@@ -193,8 +191,9 @@ t.test('a delayed backlog of higher priority costs the claim nothing: it reads d
   await insertOrders(db, Array.from({ length: 100 }, () => makeOrder({ priority: -1000 })))
   const claimBuffers = async () => {
     await db.execute(sql`vacuum analyze orders`)
+    const claim = claimStatement.bind(db, { limit: 1 })
     return db.transaction(async (tx) => {
-      const [row] = await tx.execute(sql`explain (analyze, buffers, format json) ${claimStatement(1)}`)
+      const [row] = await tx.execute(sql.raw(`explain (analyze, buffers, format json) ${claim.sql.replace('$1', '1')}`))
       const { Plan: plan } = (row as { 'QUERY PLAN': [{ Plan: Record<string, number> }] })['QUERY PLAN'][0]
       t.equal(plan['Actual Rows'], 1, 'one due order claimed')
       return (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0)

@@ -18,7 +18,7 @@ import {
 
 /** A BatchTransaction whose first statement is a harmless select, committed after `fn`. */
 async function inTransaction<T>(db: Db, fn: (tx: BatchTransaction) => Promise<T>): Promise<T> {
-  const { tx } = await BatchTransaction.begin(db, sql`select 1`)
+  const { tx } = await BatchTransaction.begin(db, { sql: "select 1", params: [] })
   try {
     const result = await fn(tx)
     await tx.commit()
@@ -37,7 +37,8 @@ async function setUp(t: Test): Promise<Db> {
 }
 
 const mark = async (tx: Executor | BatchTransaction, label: string): Promise<void> => {
-  await tx.execute(sql`insert into marks values (${label})`)
+  if (tx instanceof BatchTransaction) await tx.execute({ sql: 'insert into marks values ($1)', params: [label] })
+  else await tx.execute(sql`insert into marks values (${label})`)
 }
 
 /** drizzle wraps what the driver throws in a DrizzleQueryError. */
@@ -195,22 +196,22 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
 
 t.test('BEGIN and the first statement share a write; the last statement and COMMIT too', async (t) => {
   const db = await setUp(t)
-  const { tx, rows } = await BatchTransaction.begin(db, sql`insert into marks values ('first') returning label`)
+  const { tx, rows } = await BatchTransaction.begin(db, { sql: "insert into marks values ('first') returning label", params: [] })
   t.same(rows, [['first']], 'rows as arrays of values')
-  t.same(await tx.execute(sql`select count(*)::int from marks`), [[1]], 'inside the transaction')
+  t.same(await tx.execute({ sql: "select count(*)::int from marks", params: [] }), [[1]], 'inside the transaction')
   t.same(await marks(db), [], 'not visible outside before the commit')
-  t.same(await tx.commit(sql`insert into marks values ('last') returning label`), [['last']])
+  t.same(await tx.commit({ sql: "insert into marks values ('last') returning label", params: [] }), [['last']])
   t.same(await marks(db), ['first', 'last'])
 })
 
 t.test('a transaction whose connection is killed refuses its later statements, and commits nothing', async (t) => {
   const db = await setUp(t)
-  const { tx, rows } = await BatchTransaction.begin(db, sql`select pg_backend_pid()`)
-  await tx.execute(sql`insert into marks values ('lost with the transaction')`)
+  const { tx, rows } = await BatchTransaction.begin(db, { sql: "select pg_backend_pid()", params: [] })
+  await tx.execute({ sql: "insert into marks values ('lost with the transaction')", params: [] })
   await db.execute(sql`insert into marks values ('before')`)
   await db.execute(sql`select pg_terminate_backend(${rows[0]![0] as number})`)
   await sleep(100) // the close arrives; the pool's connection object reconnects for others
-  await t.rejects(tx.execute(sql`insert into marks values ('lost')`), 'a later statement is refused')
-  await t.rejects(tx.commit(sql`insert into marks values ('lost too')`), 'and so is the commit')
+  await t.rejects(tx.execute({ sql: "insert into marks values ('lost')", params: [] }), 'a later statement is refused')
+  await t.rejects(tx.commit({ sql: "insert into marks values ('lost too')", params: [] }), 'and so is the commit')
   t.same(await marks(db), ['before'], 'nothing ran in another session')
 })

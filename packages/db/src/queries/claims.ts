@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { orders } from '../schema.js'
+import { Statement } from '../statement.js'
 import { BatchTransaction } from '../transaction.js'
 import {
   decodeOrderValues,
@@ -49,22 +50,28 @@ export interface ClaimedBatch {
  * Transition: none (the rows change only when settleBatch commits).
  */
 export async function claimBatch(db: Db, { limit, ids }: { limit: number; ids?: readonly number[] }): Promise<ClaimedBatch> {
-  const { tx, rows } = await BatchTransaction.begin(db, claimStatement(limit, ids))
+  const query = ids === undefined ? claimStatement.bind(db, { limit }) : claimOnlyStatement.bind(db, { limit, ids })
+  const { tx, rows } = await BatchTransaction.begin(db, query)
   return { tx, orders: rows.map((row) => decodeOrderValues(row)) }
 }
 
 /**
- * The claim's statement (exported for EXPLAIN). Written as SQL rather than with the query builder:
- * it runs once per batch, and building the builder's select every time was an eighth of a worker's
- * CPU. It is prepared, so the server plans it once per connection.
+ * The claim's statement (exported for EXPLAIN). Written as SQL rather than with the query builder,
+ * compiled once and prepared, so neither the worker nor the server builds or plans it per batch.
  */
-export function claimStatement(limit: number, ids?: readonly number[]): SQL {
-  const only = ids === undefined ? sql`` : sql`and ${orders.id} = any(${sql.param(ids)}::bigint[])`
+export const claimStatement = new Statement<{ limit: number }>(claimQuery(sql``))
+
+/** The claim narrowed to some orders (`ids`). */
+const claimOnlyStatement = new Statement<{ limit: number; ids: readonly number[] }>(
+  claimQuery(sql`and ${orders.id} = any(${sql.placeholder('ids')}::bigint[])`),
+)
+
+function claimQuery(only: SQL): SQL {
   return sql`
     select ${orderColumnList} from ${orders}
     where ${claimable.where} ${only}
     order by ${claimable.orderBy}
-    limit ${limit}
+    limit ${sql.placeholder('limit')}
     for update skip locked`
 }
 
@@ -86,38 +93,35 @@ export async function settleBatch(
     policy: RetryPolicy
   },
 ): Promise<FailureOutcome[]> {
-  const rows = await tx.commit(sql`
-    with completed as (
-      update ${orders} set
-        status = 'completed', attempts = ${orders.attempts} + 1, completed_at = statement_timestamp(),
-        completed_by = ${workerId}, updated_at = statement_timestamp()
-      where ${orders.id} = any(${sql.param(completed)}::bigint[]) and ${orders.status} = 'pending'
-    ),
-    failed as (
-      update ${orders} set
-        attempts = ${orders.attempts} + 1,
-        ${failureTransition(sql`${orders.attempts} + 1`)},
-        updated_at = statement_timestamp()
-      from ${failureTable(failures, policy)}
-      where ${orders.id} = failure.id and ${orders.status} = 'pending'
-      returning ${orders.id}, ${orders.status}, ${orders.runAt}
-    )
-    select * from failed`)
-  return decodeOutcomeValues(rows)
+  const query = settleStatement.bind(tx.db, { completed, workerId, ...failureValues(failures, policy) })
+  return decodeOutcomeValues(await tx.commit(query))
+}
+
+/** The failed attempts as the arrays `failureTable` reads: the backoff is drawn here, per attempt. */
+export interface FailureValues extends Record<string, unknown> {
+  failureIds: number[]
+  failureErrors: string[]
+  failureDelays: number[]
+  failureTokens: number[]
+}
+
+export function failureValues(failures: readonly (OrderFailure & { token?: number })[], policy: RetryPolicy): FailureValues {
+  return {
+    failureIds: failures.map((f) => f.id),
+    failureErrors: failures.map((f) => f.error),
+    failureDelays: failures.map((f) => retryDelayMs(f.attempt, policy)),
+    failureTokens: failures.map((f) => f.token ?? 0),
+  }
 }
 
 /**
- * `(id, error, delay_ms[, token])` rows as `failure`, the backoff drawn here per attempt. Shared
- * with lease mode's fenced settlement, which adds each lease's token. The arrays are always there,
- * empty when nothing failed, so the statement's text (and its prepared plan) never changes.
+ * `(id, error, delay_ms, token)` rows as `failure`, from failureValues' arrays. Shared with lease
+ * mode's fenced settlement, which fills in each lease's token. The arrays are always there, empty
+ * when nothing failed, so the statement's text (and its prepared plan) never changes.
  */
-export function failureTable(failures: readonly (OrderFailure & { token?: number })[], policy: RetryPolicy): SQL {
-  const ids = sql`${sql.param(failures.map((f) => f.id))}::bigint[]`
-  const errors = sql`${sql.param(failures.map((f) => f.error))}::text[]`
-  const delays = sql`${sql.param(failures.map((f) => retryDelayMs(f.attempt, policy)))}::int[]`
-  const tokens = sql`${sql.param(failures.map((f) => f.token ?? 0))}::int[]`
-  return sql`unnest(${ids}, ${errors}, ${delays}, ${tokens}) as failure(id, error, delay_ms, token)`
-}
+export const failureTable = sql`unnest(
+  ${sql.placeholder('failureIds')}::bigint[], ${sql.placeholder('failureErrors')}::text[],
+  ${sql.placeholder('failureDelays')}::int[], ${sql.placeholder('failureTokens')}::int[]) as failure(id, error, delay_ms, token)`
 
 /**
  * The SET clauses of a failed attempt that brings the count to `attempts`: failed when none are
@@ -133,3 +137,21 @@ export function failureTransition(attempts: SQL): SQL {
     last_error = failure.error,
     locked_by = null`
 }
+
+const settleStatement = new Statement<{ completed: readonly number[]; workerId: string } & FailureValues>(sql`
+    with completed as (
+      update ${orders} set
+        status = 'completed', attempts = ${orders.attempts} + 1, completed_at = statement_timestamp(),
+        completed_by = ${sql.placeholder('workerId')}, updated_at = statement_timestamp()
+      where ${orders.id} = any(${sql.placeholder('completed')}::bigint[]) and ${orders.status} = 'pending'
+    ),
+    failed as (
+      update ${orders} set
+        attempts = ${orders.attempts} + 1,
+        ${failureTransition(sql`${orders.attempts} + 1`)},
+        updated_at = statement_timestamp()
+      from ${failureTable}
+      where ${orders.id} = failure.id and ${orders.status} = 'pending'
+      returning ${orders.id}, ${orders.status}, ${orders.runAt}
+    )
+    select * from failed`)

@@ -1,8 +1,10 @@
 import { type SQL, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
+import type { BoundQuery } from '../statement.js'
 import { orders } from '../schema.js'
+import { Statement } from '../statement.js'
 import { BatchTransaction, runPrepared } from '../transaction.js'
-import { claimable, failureTable, failureTransition } from './claims.js'
+import { claimable, type FailureValues, failureTable, failureTransition, failureValues } from './claims.js'
 import {
   decodeOrderValues,
   decodeOutcomeValues,
@@ -54,27 +56,7 @@ export async function leaseOrders(
   db: Db,
   { limit, workerId, leaseMs }: { limit: number; workerId: string; leaseMs: number },
 ): Promise<LeasedOrder[]> {
-  const rows = await runPrepared(
-    db,
-    sql`
-      with claimed as materialized (
-        select id, run_at from ${orders}
-        where ${claimable.where}
-        order by ${claimable.orderBy}
-        limit ${limit}
-        for update skip locked
-      )
-      update ${orders} set
-        status = 'processing',
-        attempts = ${orders.attempts} + 1,
-        lease_token = ${orders.leaseToken} + 1,
-        locked_by = ${workerId},
-        run_at = ${leaseExpiry(leaseMs)},
-        updated_at = now()
-      from claimed
-      where ${orders.id} = claimed.id
-      returning ${orderColumnList}, claimed.run_at`,
-  )
+  const rows = await runPrepared(db, leaseStatement.bind(db, { limit, workerId, leaseMs }))
   const dueAt = orderColumnCount
   const leased = rows.map((row) => {
     const order = decodeOrderValues(row)
@@ -99,14 +81,7 @@ export async function extendLeases(
   { leases, leaseMs }: { leases: readonly Lease[]; leaseMs: number },
 ): Promise<number[]> {
   if (leases.length === 0) return []
-  const rows = await runPrepared(
-    db,
-    sql`
-      update ${orders} set run_at = ${leaseExpiry(leaseMs)}
-      from ${leaseTable(leases)}
-      where ${held}
-      returning ${orders.id}`,
-  )
+  const rows = await runPrepared(db, extendStatement.bind(db, { ...leaseValues(leases), leaseMs }))
   return rows.map(([id]) => Number(id))
 }
 
@@ -135,7 +110,7 @@ export interface LeaseSettlementInput {
  * Transition: processing (held) -> completed | scheduled | pending | failed.
  */
 export async function settleLeasedOrders(db: Db, input: LeaseSettlementInput): Promise<LeaseSettlement> {
-  return decodeSettlement(await runPrepared(db, settlementStatement(input)))
+  return decodeSettlement(await runPrepared(db, bindSettlement(db, input)))
 }
 
 /** Leased orders locked for their CommitWork, in a transaction settleLeasedBatch commits. */
@@ -155,37 +130,17 @@ export interface LockedLeases {
  * Transition: none (locks only).
  */
 export async function lockLeasedOrders(db: Db, { leases }: { leases: readonly Lease[] }): Promise<LockedLeases> {
-  const { tx, rows } = await BatchTransaction.begin(
-    db,
-    sql`select ${orders.id} from ${orders}, ${leaseTable(leases)} where ${held} for update of ${orders}`,
-  )
+  const { tx, rows } = await BatchTransaction.begin(db, lockStatement.bind(db, leaseValues(leases)))
   return { tx, held: new Set(rows.map(([id]) => Number(id))) }
 }
 
 /** settleLeasedOrders inside lockLeasedOrders' transaction, sent with its COMMIT. */
 export async function settleLeasedBatch(tx: BatchTransaction, input: LeaseSettlementInput): Promise<LeaseSettlement> {
-  return decodeSettlement(await tx.commit(settlementStatement(input)))
+  return decodeSettlement(await tx.commit(bindSettlement(tx.db, input)))
 }
 
-function settlementStatement({ succeeded, failures, workerId, policy }: LeaseSettlementInput): SQL {
-  return sql`
-    with completed as (
-      update ${orders} set
-        status = 'completed', completed_at = statement_timestamp(), completed_by = ${workerId},
-        locked_by = null, updated_at = statement_timestamp()
-      from ${leaseTable(succeeded)}
-      where ${held}
-      returning ${orders.id}
-    ),
-    failed as (
-      update ${orders} set ${failureTransition(sql`${orders.attempts}`)}, updated_at = statement_timestamp()
-      from ${failureTable(failures, policy)}
-      where ${orders.id} = failure.id and ${orders.leaseToken} = failure.token and ${orders.status} = 'processing'
-      returning ${orders.id}, ${orders.status}, ${orders.runAt}
-    )
-    select id, 'completed', null from completed
-    union all
-    select id, status::text, run_at::text from failed`
+function bindSettlement(db: Db, { succeeded, failures, workerId, policy }: LeaseSettlementInput): BoundQuery {
+  return settlementStatement.bind(db, { ...leaseValues(succeeded), workerId, ...failureValues(failures, policy) })
 }
 
 function decodeSettlement(rows: readonly unknown[][]): LeaseSettlement {
@@ -210,16 +165,8 @@ export async function releaseLeasedOrders(
   { leases }: { leases: readonly (Lease & { dueAt: Date })[] },
 ): Promise<number[]> {
   if (leases.length === 0) return []
-  const dueAt = sql`${sql.param(leases.map((l) => l.dueAt.toISOString()))}::text[]::timestamptz[]`
-  const rows = await runPrepared(
-    db,
-    sql`
-      update ${orders} set
-        status = 'pending', attempts = ${orders.attempts} - 1, run_at = lease.due_at, locked_by = null, updated_at = now()
-      from ${leaseTable(leases, sql`, ${dueAt}`, sql`, due_at`)}
-      where ${held}
-      returning ${orders.id}`,
-  )
+  const dueAt = leases.map((l) => l.dueAt.toISOString())
+  const rows = await runPrepared(db, releaseStatement.bind(db, { ...leaseValues(leases), dueAt }))
   return rows.map(([id]) => Number(id))
 }
 
@@ -229,16 +176,78 @@ export async function releaseLeasedOrders(
  * the lease would hand out leases already lapsed, rescued and processed twice at once (the
  * fault-injection test caught it).
  */
-function leaseExpiry(leaseMs: number): SQL {
-  return sql`clock_timestamp() + ${leaseMs} * interval '1 millisecond'`
+const leaseExpiry = sql`clock_timestamp() + ${sql.placeholder('leaseMs')} * interval '1 millisecond'`
+
+/** The leases as the arrays `leaseTable` reads. */
+interface LeaseValues extends Record<string, unknown> {
+  leaseIds: number[]
+  leaseTokens: number[]
 }
 
-/** `(id, token[, ...])` rows from arrays, joined against orders as `lease`. */
-function leaseTable(leases: readonly Lease[], moreArrays: SQL = sql``, moreColumns: SQL = sql``): SQL {
-  const ids = sql`${sql.param(leases.map((l) => l.id))}::bigint[]`
-  const tokens = sql`${sql.param(leases.map((l) => l.token))}::int[]`
-  return sql`unnest(${ids}, ${tokens}${moreArrays}) as lease(id, token${moreColumns})`
+function leaseValues(leases: readonly Lease[]): LeaseValues {
+  return { leaseIds: leases.map((l) => l.id), leaseTokens: leases.map((l) => l.token) }
+}
+
+/** `(id, token[, ...])` rows from leaseValues' arrays, joined against orders as `lease`. */
+function leaseTable(moreArrays: SQL = sql``, moreColumns: SQL = sql``): SQL {
+  return sql`unnest(${sql.placeholder('leaseIds')}::bigint[], ${sql.placeholder('leaseTokens')}::int[]${moreArrays})
+    as lease(id, token${moreColumns})`
 }
 
 /** The fence: the row is this lease's order, still processing under this very token. */
 const held = sql`${orders.id} = lease.id and ${orders.leaseToken} = lease.token and ${orders.status} = 'processing'`
+
+const leaseStatement = new Statement<{ limit: number; workerId: string; leaseMs: number }>(sql`
+  with claimed as materialized (
+    select id, run_at from ${orders}
+    where ${claimable.where}
+    order by ${claimable.orderBy}
+    limit ${sql.placeholder('limit')}
+    for update skip locked
+  )
+  update ${orders} set
+    status = 'processing',
+    attempts = ${orders.attempts} + 1,
+    lease_token = ${orders.leaseToken} + 1,
+    locked_by = ${sql.placeholder('workerId')},
+    run_at = ${leaseExpiry},
+    updated_at = now()
+  from claimed
+  where ${orders.id} = claimed.id
+  returning ${orderColumnList}, claimed.run_at`)
+
+const extendStatement = new Statement<LeaseValues & { leaseMs: number }>(sql`
+  update ${orders} set run_at = ${leaseExpiry}
+  from ${leaseTable()}
+  where ${held}
+  returning ${orders.id}`)
+
+const lockStatement = new Statement<LeaseValues>(
+  sql`select ${orders.id} from ${orders}, ${leaseTable()} where ${held} for update of ${orders}`,
+)
+
+const settlementStatement = new Statement<LeaseValues & { workerId: string } & FailureValues>(sql`
+  with completed as (
+    update ${orders} set
+      status = 'completed', completed_at = statement_timestamp(), completed_by = ${sql.placeholder('workerId')},
+      locked_by = null, updated_at = statement_timestamp()
+    from ${leaseTable()}
+    where ${held}
+    returning ${orders.id}
+  ),
+  failed as (
+    update ${orders} set ${failureTransition(sql`${orders.attempts}`)}, updated_at = statement_timestamp()
+    from ${failureTable}
+    where ${orders.id} = failure.id and ${orders.leaseToken} = failure.token and ${orders.status} = 'processing'
+    returning ${orders.id}, ${orders.status}, ${orders.runAt}
+  )
+  select id, 'completed', null from completed
+  union all
+  select id, status::text, run_at::text from failed`)
+
+const releaseStatement = new Statement<LeaseValues & { dueAt: string[] }>(sql`
+  update ${orders} set
+    status = 'pending', attempts = ${orders.attempts} - 1, run_at = lease.due_at, locked_by = null, updated_at = now()
+  from ${leaseTable(sql`, ${sql.placeholder('dueAt')}::text[]::timestamptz[]`, sql`, due_at`)}
+  where ${held}
+  returning ${orders.id}`)
