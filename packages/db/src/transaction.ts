@@ -75,6 +75,32 @@ export class BatchTransaction {
     }
   }
 
+  /**
+   * `last`, COMMIT, BEGIN and `first` in ONE write: this transaction commits and the next one opens
+   * on the same connection, with no round trip between them. Throws if this transaction failed
+   * (then the next is rolled back too). If only `first` failed, this one still committed: `next` is
+   * then undefined and the connection released.
+   */
+  async commitAndBegin(last: BoundQuery, first: BoundQuery): Promise<{ rows: unknown[][]; next?: { tx: BatchTransaction; rows: unknown[][] } }> {
+    const next = new BatchTransaction(this.db, this.connection)
+    this.done = true // the connection passes to `next`, which releases it
+    const [settled, committed, , claimed] = await Promise.allSettled([
+      this.execute(last),
+      this.connection.unsafe('commit'),
+      this.connection.unsafe('begin'),
+      next.execute(first),
+    ])
+    if (settled.status === 'rejected' || committed.status === 'rejected') {
+      await next.rollback()
+      throw settled.status === 'rejected' ? settled.reason : (committed as PromiseRejectedResult).reason
+    }
+    if (claimed.status === 'rejected') {
+      await next.rollback()
+      return { rows: settled.value }
+    }
+    return { rows: settled.value, next: { tx: next, rows: claimed.value } }
+  }
+
   /** Rolls back (best effort: on a lost connection the server already has) and releases the connection. */
   async rollback(): Promise<void> {
     if (this.done) return

@@ -11,6 +11,7 @@ import {
   insertOrders,
   type Order,
   settleBatch,
+  settleBatchAndClaimNext,
 } from '../src/index.js'
 
 async function setUp(t: Test): Promise<Db> {
@@ -147,6 +148,41 @@ t.test('settling completes and fails in one statement, counting the attempt, and
     [bad!.id],
     'a failed attempt is claimable again; a completed order is not',
   )
+})
+
+t.test('settling can claim the next batch in the same write: the first commits, the next is held', async (t) => {
+  const db = await setUp(t)
+  const inserted = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  const ids = inserted.map((o) => o.id)
+  const first = await claimBatch(db, { limit: 2 })
+  const settled = await settleBatchAndClaimNext(
+    first.tx,
+    { completed: first.orders.map((o) => o.id), failures: [], workerId: 'w', policy: noBackoff },
+    { limit: 2 },
+  )
+  t.same(settled.failed, [])
+  t.same(settled.next?.orders.map((o) => o.id), ids.slice(2, 4), 'the next two in claim order')
+  t.match(await getOrder(db, ids[0]!), { status: 'completed', attempts: 1 }, 'the first batch committed')
+  t.same((await peekClaim(db, 10)).map((o) => o.id), [ids[4]], 'the next batch is locked by its open transaction')
+  await settled.next?.tx.rollback()
+  t.same((await peekClaim(db, 10)).map((o) => o.id), ids.slice(2), 'and rolled back, it is claimable again, untouched')
+  t.match(await getOrder(db, ids[2]!), { status: 'pending', attempts: 0 })
+})
+
+t.test('a settlement that fails commits nothing and takes no next batch', async (t) => {
+  const db = await setUp(t)
+  const inserted = await insertOrders(db, Array.from({ length: 4 }, () => makeOrder()))
+  const first = await claimBatch(db, { limit: 2 })
+  // A NUL byte is refused by PostgreSQL's text type: the settling statement fails.
+  await t.rejects(
+    settleBatchAndClaimNext(
+      first.tx,
+      { completed: [], failures: first.orders.map((o) => ({ id: o.id, attempt: 1, error: 'bad \u0000' })), workerId: 'w', policy: noBackoff },
+      { limit: 2 },
+    ),
+  )
+  t.same((await peekClaim(db, 10)).map((o) => o.id), inserted.map((o) => o.id), 'every order claimable, none held')
+  t.ok((await peekClaim(db, 10)).every((o) => o.attempts === 0), 'no attempt counted')
 })
 
 t.test('a failed attempt with a backoff is scheduled for then; on its last attempt it is failed', async (t) => {

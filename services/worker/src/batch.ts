@@ -1,4 +1,4 @@
-import type { Db } from '@postgres-queue/db'
+import type { ClaimedBatch, Db } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
 import type { WorkerObserver } from './outcomes.js'
@@ -25,6 +25,11 @@ export interface BatchResult {
   claimed: number
   /** The earliest retry the batch scheduled, so the worker promotes it on time. */
   retryAt?: Date
+  /**
+   * Transaction mode: the next batch, already claimed with this one's commit. Whoever receives it
+   * runs it or rolls it back.
+   */
+  next?: ClaimedBatch
 }
 
 /** A batch whose transaction failed: nothing of it committed. Carries the orders it had claimed. */

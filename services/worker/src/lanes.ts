@@ -1,10 +1,12 @@
+import type { ClaimedBatch } from '@postgres-queue/db'
 import type { BatchResult } from './batch.js'
 
 export interface LaneOptions {
   /** The most batches in flight at once (WORKER_BATCHES_IN_FLIGHT). */
   maxLanes: number
   batchSize: number
-  runBatch: () => Promise<BatchResult>
+  /** Runs a batch: the one the previous batch claimed with its commit, if any, else a new claim. */
+  runBatch: (claimed?: ClaimedBatch) => Promise<BatchResult>
   /** After each batch that completed (not one that threw). */
   onBatch: (result: BatchResult) => void
   /** Checked before every batch: a stop ends every lane after the batch in hand. */
@@ -23,11 +25,18 @@ export function drainInLanes({ maxLanes, batchSize, runBatch, onBatch, stopped }
     let open = 0
     let failure: { err: unknown } | undefined
     const lane = async (): Promise<void> => {
-      while (!stopped() && failure === undefined) {
-        const result = await runBatch()
-        onBatch(result)
-        if (result.claimed < batchSize) return
-        if (open < maxLanes) openLane()
+      let next: ClaimedBatch | undefined
+      try {
+        while (!stopped() && failure === undefined) {
+          const result = await runBatch(next)
+          next = result.next
+          onBatch(result)
+          if (result.claimed < batchSize) return
+          if (open < maxLanes) openLane()
+        }
+      } finally {
+        // A batch claimed ahead that this lane will not run goes back, unattempted.
+        await next?.tx.rollback()
       }
     }
     const openLane = () => {

@@ -1,4 +1,4 @@
-import { claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
+import { type ClaimedBatch, claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
 import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
 import { describeError } from './thrown.js'
 import { runTransactionBatch } from './transaction-batch.js'
@@ -16,9 +16,12 @@ import { runTransactionBatch } from './transaction-batch.js'
  * Not split: transient failures (the database unreachable, a lock or statement timeout, a
  * deadlock), which are nobody's fault and are retried as they are, and a forced stop.
  */
-export async function runIsolatingPoison(deps: BatchDeps, only?: readonly number[]): Promise<BatchResult> {
+export async function runIsolatingPoison(
+  deps: BatchDeps,
+  { only, claimed }: { only?: readonly number[]; claimed?: ClaimedBatch } = {},
+): Promise<BatchResult> {
   try {
-    return await runTransactionBatch(deps, only)
+    return await runTransactionBatch(deps, { only, claimed })
   } catch (err) {
     if (!(err instanceof BatchFailedError) || deps.stop.aborted || isTransientDatabaseError(err.cause)) throw err
     const { ids } = err
@@ -26,8 +29,8 @@ export async function runIsolatingPoison(deps: BatchDeps, only?: readonly number
     if (ids.length === 1) return recordPoison(deps, ids[0] as number, err.cause)
     deps.log.warn({ err: err.cause, orders: ids.length }, 'batch failed; splitting it to isolate the order that breaks it')
     const half = Math.ceil(ids.length / 2)
-    const first = await runIsolatingPoison(deps, ids.slice(0, half))
-    const second = await runIsolatingPoison(deps, ids.slice(half))
+    const first = await runIsolatingPoison(deps, { only: ids.slice(0, half) })
+    const second = await runIsolatingPoison(deps, { only: ids.slice(half) })
     const retryAt = [first.retryAt, second.retryAt].filter((d) => d !== undefined).sort((a, b) => +a - +b)[0]
     return { claimed: ids.length, retryAt }
   }

@@ -1,4 +1,4 @@
-import { claimBatch, type Order, type OrderFailure, settleBatch } from '@postgres-queue/db'
+import { type ClaimedBatch, claimBatch, type Order, type OrderFailure, settleBatch, settleBatchAndClaimNext } from '@postgres-queue/db'
 import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
@@ -17,15 +17,21 @@ import { runProcessor } from './run-processor.js'
  * - A graceful stop starts no more orders; those not started are released, unattempted, by the
  *   commit. A forced stop rolls the whole batch back.
  *
- * `only` narrows the claim to those orders (isolating one that breaks its batch: poison.ts). A
- * failure of the transaction itself throws BatchFailedError, naming the orders it had claimed.
+ * A full batch claims the next one with its commit, in the same write (one round trip per batch
+ * while the queue is deep), and returns it for the next call to run (`claimed`). `only` narrows the
+ * claim to those orders (isolating one that breaks its batch: poison.ts). A failure of the
+ * transaction itself throws BatchFailedError, naming the orders it had claimed.
  */
-export async function runTransactionBatch(deps: BatchDeps, only?: readonly number[]): Promise<BatchResult> {
+export async function runTransactionBatch(
+  deps: BatchDeps,
+  { only, claimed: prefetched }: { only?: readonly number[]; claimed?: ClaimedBatch } = {},
+): Promise<BatchResult> {
   const { config, db } = deps
-  let claimed: Order[] = []
+  const limit = only?.length ?? config.batchSize
+  let claimed: Order[] = prefetched?.orders ?? []
   let outcome
   try {
-    const batch = await claimBatch(db, { limit: only?.length ?? config.batchSize, ids: only })
+    const batch = prefetched ?? (await claimBatch(db, { limit, ids: only }))
     claimed = batch.orders
     try {
       deps.observer.claimed(claimed.length)
@@ -51,8 +57,11 @@ export async function runTransactionBatch(deps: BatchDeps, only?: readonly numbe
         if (p.result.ok) completed.push(p.order.id)
         else failures.push({ id: p.order.id, attempt: p.attempt, error: p.result.error })
       }
-      const failed = await settleBatch(batch.tx, { completed, failures, workerId: config.workerId, policy: config.retry })
-      outcome = { processed, failed }
+      const settlement = { completed, failures, workerId: config.workerId, policy: config.retry }
+      const claimNext = only === undefined && claimed.length === limit && !deps.draining.aborted && !deps.stop.aborted
+      outcome = claimNext
+        ? { processed, ...(await settleBatchAndClaimNext(batch.tx, settlement, { limit })) }
+        : { processed, failed: await settleBatch(batch.tx, settlement) }
     } catch (err) {
       await batch.tx.rollback()
       throw err
@@ -65,7 +74,7 @@ export async function runTransactionBatch(deps: BatchDeps, only?: readonly numbe
   }
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
   for (const p of outcome.processed) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
-  return { claimed: claimed.length, retryAt: earliestRetry(outcome.failed) }
+  return { claimed: claimed.length, retryAt: earliestRetry(outcome.failed), next: outcome.next }
 }
 
 async function processOne(deps: BatchDeps, order: Order): Promise<ProcessedOrder> {

@@ -1,4 +1,4 @@
-import { type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
+import { type ClaimedBatch, type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import cron, { type ScheduledTask } from 'node-cron'
 import type { BatchDeps, BatchResult } from './batch.js'
@@ -46,7 +46,8 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
   const draining = new AbortController()
   const forced = new AbortController()
   const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
-  const runBatch = config.mode === 'lease' ? () => runLeaseBatch(deps) : () => runIsolatingPoison(deps)
+  const runBatch =
+    config.mode === 'lease' ? () => runLeaseBatch(deps) : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
   let task: ScheduledTask | undefined
   let inFlight: Promise<void> | undefined
   // Set when a drain is requested while one runs: the running drain makes one more pass, so an

@@ -1,10 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
+import { claimBatch, closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
 import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
 import t from 'tap'
-import type { OrderProcessor } from '../src/processor.js'
+import type { BatchResult } from '../src/batch.js'
+import { drainInLanes } from '../src/lanes.js'
+import { runIsolatingPoison } from '../src/poison.js'
+import { type OrderProcessor, processOrder } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'
-import { capturingLogger, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
 const recordingProcessor: OrderProcessor = async (order, ctx) => recordEffect(order.id, ctx.workerId)
 
@@ -144,6 +147,28 @@ t.test('stop settles the order in hand and starts no other: they stay pending, u
   const pending = await listOrders(db, { status: 'pending', limit: 10 })
   t.equal(pending.length, 9, 'no other order was started')
   t.ok(pending.every((o) => o.attempts === 0))
+})
+
+t.test('a full batch claims the next with its commit; a lane that stops gives that batch back unattempted', async (t) => {
+  const { db } = await setUpDatabase(t)
+  await insertOrders(db, Array.from({ length: 10 }, () => makeOrder()))
+  const deps = { db, processor: processOrder, config: testConfig({ batchSize: 5 }), log: silentLogger, ...running }
+  const results: BatchResult[] = []
+  await drainInLanes({
+    maxLanes: 1,
+    batchSize: 5,
+    runBatch: (claimed) => runIsolatingPoison(deps, { claimed }),
+    onBatch: (result) => results.push(result),
+    stopped: () => results.length > 0,
+  })
+  t.equal(results.length, 1, 'the lane stopped after one batch')
+  t.equal(results[0]?.next?.orders.length, 5, 'which had claimed the next five with its commit')
+  const pending = await listOrders(db, { status: 'pending', limit: 10 })
+  t.equal(pending.length, 5, 'those five are pending')
+  t.ok(pending.every((o) => o.attempts === 0), 'unattempted')
+  const { tx, orders } = await claimBatch(db, { limit: 10 })
+  await tx.rollback()
+  t.equal(orders.length, 5, 'and no longer locked: a claim takes them at once')
 })
 
 t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {
