@@ -2,7 +2,9 @@
  * `pnpm bench`: this project, pg-boss and graphile-worker side by side on one embedded PostgreSQL,
  * plus the database's own ceiling for the same patterns. Writes bench/results/latest.{md,json} and a
  * timestamped copy. `--quick` (or BENCH_QUICK=1) is a smoke run with small sizes; `--only=a,b` (or
- * BENCH_ONLY) runs some phases: ceiling, processing, scale, enqueue, latency.
+ * BENCH_ONLY) runs some phases: ceiling, processing, scale, enqueue, latency. `--pg=queue` (or
+ * BENCH_PG) runs on PostgreSQL set for a queue (settings.ts, SERVER_PROFILES); its results are
+ * written as latest-queue.{md,json}.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -18,7 +20,7 @@ import { runScalePhase } from './phases/scale.js'
 import { renderMarkdown } from './report.js'
 import type { BenchResults } from './results.js'
 import { startBenchServer } from './server.js'
-import { BUSY_MACHINE_CORES, FULL, QUICK } from './settings.js'
+import { BUSY_MACHINE_CORES, FULL, QUICK, SERVER_PROFILES, type ServerProfile } from './settings.js'
 
 /** How long the idle check watches the machine before the first measure. */
 const IDLE_CHECK_MS = 2000
@@ -36,13 +38,20 @@ if (unknown.length) {
   process.exit(2)
 }
 
+const profileArg = args.find((a) => a.startsWith('--pg='))?.slice('--pg='.length) ?? process.env.BENCH_PG ?? 'default'
+if (!(profileArg in SERVER_PROFILES)) {
+  console.error(`unknown PostgreSQL profile ${profileArg}; profiles: ${Object.keys(SERVER_PROFILES).join(', ')}`)
+  process.exit(2)
+}
+const profile = profileArg as ServerProfile
+
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url))
 const sizes = quick ? QUICK : FULL
 const began = performance.now()
 const log = (message: string) => console.log(`[${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}`)
 
-log(`starting PostgreSQL (${quick ? 'quick run' : 'full run'}; phases: ${only.join(', ')})`)
-const server = await startBenchServer()
+log(`starting PostgreSQL, ${profile} settings (${quick ? 'quick run' : 'full run'}; phases: ${only.join(', ')})`)
+const server = await startBenchServer(SERVER_PROFILES[profile])
 // Ctrl-C: the server is detached (pg_ctl), so stop it and remove its files before going.
 process.once('SIGINT', () => {
   log('interrupted: stopping PostgreSQL')
@@ -127,7 +136,10 @@ async function writeResults(results: BenchResults, markdown: string): Promise<vo
   await mkdir(resultsDir, { recursive: true })
   const json = `${JSON.stringify(results, null, 2)}\n`
   const partial = only.length < PHASES.length
-  const names = quick ? ['quick'] : partial ? ['partial'] : ['latest', `run-${results.startedAt.replace(/[:.]/g, '-')}`]
+  const suffix = profile === 'default' ? '' : `-${profile}`
+  const names = (quick ? ['quick'] : partial ? ['partial'] : ['latest', `run-${results.startedAt.replace(/[:.]/g, '-')}`]).map(
+    (name) => `${name}${suffix}`,
+  )
   for (const name of names) {
     await writeFile(`${resultsDir}${name}.md`, markdown)
     await writeFile(`${resultsDir}${name}.json`, json)

@@ -64,25 +64,48 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
     }
   }
 
-  const enqueue = (system: System, kind: 'single' | 'bulk') =>
-    r.enqueue.find((e) => e.system === system && e.kind === kind && (system !== 'ours' || e.label.startsWith('POST')))
-  const single = { ours: enqueue('ours', 'single'), gw: enqueue('graphile-worker', 'single'), pb: enqueue('pg-boss', 'single') }
+  const enqueue = (system: System, kind: 'single' | 'bulk', inFlight?: number) =>
+    r.enqueue.find(
+      (e) =>
+        e.system === system &&
+        e.kind === kind &&
+        (system !== 'ours' || (e.label.startsWith('POST') && (inFlight === undefined || e.inFlight === inFlight))),
+    )
+  const single = {
+    ours: enqueue('ours', 'single', ENQUEUE.singleInFlight),
+    gw: enqueue('graphile-worker', 'single'),
+    pb: enqueue('pg-boss', 'single'),
+  }
   const insert = ceiling('insert')
+  const errors = (e: EnqueueResult) => e.errors + e.non2xx
   if (single.ours) {
     const o = single.ours
     rows.push([
-      `enqueue one job per call (ours: POST /orders, ${ENQUEUE.httpConnections} connections; peers: ${ENQUEUE.singleInFlight} in flight)`,
-      `${rate(o.rate, '/s')}, p50 ${o.latencyMs?.p50} / p99 ${o.latencyMs?.p99} ms, ${o.errors + o.non2xx} errors${flag(o.exactlyOnce)}`,
+      `enqueue one job per call, ${ENQUEUE.singleInFlight} in flight (ours: POST /orders over HTTP)`,
+      `${rate(o.rate, '/s')}, p50 ${o.latencyMs?.p50} / p99 ${o.latencyMs?.p99} ms, ${errors(o)} errors${flag(o.exactlyOnce)}`,
       rate(single.pb?.rate, '/s'),
       rate(single.gw?.rate, '/s'),
       insert ? `${insert.label}: ${rate(insert.rate, ' rows/s')}` : '',
       ratio(o.rate, single.gw?.rate),
       ratio(o.rate, insert?.rate),
       target(
-        `>= 5x graphile-worker, p99 < 25 ms, 0 errors`,
-        single.gw !== undefined && o.rate >= 5 * single.gw.rate && (o.latencyMs?.p99 ?? Infinity) < 25 && o.errors + o.non2xx === 0,
-        single.gw ? `${ratio(o.rate, single.gw.rate)}, p99 ${o.latencyMs?.p99} ms, ${o.errors + o.non2xx} errors` : '',
+        `>= 1.5x graphile-worker, 0 errors`,
+        single.gw !== undefined && o.rate >= 1.5 * single.gw.rate && errors(o) === 0,
+        single.gw ? `${ratio(o.rate, single.gw.rate)}, ${errors(o)} errors` : '',
       ),
+    ])
+  }
+  const many = enqueue('ours', 'single', ENQUEUE.httpConnections)
+  if (many) {
+    rows.push([
+      `POST /orders, ${ENQUEUE.httpConnections} connections (ours only: an api's real load)`,
+      `${rate(many.rate, '/s')}, p50 ${many.latencyMs?.p50} / p99 ${many.latencyMs?.p99} ms, ${errors(many)} errors${flag(many.exactlyOnce)}`,
+      '',
+      '',
+      '',
+      '',
+      ratio(many.rate, insert?.rate),
+      target('p99 < 25 ms, 0 errors', (many.latencyMs?.p99 ?? Infinity) < 25 && errors(many) === 0, `p99 ${many.latencyMs?.p99} ms`),
     ])
   }
   const bulk = { ours: enqueue('ours', 'bulk'), gw: enqueue('graphile-worker', 'bulk'), pb: enqueue('pg-boss', 'bulk') }

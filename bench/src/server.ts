@@ -4,7 +4,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { startCluster } from '@postgres-queue/devkit'
 import postgres from 'postgres'
-import { SERVER_SETTINGS } from './settings.js'
 
 export interface ServerInfo {
   version: string
@@ -36,6 +35,9 @@ const REPORTED_SETTINGS = [
   'work_mem',
   'effective_io_concurrency',
   'autovacuum',
+  'autovacuum_naptime',
+  'autovacuum_vacuum_scale_factor',
+  'autovacuum_analyze_scale_factor',
 ] as const
 
 /**
@@ -44,9 +46,9 @@ const REPORTED_SETTINGS = [
  * the end. The data dir sits directly in the temp dir because the server runs as the `postgres` OS
  * user, which must be able to reach it.
  */
-export async function startBenchServer(): Promise<BenchServer> {
+export async function startBenchServer(settings: Record<string, string | number>): Promise<BenchServer> {
   const dataDir = path.join(os.tmpdir(), `postgres-queue-bench-${randomBytes(6).toString('hex')}`)
-  const cluster = await startCluster({ dataDir, port: 0, settings: SERVER_SETTINGS })
+  const cluster = await startCluster({ dataDir, port: 0, settings })
   const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
   let databases = 0
 

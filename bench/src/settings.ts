@@ -106,5 +106,23 @@ export const SERVER_SETTINGS = {
   max_connections: 200,
 } as const
 
+/**
+ * The PostgreSQL configurations a run can use (`--pg=NAME`, or BENCH_PG): `default` is PostgreSQL's
+ * own checkpoint and autovacuum settings; `queue` is set for a queue's churn, as a team running one
+ * would (WAL room for minutes of writes, checkpoints far apart, autovacuum every 10 s and early).
+ */
+export const SERVER_PROFILES = {
+  default: SERVER_SETTINGS,
+  queue: {
+    ...SERVER_SETTINGS,
+    max_wal_size: '8GB',
+    checkpoint_timeout: '15min',
+    autovacuum_naptime: '10s',
+    autovacuum_vacuum_scale_factor: '0.05',
+    autovacuum_analyze_scale_factor: '0.05',
+  },
+} as const satisfies Record<string, Record<string, string | number>>
+export type ServerProfile = keyof typeof SERVER_PROFILES
+
 /** Other processes' CPU (cores) above which the report warns that its figures were taken on a busy machine. */
 export const BUSY_MACHINE_CORES = 0.2

@@ -170,7 +170,8 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
     if (!id) throw new Error('no postgres container')
     return id
   }
-  const psqlArgs = (id: string) => ['exec', '-i', id, 'psql', '-U', 'postgres', '-d', 'postgres_queue', '-v', 'ON_ERROR_STOP=1', '-AtqX', '-F', '\t']
+  // The queue's tables live in its own schema (DATABASE_SCHEMA, default postgres_queue).
+  const psqlArgs = (id: string) => ['exec', '-i', '-e', 'PGOPTIONS=-c search_path=postgres_queue', id, 'psql', '-U', 'postgres', '-d', 'postgres_queue', '-v', 'ON_ERROR_STOP=1', '-AtqX', '-F', '\t']
 
   return {
     name,
