@@ -33,6 +33,8 @@ const config = {
   embeddedPort: integer('EMBEDDED_POSTGRES_PORT', 54329),
   port: integer('PORT', 3000),
   workers: integer('WORKERS', 3),
+  /** Each worker serves its metrics on its own port: this one plus its index (worker-1 on this one). */
+  metricsPort: env.METRICS_PORT ? integer('METRICS_PORT', 0) : undefined,
   logFormat: env.LOG_FORMAT || (tty ? 'pretty' : undefined),
 }
 const workerNames = Array.from({ length: config.workers }, (_, i) => `worker-${i + 1}`)
@@ -86,7 +88,9 @@ async function runAll(databaseUrl: string): Promise<number> {
 
   const services = [
     run('api', entries.api, { ...childEnv, PORT: String(config.port) }),
-    ...workerNames.map((name) => run(name, entries.worker, { ...childEnv, WORKER_ID: name })),
+    // A name, not an id: each process still gets an id of its own (name-pid-random), while the
+    // name keeps its metrics series and fleet row readable across restarts.
+    ...workerNames.map((name, i) => run(name, entries.worker, { ...childEnv, WORKER_NAME: name, ...metricsEnv(i) })),
   ]
   for (const exited of services) {
     void exited.then(() => {
@@ -98,6 +102,10 @@ async function runAll(databaseUrl: string): Promise<number> {
   void announceWhenReady(databaseUrl)
   await Promise.all(services)
   return exitCode()
+}
+
+function metricsEnv(index: number): NodeJS.ProcessEnv {
+  return config.metricsPort === undefined ? {} : { METRICS_PORT: String(config.metricsPort + index) }
 }
 
 /** Runs `node <entry>` in a process group of its own; resolves with its exit code once it has exited. */
@@ -158,13 +166,28 @@ async function announceWhenReady(databaseUrl: string): Promise<void> {
   while (!stopping) {
     const ready = await fetch(url, { signal: AbortSignal.timeout(1000) }).then((res) => res.ok, () => false)
     if (ready && !stopping) {
-      const database = new URL(databaseUrl)
-      database.password = ''
       const workers = `${config.workers} worker${config.workers === 1 ? '' : 's'}`
-      return say(`api on http://localhost:${config.port}, ${workers}, database ${database}`)
+      say(`api on http://localhost:${config.port}, ${workers}, database ${connectionHint(databaseUrl)}`)
+      if (config.metricsPort !== undefined) {
+        const last = config.metricsPort + config.workers - 1
+        say(`worker metrics on http://localhost:${config.metricsPort}/metrics${last > config.metricsPort ? ` to :${last}` : ''} (worker-1 first)`)
+      }
+      return
     }
     await sleep(250)
   }
+}
+
+/**
+ * The database to connect to, usable as printed: the embedded server's password is the harness's
+ * fixed development one, so it is shown; a DATABASE_URL's own password never is.
+ */
+function connectionHint(databaseUrl: string): string {
+  const schema = env.DATABASE_SCHEMA || 'postgres_queue'
+  if (!config.databaseUrl) return `${databaseUrl.replace('127.0.0.1', 'localhost')} (tables in schema ${schema})`
+  const shown = new URL(databaseUrl)
+  if (shown.password) shown.password = '***'
+  return `${shown} (the password as in DATABASE_URL; tables in schema ${schema})`
 }
 
 function say(message: string): void {

@@ -1,0 +1,52 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { freePort } from '../src/index.js'
+import { createTestDatabase } from '../src/test-database.js'
+
+// `pnpm start` as a user runs it (the built launcher, after `pnpm build`), on a test database:
+// every worker serves its metrics on a port of its own under a stable name, the hint says where
+// things are without leaking the URL's password, and Ctrl-C ends everything with exit code 0.
+
+const launcher = fileURLToPath(new URL('../dist/start.js', import.meta.url))
+
+t.test('pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const [port, metricsPort] = [await freePort(), await freePort()]
+  const child = spawn(process.execPath, [launcher], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), METRICS_PORT: String(metricsPort), WORKERS: '2', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => child.kill('SIGKILL'))
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+
+  const deadline = Date.now() + 60_000
+  while (!output.includes('worker metrics on') && Date.now() < deadline && child.exitCode === null) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.match(output, `api on http://localhost:${port}, 2 workers, database`)
+  t.notMatch(output, `:${new URL(databaseUrl).password}@`, 'the password of a given DATABASE_URL is never printed')
+  t.match(output, `worker metrics on http://localhost:${metricsPort}/metrics to :${metricsPort + 1}`)
+
+  for (const [index, name] of ['worker-1', 'worker-2'].entries()) {
+    const body = await waitForMetrics(metricsPort + index)
+    t.match(body, new RegExp(`postgres_queue_orders_processed_total\\{[^}]*worker="${name}"`), `${name} on port +${index}, named ${name}`)
+  }
+
+  child.kill('SIGINT') // what the terminal's Ctrl-C sends the launcher
+  const [code, signal] = await exited
+  t.same({ code, signal }, { code: 0, signal: null }, 'everything stopped gracefully: exit code 0')
+  t.match(output, 'worker-2 exited with code 0')
+})
+
+async function waitForMetrics(port: number): Promise<string> {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const body = await fetch(`http://localhost:${port}/metrics`).then((res) => (res.ok ? res.text() : ''), () => '')
+    if (body.includes('postgres_queue_orders_processed_total') || Date.now() > deadline) return body
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
