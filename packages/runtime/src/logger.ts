@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino'
-import pretty from 'pino-pretty'
+import type PinoPretty from 'pino-pretty'
 import { serializeError } from './serialize-error.js'
 
 export type { Logger }
@@ -28,7 +29,10 @@ export function createLogger(config: LoggerConfig, destination?: DestinationStre
     serializers: { err: serializeError },
   }
   if (config.format === 'pretty') {
-    return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }))
+    // Loaded only when asked for: JSON, the default, need not pay for it at every start-up.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
+    // One line per entry, fields inline: a person reads one line per order, as with JSON.
+    return pino(options, pretty({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }))
   }
   return destination ? pino(options, destination) : pino(options)
 }
