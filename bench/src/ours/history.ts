@@ -1,3 +1,4 @@
+import { DEFAULT_SCHEMA } from '@postgres-queue/db'
 import postgres from 'postgres'
 
 /**
@@ -7,7 +8,7 @@ import postgres from 'postgres'
  * no product query inserts completed orders.
  */
 export async function loadHistory(url: string, rows: number): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { search_path: DEFAULT_SCHEMA } })
   try {
     await sql`
       insert into orders (customer_id, currency, items, total_cents, status, attempts,

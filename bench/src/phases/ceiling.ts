@@ -1,3 +1,4 @@
+import { claimableText, DEFAULT_SCHEMA } from '@postgres-queue/db'
 import postgres from 'postgres'
 import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
@@ -32,45 +33,49 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
 
 type Step = (sql: postgres.Sql, client: string) => Promise<number>
 
+/** The product's own claim predicate and order (claims.ts), so a ceiling walks the same index. */
+const claimable = (sql: postgres.Sql) => sql.unsafe(`${claimableText.where} order by ${claimableText.orderBy}`)
+
 /** (a) Transaction mode's pattern: lock a batch, complete it, commit once. */
 const claimCompleteInOneTransaction: Step = (sql, client) =>
   sql.begin(async (tx) => {
     const rows = await tx<{ id: string }[]>`
       select id from orders
-      where status in ('pending', 'processing') and run_at <= now()
-      order by priority desc, run_at, id
+      where ${claimable(sql)}
       limit ${DEFAULT_BATCH_SIZE}
       for update skip locked`
     if (rows.length === 0) return 0
     await tx`
       update orders set status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
                         completed_by = ${client}, updated_at = statement_timestamp()
-      where id = any(${tx.array(rows.map((r) => r.id))}::bigint[]) and status in ('pending', 'processing')`
+      where id = any(${tx.array(rows.map((r) => r.id))}::bigint[]) and status = 'pending'`
     return rows.length
   }) as Promise<number>
 
 /**
- * (b) Lease mode's pattern: one committed statement takes the lease (holder, expiry in run_at,
- * attempts + 1), a second transaction completes what this holder still holds.
+ * (b) Lease mode's pattern, as leases.ts writes it: one committed statement takes the lease
+ * (processing, a new fencing token, expiry in run_at, attempts + 1), a second completes what is
+ * still held under that token.
  */
 const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
-  const rows = await sql<{ id: string }[]>`
-    update orders o set status = 'processing', attempts = o.attempts + 1, locked_by = ${client},
-                        run_at = now() + interval '30 seconds', updated_at = now()
-    from (
+  const rows = await sql<{ id: string; lease_token: number }[]>`
+    with claimed as materialized (
       select id from orders
-      where status in ('pending', 'processing') and run_at <= now()
-      order by priority desc, run_at, id
+      where ${claimable(sql)}
       limit ${DEFAULT_BATCH_SIZE}
       for update skip locked
-    ) claimed
+    )
+    update orders o set status = 'processing', attempts = o.attempts + 1, lease_token = o.lease_token + 1,
+                        locked_by = ${client}, run_at = clock_timestamp() + interval '30 seconds', updated_at = now()
+    from claimed
     where o.id = claimed.id
-    returning o.id`
+    returning o.id, o.lease_token`
   if (rows.length === 0) return 0
   await sql`
     update orders set status = 'completed', completed_at = statement_timestamp(), completed_by = ${client},
                       locked_by = null, updated_at = statement_timestamp()
-    where id = any(${sql.array(rows.map((r) => r.id))}::bigint[]) and status = 'processing' and locked_by = ${client}`
+    from unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.lease_token))}::int[]) as lease(id, token)
+    where orders.id = lease.id and orders.lease_token = lease.token and orders.status = 'processing'`
   return rows.length
 }
 
@@ -142,7 +147,7 @@ async function withCeilingDatabase<T>(
   fn: (db: Awaited<ReturnType<typeof createOurDatabase>>['db'], sql: postgres.Sql) => Promise<T>,
 ): Promise<T> {
   const { url, db } = await createOurDatabase(ctx, `ceiling_${pattern}`)
-  const sql = postgres(url, { max: INSERT_CLIENTS, onnotice: () => {} })
+  const sql = postgres(url, { max: INSERT_CLIENTS, onnotice: () => {}, connection: { search_path: DEFAULT_SCHEMA } })
   try {
     return await fn(db, sql)
   } finally {

@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm'
+import { PgDialect } from 'drizzle-orm/pg-core'
 import type { Db } from '../client.js'
 import { orders } from '../schema.js'
 import { Statement } from '../statement.js'
@@ -28,6 +29,12 @@ export const claimable = {
   where: sql`${orders.status} = 'pending'`,
   orderBy: sql`${orders.priority} desc, ${orders.runAt}, ${orders.id}`,
 }
+
+/** `claimable` as plain SQL text, for what does not build drizzle statements (the bench's ceilings). */
+export const claimableText = (() => {
+  const dialect = new PgDialect({ casing: 'snake_case' })
+  return { where: dialect.sqlToQuery(claimable.where).sql, orderBy: dialect.sqlToQuery(claimable.orderBy).sql }
+})()
 
 /** A claimed batch: its orders, locked by its open transaction until settleBatch or rollback. */
 export interface ClaimedBatch {

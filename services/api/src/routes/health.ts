@@ -18,15 +18,15 @@ const PING_TIMEOUT_MS = 2000
  * level of debug would not do it: it lowers the threshold, and those lines are info. A failed
  * readiness check still logs its warning.
  */
-const probe = (summary: string) => ({
+const probe = (operationId: string, summary: string) => ({
   config: { public: true },
   logLevel: 'warn' as const,
-  schema: { tags: ['health'], summary, security: [] },
+  schema: { operationId, tags: ['health'], summary, security: [] },
 })
 
 export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
-  const liveness = probe('Liveness: the process answers')
+  const liveness = probe('getHealth', 'Liveness: the process answers')
   app.get(
     '/health',
     { ...liveness, schema: { ...liveness.schema, response: { 200: Health } } },
@@ -35,7 +35,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderInta
 
   // Ready: the orders table answers within 2 s (a lock on it, not only a stopped server, makes the
   // api unready) and the intake's queue is not full.
-  const readiness = probe('Readiness: the orders table answers within 2 s and the intake is not saturated')
+  const readiness = probe('getReadiness', 'Readiness: the orders table answers within 2 s and the intake is not saturated')
   const readinessSchema = { ...readiness.schema, response: { 200: Readiness, 503: Readiness } }
   app.get('/ready', { ...readiness, schema: readinessSchema }, async (request, reply) => {
     if (intake.saturated()) {

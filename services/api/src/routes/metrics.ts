@@ -11,7 +11,7 @@ const PrometheusText = {
 /** GET /metrics for Prometheus. Behind the token like every data route: scrape configs can send it. */
 export const metricsRoutes: FastifyPluginAsyncTypebox<{ metrics: ApiMetrics }> = async (app, { metrics }) => {
   const summary = 'Prometheus metrics: submissions, queue depth and lag, request durations, process'
-  const schema = { tags: ['metrics'], summary, response: { 200: PrometheusText } }
+  const schema = { operationId: 'getMetrics', tags: ['metrics'], summary, response: { 200: PrometheusText } }
   app.get('/metrics', { schema }, async (_request, reply) => {
     const body = await metrics.scrape()
     return reply.type(metrics.contentType).send(body)

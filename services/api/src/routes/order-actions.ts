@@ -15,6 +15,7 @@ type Deps = { db: Db; intake: OrderIntake }
 export const orderActionRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
   // A body is required here: redriving every failed order takes an explicit `{}`, not a bare POST.
   const schema = {
+    operationId: 'retryFailedOrders',
     tags: ['orders'],
     summary: 'Redrive failed orders: these ids, or every failed order up to limit, oldest first',
     body: RetryOrdersBody,
@@ -33,7 +34,8 @@ export const orderActionRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { 
 /** Actions on one order: they take no body. */
 const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake }) => {
   acceptEmptyJsonBodies(app)
-  const schema = (summary: string) => ({
+  const schema = (operationId: string, summary: string) => ({
+    operationId,
     tags: ['orders'],
     summary,
     params: OrderParams,
@@ -41,8 +43,8 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     response: { 200: Order },
   })
 
-  const redrive = schema('Redrive one failed order: back to pending, due now')
-  app.post('/orders/:id/retry', { schema: redrive }, async (request) => {
+  const redrive = schema('retryOrder', 'Redrive one failed order: back to pending, due now')
+  app.post('/orders/:id/retry', { schema: redrive, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
     const [retried] = await retryOrders(db, { ids: [id], limit: 1 })
     const order = await getOrder(db, id)
@@ -57,8 +59,8 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     return toOrderJson(order)
   })
 
-  const cancel = schema('Cancel a pending order')
-  app.post('/orders/:id/cancel', { schema: cancel }, async (request) => {
+  const cancel = schema('cancelOrder', 'Cancel a pending order')
+  app.post('/orders/:id/cancel', { schema: cancel, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
     const result = await cancelOrder(db, id)
     if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)

@@ -29,8 +29,9 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       // The largest valid order is about 12 KiB of JSON, 80 KiB with every character \u-escaped.
       bodyLimit: 256 * KiB,
       // Bounded by the intake's own queue (length and wait), which groups submissions into inserts.
-      config: { ownQueue: true },
+      config: { ownQueue: true, errors: [410, 422] },
       schema: {
+        operationId: 'submitOrder',
         tags,
         summary: 'Submit an order',
         description:
@@ -74,7 +75,9 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     // About 8 KiB per order at the largest batch; clients with bigger orders send smaller batches.
     {
       bodyLimit: 8 * KiB * KiB,
+      config: { errors: [410, 422] },
       schema: {
+        operationId: 'submitOrderBatch',
         tags,
         summary: 'Submit up to 1,000 orders, stored whole or not at all',
         description:
@@ -102,14 +105,15 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     },
   )
 
-  const getSchema = { tags, summary: 'Read one order', params: OrderParams, response: { 200: Order } }
-  app.get('/orders/:id', { schema: getSchema }, async (request) => {
+  const getSchema = { operationId: 'getOrder', tags, summary: 'Read one order', params: OrderParams, response: { 200: Order } }
+  app.get('/orders/:id', { schema: getSchema, config: { errors: [404] } }, async (request) => {
     const order = await getOrder(db, request.params.id)
     if (order === undefined) throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${request.params.id} does not exist`)
     return toOrderJson(order)
   })
 
   const listSchema = {
+    operationId: 'listOrders',
     tags,
     summary: 'List orders a page at a time, by id, optionally of one status',
     querystring: ListOrdersQuery,

@@ -11,7 +11,7 @@ export const WORKER_GONE_AFTER_MS = 3 * HEARTBEAT_MS
 const BUCKET_SECONDS = 5
 
 export const queueRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
-  const stats = { tags: ['queue'], summary: 'Counts by status, lag, recent throughput and the worker fleet' }
+  const stats = { operationId: 'getQueueStats', tags: ['queue'], summary: 'Counts by status, lag, recent throughput and the worker fleet' }
   app.get('/queue/stats', { schema: { ...stats, response: { 200: QueueStats } } }, async () => {
     const [queue, workers] = await Promise.all([
       getQueueStats(db),
@@ -33,7 +33,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { 
     }
   })
 
-  const throughput = { tags: ['queue'], summary: 'Completions and failures per 5-second bucket, for a chart' }
+  const throughput = { operationId: 'getQueueThroughput', tags: ['queue'], summary: 'Completions and failures per 5-second bucket, for a chart' }
   app.get(
     '/queue/throughput',
     { schema: { ...throughput, querystring: ThroughputQuery, response: { 200: Throughput } } },

@@ -1,0 +1,42 @@
+import { getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
+import { makeOrder } from '@postgres-queue/devkit'
+import t from 'tap'
+import { loadConfig, type OrderProcessor, startWorker } from '../src/index.js'
+import { setUpDatabase } from './helpers.js'
+
+// The README's embedding example, as a team would run it inside its own process or test.
+
+t.test('startWorker: consuming once it resolves, stopped by stop(), nothing process-wide touched', async (t) => {
+  const { db, url } = await setUpDatabase(t)
+  const listenersBefore = ['SIGTERM', 'SIGINT', 'uncaughtException'].map((e) => process.listenerCount(e))
+  const processed: number[] = []
+  const processor: OrderProcessor = async (order) => {
+    processed.push(order.id)
+  }
+  // The schedule ticks once a year: only a wake-up can bring the order in.
+  const config = loadConfig({ DATABASE_URL: url, WORKER_NAME: 'embedded', WORKER_CRON: '0 0 1 1 *', LOG_LEVEL: 'silent' })
+  const worker = await startWorker({ processor, config })
+  t.match(worker.id, /^embedded-\d+-[0-9a-f]+$/, 'an id of its own, from its name')
+
+  const [order] = await insertOrders(db, [makeOrder()])
+  await notifyOrdersWaiting(db)
+  const deadline = Date.now() + 10_000
+  while ((await getOrder(db, order!.id))?.status !== 'completed' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: worker.id }, 'picked up by its wake-up')
+  t.same(processed, [order!.id])
+  t.match(await worker.metrics.metrics(), /postgres_queue_orders_processed_total\{[^}]*outcome="completed"[^}]*\} 1/)
+
+  await worker.stop()
+  t.equal(worker.stop(), worker.stop(), 'stop() twice is the same stop')
+  const [sessions] = await db.execute<{ n: number }>(
+    sql`select count(*)::int as n from pg_stat_activity where application_name = ${`postgres-queue worker ${worker.id}`}`,
+  )
+  t.equal(sessions?.n, 0, 'its connections are closed')
+  t.same(
+    ['SIGTERM', 'SIGINT', 'uncaughtException'].map((e) => process.listenerCount(e)),
+    listenersBefore,
+    'no signal or process handler added',
+  )
+})
