@@ -1,9 +1,10 @@
 import { Validator } from '@seriousme/openapi-schema-validator'
-import type { RouteOptions } from 'fastify'
+import type { InjectOptions, RouteOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import { startApi } from './helpers.js'
 
 interface Operation {
+  operationId?: string
   tags?: string[]
   summary?: string
   security?: Record<string, string[]>[]
@@ -42,6 +43,8 @@ t.test('every route is in the OpenAPI document, with its tags, summary and schem
     [route.method].flat().filter((method) => method !== 'HEAD').map((method) => ({ route, method })),
   )
   t.ok(methods.length >= 12, `${methods.length} routes registered`)
+  const ids = Object.values(document.paths).flatMap((ops) => Object.values(ops).map((op) => op.operationId))
+  t.equal(new Set(ids).size, ids.length, 'operationIds are unique')
   for (const { route, method } of methods) {
     const label = `${method} ${route.url}`
     if (route.schema?.hide === true) {
@@ -53,12 +56,17 @@ t.test('every route is in the OpenAPI document, with its tags, summary and schem
       t.fail(`${label} is missing from the document`)
       continue
     }
+    const schema = route.schema ?? {}
     t.ok(operation.tags?.length, `${label} has a tag`)
     t.ok(operation.summary, `${label} has a summary`)
     t.ok(operation.responses['200'] ?? operation.responses['201'], `${label} documents its success`)
-    t.ok(operation.responses['4XX'] && operation.responses['5XX'], `${label} documents its errors`)
-    const schema = route.schema ?? {}
-    if (schema.body) t.ok(operation.requestBody, `${label} documents its body`)
+    t.ok(operation.operationId, `${label} has an operationId`)
+    t.notOk(operation.responses['4XX'] ?? operation.responses['5XX'], `${label} lists error statuses, not ranges`)
+    const errors = Object.keys(operation.responses).filter((status) => Number(status) >= 400)
+    t.ok(errors.includes('500'), `${label} documents 500`)
+    if (!route.config?.public) t.ok(errors.includes('401') && errors.includes('503'), `${label} documents 401 and 503`)
+    if (schema.body) t.ok(['400', '413', '415'].every((s) => errors.includes(s)), `${label} documents 400, 413, 415`)
+    if (route.schema?.body) t.ok(operation.requestBody, `${label} documents its body`)
     for (const [part, where] of [['params', 'path'], ['querystring', 'query']] as const) {
       const declared = Object.keys((schema[part] as { properties?: object } | undefined)?.properties ?? {})
       const documented = operation.parameters?.filter((p) => p.in === where).map((p) => p.name) ?? []
@@ -103,4 +111,26 @@ t.test('Swagger UI is served at /docs, without the token', async (t) => {
   t.match(page.headers['content-type'], /text\/html/)
   t.match(page.body, /swagger-ui/i)
   t.equal((await app.inject({ method: 'GET', url: '/docs/json' })).statusCode, 200, 'and its document')
+})
+
+t.test('each error the api answers is documented for that operation, with the error shape', async (t) => {
+  const { app, document } = await appWithRoutes(t)
+  const answered: [operation: string, path: string, method: string, request: InjectOptions][] = [
+    ['getOrder', '/orders/{id}', 'get', { method: 'GET', url: '/orders/999999999' }],
+    ['getOrder', '/orders/{id}', 'get', { method: 'GET', url: '/orders/abc' }],
+    ['cancelOrder', '/orders/{id}/cancel', 'post', { method: 'POST', url: '/orders/999999999/cancel' }],
+    ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: { customerId: 'c' } }],
+    ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: 'x', headers: { 'content-type': 'text/plain' } }],
+    ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: {}, headers: { 'sec-fetch-site': 'cross-site' } }],
+    ['retryFailedOrders', '/orders/retry', 'post', { method: 'POST', url: '/orders/retry', payload: { limit: -1 } }],
+  ]
+  for (const [operationId, path, method, request] of answered) {
+    const response = await app.inject(request)
+    const operation = document.paths[path]?.[method]
+    t.equal(operation?.operationId, operationId)
+    const documented = operation?.responses[String(response.statusCode)] as { $ref?: string; description?: string } | undefined
+    t.ok(response.statusCode >= 400, `${operationId} answered ${response.statusCode}`)
+    t.match(documented, { description: String }, `${operationId}: ${response.statusCode} is documented`)
+    t.match(JSON.stringify(documented), /ErrorResponse/, 'as an ErrorResponse')
+  }
 })

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
-import { freePort, makeOrder } from '@postgres-queue/devkit'
+import { documentedMetrics, freePort, makeOrder, servedMetrics } from '@postgres-queue/devkit'
 import t from 'tap'
 import { joinFleet } from '../src/fleet.js'
 import { scheduleMaintenance } from '../src/maintenance.js'
@@ -79,4 +79,22 @@ t.test('metrics count outcomes and time processing and pickup, served for Promet
   t.match(text, /postgres_queue_claim_batch_size_sum\{worker="m-1",mode="transaction"\} 2/)
   t.match(text, /process_cpu_seconds_total/)
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
+})
+
+t.test("the metrics docs/operations.md lists for a worker are exactly those served, with their types and labels", async (t) => {
+  const metrics = createWorkerMetrics({ worker: 'worker-1', mode: 'transaction' })
+  metrics.observer.claimed(1)
+  metrics.observer.settled({ orderId: 1, attempt: 1, outcome: 'completed', waitMs: 1, processMs: 1 })
+  metrics.observer.leaseLost(1)
+  const exposition = await metrics.registry.metrics()
+  t.match(exposition, /postgres_queue_orders_processed_total\{outcome="completed",worker="worker-1",mode="transaction"\} 1/)
+  // worker and mode are on every series, and documented once, above the table.
+  const served = servedMetrics(exposition, ['worker', 'mode'])
+  const documented = await documentedMetrics('Each worker')
+  t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
+  for (const metric of served) {
+    const doc = documented.find((m) => m.name === metric.name)
+    t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
+    t.same(metric.labels.filter((label) => !doc?.labelWords.includes(label)), [], `${metric.name}: every label documented`)
+  }
 })
