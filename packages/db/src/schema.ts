@@ -97,6 +97,8 @@ export const workers = pgTable('workers', {
   /** Orders completed and failed attempts since the worker started. */
   processed: bigint({ mode: 'number' }).notNull().default(0),
   failed: bigint({ mode: 'number' }).notNull().default(0),
+  /** Its WORKER_HEARTBEAT_MS: whether it is gone is judged by its own interval, not a reader's guess. */
+  heartbeatMs: integer().notNull().default(5000),
 })
 
 /**

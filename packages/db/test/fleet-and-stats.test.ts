@@ -22,7 +22,7 @@ import {
   sql,
 } from '../src/index.js'
 
-const box = (id: string, mode = 'transaction') => ({ id, host: 'box', pid: 1, mode })
+const box = (id: string, mode = 'transaction') => ({ id, host: 'box', pid: 1, mode, heartbeatMs: 5000 })
 
 async function setUp(t: Test): Promise<Db> {
   const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
@@ -32,16 +32,16 @@ async function setUp(t: Test): Promise<Db> {
 
 t.test('workers register, heartbeat, stop, and go silent', async (t) => {
   const db = await setUp(t)
-  for (const id of ['alive', 'stops', 'dies']) await registerWorker(db, { id, host: 'box', pid: 1, mode: 'transaction' })
+  for (const id of ['alive', 'stops', 'dies']) await registerWorker(db, box(id))
   await recordHeartbeat(db, { ...box('alive'), processed: 7, failed: 1, completedSince: 7, failedSince: 1 })
   await markWorkerStopped(db, 'stops')
   await db.execute(sql`update workers set last_seen_at = now() - interval '1 minute' where id = 'dies'`)
-  const fleet = await listWorkers(db, { goneAfterMs: 15_000 })
+  const fleet = await listWorkers(db)
   t.same(new Map(fleet.map((w) => [w.id, w.state])), new Map([['alive', 'alive'], ['stops', 'stopped'], ['dies', 'gone']]))
   t.match(fleet.find((w) => w.id === 'alive'), { processed: 7, failed: 1, host: 'box', mode: 'transaction' })
 
-  await registerWorker(db, { id: 'stops', host: 'box', pid: 2, mode: 'lease' })
-  t.match((await listWorkers(db, { goneAfterMs: 15_000 })).find((w) => w.id === 'stops'), {
+  await registerWorker(db, { ...box('stops', 'lease'), pid: 2 })
+  t.match((await listWorkers(db)).find((w) => w.id === 'stops'), {
     state: 'alive',
     pid: 2,
     processed: 0,
@@ -57,7 +57,7 @@ t.test('stats count the queue exactly, estimate history, and measure lag and thr
   await db.execute(sql`insert into orders (customer_id, currency, items, total_cents, status)
     select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1, 'completed' from generate_series(1, 500)`)
   await db.execute(sql`analyze orders`)
-  await registerWorker(db, { id: 'w', host: 'box', pid: 1, mode: 'lease' })
+  await registerWorker(db, box('w', 'lease'))
   await recordHeartbeat(db, { ...box('w', 'lease'), processed: 12, failed: 2, completedSince: 12, failedSince: 2 })
   await recordHeartbeat(db, { ...box('w', 'lease'), processed: 15, failed: 2, completedSince: 3, failedSince: 0 })
 
@@ -123,10 +123,23 @@ t.test('an Idempotency-Key outlives its order: retention deletes the order, the 
   t.match(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: true }], 'then the key is free')
 })
 
+t.test("gone is judged by each worker's own heartbeat interval: three missed beats", async (t) => {
+  const db = await setUp(t)
+  await registerWorker(db, { ...box('slow'), heartbeatMs: 20_000 }) // WORKER_HEARTBEAT_MS=20000
+  await registerWorker(db, box('fast'))
+  // 30 s silent: one missed beat and a half for the slow one, six for the fast one.
+  await db.execute(sql`update workers set last_seen_at = now() - interval '30 seconds'`)
+  t.same(new Map((await listWorkers(db)).map((w) => [w.id, w.state])), new Map([['slow', 'alive'], ['fast', 'gone']]))
+  await db.execute(sql`update workers set last_seen_at = now() - interval '61 seconds' where id = 'slow'`)
+  t.same(new Map((await listWorkers(db)).map((w) => [w.id, w.state])), new Map([['slow', 'gone'], ['fast', 'gone']]), 'past 60 s, the slow one too')
+  await recordHeartbeat(db, { ...box('slow'), heartbeatMs: 20_000, processed: 0, failed: 0, completedSince: 0, failedSince: 0 })
+  t.match((await listWorkers(db)).find((w) => w.id === 'slow'), { state: 'alive', heartbeatMs: 20_000 }, 'a heartbeat brings it back')
+})
+
 t.test('a heartbeat registers again a worker whose row was forgotten', async (t) => {
   const db = await setUp(t)
   await registerWorker(db, box('long-paused'))
   await db.execute(sql`delete from workers`)
   await recordHeartbeat(db, { ...box('long-paused'), processed: 3, failed: 0, completedSince: 0, failedSince: 0 })
-  t.match(await listWorkers(db, { goneAfterMs: 15_000 }), [{ id: 'long-paused', state: 'alive', processed: 3 }])
+  t.match(await listWorkers(db), [{ id: 'long-paused', state: 'alive', processed: 3 }])
 })

@@ -20,9 +20,9 @@ import { makeOrder, settleNow } from '@postgres-queue/devkit'
 const policy = { baseMs: 1000, maxMs: 1000 }
 
 const WORKERS = [
-  { id: 'worker-1', host: 'ip-10-0-1-17', pid: 4121, mode: 'transaction' },
-  { id: 'worker-2', host: 'ip-10-0-1-17', pid: 4133, mode: 'transaction' },
-  { id: 'worker-3', host: 'ip-10-0-2-41', pid: 977, mode: 'lease' },
+  { id: 'worker-1', host: 'ip-10-0-1-17', pid: 4121, mode: 'transaction', heartbeatMs: 5000 },
+  { id: 'worker-2', host: 'ip-10-0-1-17', pid: 4133, mode: 'transaction', heartbeatMs: 5000 },
+  { id: 'worker-3', host: 'ip-10-0-2-41', pid: 977, mode: 'lease', heartbeatMs: 5000 },
 ] as const
 
 const DEAD_LETTERS = [
@@ -93,5 +93,5 @@ export async function playTraffic(db: Db, apiUrl: string, seconds: number): Prom
 async function beat(db: Db, id: string, totals: Map<string, { processed: number; failed: number }>, done: number) {
   const total = totals.get(id)!
   total.processed += done
-  await recordHeartbeat(db, { id, host: 'box', pid: 1, mode: 'transaction', ...total, completedSince: done, failedSince: 0 })
+  await recordHeartbeat(db, { id, host: 'box', pid: 1, mode: 'transaction', heartbeatMs: 5000, ...total, completedSince: done, failedSince: 0 })
 }

@@ -2,7 +2,6 @@ import { insertOrders, recordHeartbeat, registerWorker, sql } from '@postgres-qu
 import { makeOrder } from '@postgres-queue/devkit'
 import t from 'tap'
 import Value from 'typebox/value'
-import { WORKER_GONE_AFTER_MS } from '../src/routes/queue.js'
 import { QueueStats, Throughput } from '../src/schemas/queue.js'
 import { insertFailedOrders, startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
 
@@ -13,8 +12,8 @@ t.test('GET /queue/stats counts by status, measures lag and throughput, and list
   await db.execute(sql`update orders set run_at = now() - interval '30 seconds' where id = ${old!.id}`)
   await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })]) // not due: no lag
   await insertFailedOrders(db, 2)
-  await registerWorker(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction' })
-  await recordHeartbeat(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', processed: 9, failed: 2, completedSince: 9, failedSince: 2 })
+  await registerWorker(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', heartbeatMs: 5000 })
+  await recordHeartbeat(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', heartbeatMs: 5000, processed: 9, failed: 2, completedSince: 9, failedSince: 2 })
 
   const response = await app.inject({ method: 'GET', url: '/queue/stats' })
   t.equal(response.statusCode, 200)
@@ -33,16 +32,17 @@ t.test('GET /queue/stats counts by status, measures lag and throughput, and list
   t.match(stats.workers[0], { startedAt: /^\d{4}-\d\d-\d\dT/, lastSeenAt: /^\d{4}-\d\d-\d\dT/ })
 })
 
-t.test('a worker is gone once it has missed three default heartbeats (15 s), stopped once it left', async (t) => {
-  t.equal(WORKER_GONE_AFTER_MS, 15_000)
+t.test('a worker is gone once it has missed three of its own heartbeats, stopped once it left', async (t) => {
   const { app, db } = await startApi(t)
-  for (const id of ['late', 'silent', 'left']) await registerWorker(db, { id, host: 'h', pid: 1, mode: 'lease' })
+  for (const id of ['late', 'silent', 'left']) await registerWorker(db, { id, host: 'h', pid: 1, mode: 'lease', heartbeatMs: 5000 })
+  await registerWorker(db, { id: 'patient', host: 'h', pid: 1, mode: 'lease', heartbeatMs: 20_000 })
+  await db.execute(sql`update workers set last_seen_at = now() - interval '16 seconds' where id = 'patient'`)
   await db.execute(sql`update workers set last_seen_at = now() - interval '10 seconds' where id = 'late'`)
   await db.execute(sql`update workers set last_seen_at = now() - interval '16 seconds' where id = 'silent'`)
   await db.execute(sql`update workers set stopped_at = now() where id = 'left'`)
   const { workers } = (await app.inject({ method: 'GET', url: '/queue/stats' })).json()
   const states = Object.fromEntries(workers.map((w: { id: string; state: string }) => [w.id, w.state]))
-  t.same(states, { late: 'alive', silent: 'gone', left: 'stopped' })
+  t.same(states, { late: 'alive', silent: 'gone', left: 'stopped', patient: 'alive' })
 })
 
 t.test('GET /queue/throughput returns the 5-second buckets of the last 15 minutes by default', async (t) => {

@@ -27,7 +27,7 @@ export async function joinFleet({
 }): Promise<FleetMembership> {
   const totals = { processed: 0, failed: 0 }
   const unsent = { completed: 0, failed: 0 }
-  const identity = { id: config.workerId, host: os.hostname(), pid: process.pid, mode: config.mode }
+  const identity = { id: config.workerId, host: os.hostname(), pid: process.pid, mode: config.mode, heartbeatMs: config.heartbeatMs }
   let registered = false
 
   async function beat(): Promise<void> {

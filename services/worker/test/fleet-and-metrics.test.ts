@@ -15,20 +15,20 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
   await insertOrders(db, [makeOrder(), makeOrder(), makeOrder({ customerId: 'bad', maxAttempts: 1 })])
   const config = testConfig({ workerId: 'fleet-1', heartbeatMs: 100 })
   const fleet = await joinFleet({ db, config, log: silentLogger })
-  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', state: 'alive', processed: 0 }])
+  t.match(await listWorkers(db), [{ id: 'fleet-1', state: 'alive', processed: 0 }])
   const processor: OrderProcessor = async (order) => {
     if (order.customerId === 'bad') throw new Error('no')
   }
   await createWorker({ db, processor, config, log: silentLogger, observer: fleet.observer }).drain()
   // The next heartbeats carry the counts.
-  for (let seen = await listWorkers(db, { goneAfterMs: 1000 }); seen[0]?.processed !== 2; ) {
+  for (let seen = await listWorkers(db); seen[0]?.processed !== 2; ) {
     await sleep(20)
-    seen = await listWorkers(db, { goneAfterMs: 1000 })
+    seen = await listWorkers(db)
   }
-  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', processed: 2, failed: 1 }])
+  t.match(await listWorkers(db), [{ id: 'fleet-1', processed: 2, failed: 1 }])
   t.match(await getQueueStats(db), { completedLastMinute: 2, failedLast5Minutes: 1 })
   await fleet.leave()
-  t.match(await listWorkers(db, { goneAfterMs: 1000 }), [{ id: 'fleet-1', state: 'stopped' }])
+  t.match(await listWorkers(db), [{ id: 'fleet-1', state: 'stopped' }])
 })
 
 t.test('retention deletes finished orders past RETENTION_DAYS in batches', async (t) => {

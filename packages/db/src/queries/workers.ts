@@ -1,9 +1,14 @@
-import { sql } from 'drizzle-orm'
+import { getTableColumns, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
 import { orderThroughput, type WorkerRow, workers } from '../schema.js'
 
 /** The width of a throughput bucket. */
-const BUCKET = sql`interval '5 seconds'`
+/** The width of the throughput buckets the heartbeats fill (order_throughput). */
+export const THROUGHPUT_BUCKET_SECONDS = 5
+/** Heartbeats a worker may miss before it counts as gone: one late beat (a slow database, a pause) is not a death. */
+export const MISSED_HEARTBEATS_BEFORE_GONE = 3
+
+const BUCKET = sql.raw(`interval '${THROUGHPUT_BUCKET_SECONDS} seconds'`)
 const bucketOf = (instant: ReturnType<typeof sql>) => sql`date_bin(${BUCKET}, ${instant}, timestamptz '2000-01-01')`
 
 export interface WorkerIdentity {
@@ -11,6 +16,8 @@ export interface WorkerIdentity {
   host: string
   pid: number
   mode: string
+  /** How often it heartbeats (WORKER_HEARTBEAT_MS). */
+  heartbeatMs: number
 }
 
 /**
@@ -28,6 +35,7 @@ export async function registerWorker(db: Executor, worker: WorkerIdentity): Prom
         host: worker.host,
         pid: worker.pid,
         mode: worker.mode,
+        heartbeatMs: worker.heartbeatMs,
         startedAt: sql`now()`,
         lastSeenAt: sql`now()`,
         stoppedAt: null,
@@ -54,10 +62,11 @@ export interface Heartbeat extends WorkerIdentity {
 export async function recordHeartbeat(db: Executor, beat: Heartbeat): Promise<void> {
   await db.execute(sql`
     with seen as (
-      insert into ${workers} (id, host, pid, mode, processed, failed)
-      values (${beat.id}, ${beat.host}, ${beat.pid}, ${beat.mode}, ${beat.processed}, ${beat.failed})
+      insert into ${workers} (id, host, pid, mode, heartbeat_ms, processed, failed)
+      values (${beat.id}, ${beat.host}, ${beat.pid}, ${beat.mode}, ${beat.heartbeatMs}, ${beat.processed}, ${beat.failed})
       on conflict (id) do update set
-        last_seen_at = now(), processed = excluded.processed, failed = excluded.failed, stopped_at = null
+        last_seen_at = now(), processed = excluded.processed, failed = excluded.failed, stopped_at = null,
+        heartbeat_ms = excluded.heartbeat_ms
     )
     insert into ${orderThroughput} (bucket, worker_id, completed, failed)
     select ${bucketOf(sql`now()`)}, ${beat.id}, ${beat.completedSince}, ${beat.failedSince}
@@ -75,14 +84,22 @@ export async function markWorkerStopped(db: Executor, id: string): Promise<void>
 export type WorkerState = 'alive' | 'stopped' | 'gone'
 export type FleetWorker = WorkerRow & { state: WorkerState }
 
-/** Every registered worker, newest first; `gone` when it missed heartbeats for `goneAfterMs`. */
-export async function listWorkers(db: Executor, { goneAfterMs }: { goneAfterMs: number }): Promise<FleetWorker[]> {
-  const rows = await db.select().from(workers).orderBy(sql`${workers.startedAt} desc`)
-  const now = Date.now()
-  return rows.map((row) => ({
-    ...row,
-    state: row.stoppedAt ? 'stopped' : now - row.lastSeenAt.getTime() > goneAfterMs ? 'gone' : 'alive',
-  }))
+/**
+ * Every registered worker, newest first; `gone` once it has missed MISSED_HEARTBEATS_BEFORE_GONE of
+ * its own heartbeats (each worker records its interval), decided by the database's clock.
+ */
+export async function listWorkers(db: Executor): Promise<FleetWorker[]> {
+  const missed = sql`${MISSED_HEARTBEATS_BEFORE_GONE} * ${workers.heartbeatMs} * interval '1 millisecond'`
+  return db
+    .select({
+      ...getTableColumns(workers),
+      state: sql<WorkerState>`case
+        when ${workers.stoppedAt} is not null then 'stopped'
+        when ${workers.lastSeenAt} < now() - ${missed} then 'gone'
+        else 'alive' end`,
+    })
+    .from(workers)
+    .orderBy(sql`${workers.startedAt} desc`)
 }
 
 /**
