@@ -4,14 +4,6 @@
  * Node or postgres.js `code` for connection failures; drizzle wraps either in `cause`.
  */
 
-/** The database cannot be reached or is shutting down: retry later (HTTP 503). */
-export class DatabaseUnavailableError extends Error {
-  override readonly name = 'DatabaseUnavailableError'
-  constructor(cause: unknown) {
-    super('the database is unavailable', { cause })
-  }
-}
-
 // Class 08 (connection exception) is matched by prefix.
 const UNAVAILABLE_SQLSTATES = new Set([
   '57P01', // admin_shutdown
@@ -61,9 +53,9 @@ export function isTransientDatabaseError(err: unknown): boolean {
   return code !== undefined && TRANSIENT_SQLSTATES.has(code)
 }
 
+/** The database cannot be reached or is shutting down: retry later (HTTP 503). */
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (const e of causes(err)) {
-    if (e instanceof DatabaseUnavailableError) return true
     const code = typeof e.code === 'string' ? e.code : undefined
     if (code === undefined) continue
     if ('severity' in e) return code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code)

@@ -2,7 +2,7 @@
 // statements and the query builder interoperate with it.
 export { sql } from 'drizzle-orm'
 export { closeDb, createDb, type Db, type DbOptions, DEFAULT_SCHEMA, type Executor, type Schema } from './client.js'
-export { DatabaseUnavailableError, isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
+export { isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
 export {
   type MigrateOptions,
   type MigrateWhenReachableOptions,
