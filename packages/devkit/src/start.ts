@@ -43,6 +43,12 @@ const width = Math.max(...names.map((name) => name.length))
 
 const running = new Set<ChildProcess>()
 let stopping = false
+/**
+ * A terminal's Ctrl-C reaches this process twice under `pnpm start`: from the terminal, and again
+ * relayed by pnpm. A second signal this soon is that same Ctrl-C, not a request to force.
+ */
+const SAME_CTRL_C_MS = 500
+let stoppingSince = 0
 let forced = false
 let failed = false
 
@@ -135,8 +141,11 @@ function run(name: string, entry: string, childEnv: NodeJS.ProcessEnv): Promise<
 }
 
 function onSignal(): void {
-  if (!stopping) return beginStop('stopping (Ctrl-C again to force)')
-  if (forced) return
+  if (!stopping) {
+    stoppingSince = performance.now()
+    return beginStop('stopping (Ctrl-C again to force)')
+  }
+  if (forced || performance.now() - stoppingSince < SAME_CTRL_C_MS) return
   forced = true
   say('forcing stop')
   for (const child of running) {

@@ -11,7 +11,7 @@ import { createTestDatabase } from '../src/test-database.js'
 
 const launcher = fileURLToPath(new URL('../dist/start.js', import.meta.url))
 
-t.test('pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C', async (t) => {
+t.test('pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C (relayed twice)', async (t) => {
   const databaseUrl = await createTestDatabase(t)
   const [port, metricsPort] = [await freePort(), await freePort()]
   const child = spawn(process.execPath, [launcher], {
@@ -36,7 +36,10 @@ t.test('pnpm start: one metrics port per worker, a usable hint, and a clean exit
     t.match(body, new RegExp(`postgres_queue_orders_processed_total\\{[^}]*worker="${name}"`), `${name} on port +${index}, named ${name}`)
   }
 
-  child.kill('SIGINT') // what the terminal's Ctrl-C sends the launcher
+  // A terminal's Ctrl-C under `pnpm start`: the launcher gets SIGINT from the terminal and again
+  // from pnpm, which relays it. One Ctrl-C, one graceful stop.
+  child.kill('SIGINT')
+  child.kill('SIGINT')
   const [code, signal] = await exited
   t.same({ code, signal }, { code: 0, signal: null }, 'everything stopped gracefully: exit code 0')
   t.match(output, 'worker-2 exited with code 0')
