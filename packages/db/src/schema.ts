@@ -41,6 +41,8 @@ export const orders = pgTable(
     attempts: integer().notNull().default(0),
     maxAttempts: integer().notNull().default(5),
     lastError: text(),
+    /** W3C trace context of the request that submitted it (tracing on): its processing joins that trace. */
+    traceparent: text(),
     createdAt: timestamptz().notNull().defaultNow(),
     updatedAt: timestamptz().notNull().defaultNow(),
     completedAt: timestamptz(),

@@ -78,10 +78,13 @@ export const packageId = (p: InstalledPackage) => `${p.name}@${p.version}`
 
 function runtimeDependencies(manifest: Manifest): { name: string; optional: boolean }[] {
   const optionalPeer = (name: string) => manifest.peerDependenciesMeta?.[name]?.optional === true
+  // An optional peer may be named in peerDependenciesMeta alone (debug's supports-color): the
+  // package loads it when it is there, and pnpm links it when the workspace has it.
+  const peers = new Set([...Object.keys(manifest.peerDependencies ?? {}), ...Object.keys(manifest.peerDependenciesMeta ?? {})])
   return [
     ...Object.keys(manifest.dependencies ?? {}).map((name) => ({ name, optional: false })),
     ...Object.keys(manifest.optionalDependencies ?? {}).map((name) => ({ name, optional: true })),
-    ...Object.keys(manifest.peerDependencies ?? {}).map((name) => ({ name, optional: optionalPeer(name) })),
+    ...[...peers].map((name) => ({ name, optional: optionalPeer(name) })),
   ]
 }
 

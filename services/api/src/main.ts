@@ -1,5 +1,5 @@
 import { closeDb } from '@postgres-queue/db'
-import { ConfigError } from '@postgres-queue/runtime'
+import { ConfigError, startTracing } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { type ApiConfig, loadConfig } from './config.js'
@@ -17,6 +17,8 @@ try {
   process.exit(2)
 }
 
+// Before the app: its spans go to the provider registered here (OTEL_* variables; off by default).
+const stopTracing = await startTracing('postgres-queue-api', process.env)
 const db = createApiDb(config)
 const app = buildApp({ db, config })
 
@@ -36,6 +38,7 @@ closeWithGrace(
     else app.log.info({ signal }, 'shutting down')
     await app.close()
     await closeDb(db)
+    await stopTracing()
   },
 )
 

@@ -1,5 +1,5 @@
 import type { Order } from '@postgres-queue/db'
-import type { Logger } from '@postgres-queue/runtime'
+import { type Logger, SpanStatusCode, startProcessSpan, traceContext } from '@postgres-queue/runtime'
 import type { CommitWork, OrderProcessor, ProcessContext } from './processor.js'
 import { describeError } from './thrown.js'
 
@@ -42,6 +42,8 @@ export function runProcessor(processor: OrderProcessor, order: Order, options: R
   const started = performance.now()
   return new Promise((resolve) => {
     const context = new Context(order.id, options)
+    // A child of the span that submitted the order (tracing on; a no-op otherwise).
+    const traced = startProcessSpan(order.traceparent, { 'order.id': order.id, 'order.attempt': options.attempt })
     let done = false
     let unwatch = noop
     const finish = (result: ProcessorResult) => {
@@ -49,6 +51,8 @@ export function runProcessor(processor: OrderProcessor, order: Order, options: R
       done = true
       clearTimeout(timer)
       unwatch()
+      if (!result.ok) traced.span.setStatus({ code: SpanStatusCode.ERROR, message: result.error })
+      traced.span.end()
       resolve(result)
     }
     const fail = (thrown: unknown) =>
@@ -66,7 +70,7 @@ export function runProcessor(processor: OrderProcessor, order: Order, options: R
     if (done) return unwatch() // aborted before it started
     let returned: ReturnType<OrderProcessor>
     try {
-      returned = processor(order, context)
+      returned = traceContext.with(traced.context, () => processor(order, context))
     } catch (thrown) {
       fail(thrown)
       return

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger } from '@postgres-queue/runtime'
+import { ConfigError, createLogger, startTracing } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, type WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
@@ -9,6 +9,7 @@ import { type RunningWorker, startWorker } from './start.js'
  * with the team's processor; a team's own entry point can call it with theirs. SIGTERM or SIGINT
  * stop the worker gracefully (also while it is still starting) and exit 0; a second signal, or the
  * stop outliving its bound, exits at once; a bad configuration exits 2 with a message naming it.
+ * With the standard OTEL_* variables set, it exports its spans (startTracing).
  */
 export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcessor): Promise<void> {
   let config: Readonly<WorkerConfig>
@@ -20,6 +21,8 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
     process.exit(2)
   }
   const log = createLogger(config.log)
+  // Spans go to the provider registered here (OTEL_* variables; off by default).
+  const stopTracing = await startTracing('postgres-queue-worker', env)
   let running: Promise<RunningWorker | undefined> | undefined
   // Installed before the worker starts: a signal during start-up stops it too.
   closeWithGrace(
@@ -30,6 +33,7 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
       else log.info({ signal }, 'stopping')
       const worker = await running
       await worker?.stop()
+      await stopTracing()
       log.flush()
     },
   )

@@ -14,6 +14,8 @@ export interface NewOrder {
   runAt?: Date
   /** Claims before the order is dead-lettered. Default 5. */
   maxAttempts?: number
+  /** W3C traceparent of the submitting span, when tracing is on. */
+  traceparent?: string
 }
 
 /** A client's Idempotency-Key and what it was sent with. */
@@ -119,10 +121,11 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean): SQL {
         ${column((r) => r.order.runAt?.toISOString() ?? null)}::text[]::timestamptz[],
         ${column((r) => r.order.maxAttempts ?? 5)}::int[],
         ${column((r) => r.idempotency?.key ?? null)}::text[],
-        ${column((r) => r.idempotency?.requestHash ?? null)}::text[]
+        ${column((r) => r.idempotency?.requestHash ?? null)}::text[],
+        ${column((r) => r.order.traceparent ?? null)}::text[]
       ) with ordinality
         as input(submission, customer_id, currency, items, total_cents, priority, requested_run_at,
-                 max_attempts, idempotency_key, request_hash, position)
+                 max_attempts, idempotency_key, request_hash, traceparent, position)
       order by position
     ),
     keys as (
@@ -135,11 +138,11 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean): SQL {
     ),
     stored as (
       insert into ${orders} (id, customer_id, currency, items, total_cents, status, priority, run_at, max_attempts,
-                             created_at, updated_at)
+                             traceparent, created_at, updated_at)
       overriding system value
       select id, customer_id, currency, items, total_cents,
              (case when run_at > statement_timestamp() then 'scheduled' else 'pending' end),
-             priority, run_at, max_attempts, statement_timestamp(), statement_timestamp()
+             priority, run_at, max_attempts, traceparent, statement_timestamp(), statement_timestamp()
       from input
       where idempotency_key is null or idempotency_key in (select key from keys)
       order by position

@@ -1,8 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { type Db, getOrder, type IdempotencyKey, listOrders, type Order as OrderRow, type StoredKey } from '@postgres-queue/db'
+import {
+  type Db,
+  getOrder,
+  type IdempotencyKey,
+  listOrders,
+  type Order as OrderRow,
+  type StoredKey,
+} from '@postgres-queue/db'
+import { SpanStatusCode, startSubmitSpan } from '@postgres-queue/runtime'
 import { ApiError } from '../errors.js'
 import type { ApiMetrics } from '../metrics.js'
-import type { OrderIntake } from '../order-intake.js'
+import type { IntakeResult, OrderIntake } from '../order-intake.js'
 import {
   IdempotencyHeaders,
   ListOrdersQuery,
@@ -46,7 +54,9 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
       // The key's primary key decides, not a read before the write: of concurrent duplicates, one
       // stores and the others wait for its commit, then get what it stored.
-      const result = await intake.submit(toNewOrder(request.body), idempotency)
+      const result = await traced('order submit', request.headers, 1, (traceparent) =>
+        intake.submit({ ...toNewOrder(request.body), traceparent }, idempotency),
+      )
       if (result.stored) {
         const order = result.orders[0] as OrderRow
         metrics.submitted('single', 1)
@@ -94,7 +104,12 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`, now))
       const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
       // One statement, so the batch is stored whole or not at all.
-      const result = await intake.submitBatch(orders, idempotency)
+      const result = await traced('order batch submit', request.headers, orders.length, (traceparent) =>
+        intake.submitBatch(
+          orders.map((order) => ({ ...order, traceparent })),
+          idempotency,
+        ),
+      )
       if (result.stored) {
         metrics.submitted('batch', result.ids.length)
         return reply.code(201).send({ ids: result.ids })
@@ -133,6 +148,29 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
 /** The request's Idempotency-Key, bound to a hash of its body, if it carries one. */
 function idempotencyOf(key: string | undefined, body: unknown): IdempotencyKey | undefined {
   return key === undefined ? undefined : { key, requestHash: requestHash(body) }
+}
+
+/**
+ * Runs a submission in its span (tracing on): a child of the caller's `traceparent`, if it sent one,
+ * and the parent of each stored order's processing. The orders store the span's traceparent.
+ */
+async function traced<T extends IntakeResult>(
+  name: string,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  count: number,
+  submit: (traceparent: string | undefined) => Promise<T>,
+): Promise<T> {
+  const { span, traceparent } = startSubmitSpan(name, headers, { 'order.count': count })
+  try {
+    const result = await submit(traceparent)
+    if (result.stored) span.setAttribute('order.ids', result.ids.join(','))
+    return result
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) })
+    throw err
+  } finally {
+    span.end()
+  }
 }
 
 /** A taken key's order ids, if it was taken by this same request; a 422 if by another. */

@@ -1,0 +1,2 @@
+-- The W3C trace context an order was submitted under (tracing on), so its processing joins that trace.
+ALTER TABLE "orders" ADD COLUMN "traceparent" text;
