@@ -135,19 +135,20 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
       pickupTarget(ours, latency('graphile-worker')[0]),
     ])
   }
-  // The scale phase runs the history measure and its empty-table twin in alternating pairs: compare means.
-  const histories = r.scale.filter((s) => s.historyRows > 0)
-  const history = histories[0]
-  const empties = r.scale.filter((s) => s.historyRows === 0 && s.workers === history?.workers)
-  if (history && empties.length > 0) {
-    const historyRate = Math.round(mean(histories.map((s) => s.rate)))
+  // The scale phase runs the history and delayed-backlog measures beside their empty-table twins, in
+  // turn: compare means.
+  const empties = r.scale.filter((s) => s.historyRows === 0 && s.delayedRows === 0 && s.workers === r.settings.historyWorkers)
+  const beside = (what: string, runs: ProcessingResult[]) => {
+    const first = runs[0]
+    if (!first || empties.length === 0) return
+    const withRate = Math.round(mean(runs.map((s) => s.rate)))
     const emptyRate = Math.round(mean(empties.map((s) => s.rate)))
-    const change = (historyRate / emptyRate - 1) * 100
-    const runs = histories.length > 1 ? `, means of ${histories.length} runs each` : ''
+    const change = (withRate / emptyRate - 1) * 100
+    const means = runs.length > 1 ? `, means of ${runs.length} and ${empties.length} runs` : ''
     rows.push([
-      `process with ${history.historyRows.toLocaleString('en')} completed orders present, ${history.workers} processes`,
-      `${rate(historyRate, '/s')} (empty table: ${rate(emptyRate, '/s')}, ${change >= 0 ? '+' : ''}${round(change, 1)}%${runs})` +
-        flag(histories.find((s) => !s.exactlyOnce.ok)?.exactlyOnce ?? history.exactlyOnce),
+      `process with ${what} present, ${first.workers} processes`,
+      `${rate(withRate, '/s')} (empty table: ${rate(emptyRate, '/s')}, ${change >= 0 ? '+' : ''}${round(change, 1)}%${means})` +
+        flag(runs.find((s) => !s.exactlyOnce.ok)?.exactlyOnce ?? first.exactlyOnce),
       '',
       '',
       '',
@@ -156,6 +157,10 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
       target('within 10% of the empty table', change >= -10, `${round(change, 1)}%`),
     ])
   }
+  const histories = r.scale.filter((s) => s.historyRows > 0)
+  beside(`${histories[0]?.historyRows.toLocaleString('en')} completed orders`, histories)
+  const delayed = r.scale.filter((s) => s.delayedRows > 0)
+  beside(`${delayed[0]?.delayedRows.toLocaleString('en')} delayed orders of higher priority`, delayed)
   return table(
     ['measure', 'this project', `pg-boss ${v['pg-boss']}`, `graphile-worker ${v['graphile-worker']}`, 'PostgreSQL ceiling', 'ours / graphile-worker', 'ours / ceiling', 'target (issue 9)'],
     rows,
@@ -192,10 +197,10 @@ function detailSections(r: BenchResults): string[] {
   out.push('', 'First to last: ours from `min(completed_at)` to `max(completed_at)` read back with every order; the peers from the first to the last',
     "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.")
   out.push('', '## Scale (ours, default mode and batch)', '')
-  const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0)
+  const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0 && s.delayedRows === 0)
   out.push(...table(
-    ['procs', 'completed rows present', 'rate', 'vs 1 process', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'exactly once'],
-    r.scale.map((s) => [String(s.workers), s.historyRows.toLocaleString('en'), rate(s.rate, '/s'), ratio(s.rate, one?.rate), rate(s.wallRate, '/s'), perWorker(s.perWorker), cpu(s.cpu), once(s.exactlyOnce)]),
+    ['procs', 'completed rows present', 'delayed rows present', 'rate', 'vs 1 process', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'exactly once'],
+    r.scale.map((s) => [String(s.workers), s.historyRows.toLocaleString('en'), s.delayedRows.toLocaleString('en'), rate(s.rate, '/s'), ratio(s.rate, one?.rate), rate(s.wallRate, '/s'), perWorker(s.perWorker), cpu(s.cpu), once(s.exactlyOnce)]),
   ))
   out.push('', '## Enqueue', '')
   out.push(...table(

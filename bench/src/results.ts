@@ -21,6 +21,8 @@ export interface ProcessingResult {
   jobs: number
   /** Completed rows already in the table before the run (the history measure). */
   historyRows: number
+  /** Scheduled (not yet due) orders of a higher priority in the table beside the due ones. */
+  delayedRows: number
   /** First to last completion; `timing` says how each system's instants were taken. */
   firstToLastMs: number
   rate: number

@@ -28,6 +28,8 @@ export interface Sizes {
   scaleWorkers: number[]
   /** Completed orders already in the table for the history run. */
   historyRows: number
+  /** Scheduled orders of a higher priority, due tomorrow, beside the due backlog in the delayed-backlog run. */
+  delayedRows: number
   /** Workers in the history run (and the empty-table run it is compared with). */
   historyWorkers: number
   /** Length of each enqueue measure. */
@@ -45,6 +47,7 @@ export const FULL: Sizes = {
   extraBatchSizes: [200],
   scaleWorkers: [1, 2, 3, 6],
   historyRows: 1_000_000,
+  delayedRows: 200_000,
   historyWorkers: 3,
   enqueueSeconds: 10,
   latencyOrders: 500,
@@ -59,6 +62,7 @@ export const QUICK: Sizes = {
   extraBatchSizes: [200],
   scaleWorkers: [1, 2],
   historyRows: 50_000,
+  delayedRows: 10_000,
   historyWorkers: 2,
   enqueueSeconds: 2,
   latencyOrders: 40,

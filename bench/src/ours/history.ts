@@ -7,6 +7,25 @@ import postgres from 'postgres'
  * Plain SQL on purpose: a million rows through insertOrders would take minutes of the budget, and
  * no product query inserts completed orders.
  */
+/**
+ * Puts `rows` scheduled orders in the table, due tomorrow and of a higher priority than the
+ * preload: a delayed backlog that a claim walking the index in priority order would step over
+ * before every due order. Plain SQL, for the same reason as loadHistory.
+ */
+export async function loadDelayedBacklog(url: string, rows: number): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { search_path: DEFAULT_SCHEMA } })
+  try {
+    await sql`
+      insert into orders (customer_id, currency, items, total_cents, status, priority, run_at)
+      select 'delayed-' || (g % 1000), 'EUR', '[{"sku":"SKU-1","quantity":2,"unitPriceCents":1250}]'::jsonb, 2500,
+             'scheduled', 10, now() + interval '1 day'
+      from generate_series(1, ${rows}::int) g`
+    await sql.unsafe('vacuum analyze orders')
+  } finally {
+    await sql.end()
+  }
+}
+
 export async function loadHistory(url: string, rows: number): Promise<void> {
   const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { search_path: DEFAULT_SCHEMA } })
   try {

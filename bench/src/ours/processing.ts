@@ -4,7 +4,7 @@ import { stopAll, waitUntil } from '../processes.js'
 import type { ProcessingResult } from '../results.js'
 import type { WorkerMode } from '../settings.js'
 import { perSecond } from '../stats.js'
-import { loadHistory } from './history.js'
+import { loadDelayedBacklog, loadHistory } from './history.js'
 import { createOurDatabase, dropOurDatabase, nonePending, preloadOrders, verifyOrders } from './orders.js'
 import { startOurWorkers } from './services.js'
 
@@ -16,6 +16,7 @@ export interface OurProcessingOptions {
   mode: WorkerMode
   batchSize: number
   historyRows?: number
+  delayedRows?: number
 }
 
 /**
@@ -26,10 +27,13 @@ export interface OurProcessingOptions {
 export async function processOurs(ctx: BenchContext, options: OurProcessingOptions): Promise<ProcessingResult> {
   const jobs = ctx.sizes.processingOrders
   const historyRows = options.historyRows ?? 0
+  const delayedRows = options.delayedRows ?? 0
   const label = `${options.mode} mode, batch ${options.batchSize}`
-  const { url, db } = await createOurDatabase(ctx, `ours_${options.workers}w_${options.batchSize}_${historyRows}h`)
+  const { url, db } = await createOurDatabase(ctx, `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d`)
   try {
     if (historyRows > 0) await loadHistory(url, historyRows)
+    // Before the preload: verifyOrders reads back the orders after the last id it was given.
+    if (delayedRows > 0) await loadDelayedBacklog(url, delayedRows)
     const after = await preloadOrders(db, jobs)
     await ctx.server.checkpoint()
 
@@ -57,6 +61,7 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
       workers: options.workers,
       jobs,
       historyRows,
+      delayedRows,
       firstToLastMs,
       rate: perSecond(jobs, firstToLastMs),
       timing: 'min to max completed_at (statement time of each batch completion)',

@@ -54,6 +54,7 @@ export async function processPeer(ctx: BenchContext, system: PeerName, workers: 
       workers,
       jobs,
       historyRows: 0,
+      delayedRows: 0,
       firstToLastMs,
       rate: perSecond(jobs, firstToLastMs),
       timing: 'first to last handler return, across the worker processes',

@@ -3,7 +3,9 @@ import type { CeilingResult, EnqueueResult, ExactlyOnce, LatencyResult, Processi
 
 /** One progress line per measure, as the run goes. */
 export function describeProcessing(r: ProcessingResult): string {
-  const history = r.historyRows ? `, ${r.historyRows.toLocaleString('en')} completed rows present` : ''
+  const history =
+    (r.historyRows ? `, ${r.historyRows.toLocaleString('en')} completed rows present` : '') +
+    (r.delayedRows ? `, ${r.delayedRows.toLocaleString('en')} delayed rows of higher priority present` : '')
   return `processing ${r.system} (${r.label}${history}), ${r.workers} proc: ${r.rate.toLocaleString('en')}/s ` +
     `first-to-last, ${r.wallRate.toLocaleString('en')}/s wall${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
 }

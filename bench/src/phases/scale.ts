@@ -21,14 +21,20 @@ export async function runScalePhase(ctx: BenchContext, earlier: readonly Process
   const mode = WORKER_MODES[0]
   const options = { mode, batchSize: DEFAULT_BATCH_SIZE }
   const results: ProcessingResult[] = []
-  const run = async (workers: number, historyRows = 0) => {
-    const result = await processOurs(ctx, { ...options, workers, historyRows })
+  const run = async (workers: number, historyRows = 0, delayedRows = 0) => {
+    const result = await processOurs(ctx, { ...options, workers, historyRows, delayedRows })
     results.push(result)
     ctx.log(describeProcessing(result))
   }
   for (const workers of ctx.sizes.scaleWorkers.filter((w) => w !== ctx.sizes.historyWorkers)) {
     const same = earlier.find(
-      (r) => r.system === 'ours' && r.mode === mode && r.batchSize === DEFAULT_BATCH_SIZE && r.workers === workers && r.historyRows === 0,
+      (r) =>
+        r.system === 'ours' &&
+        r.mode === mode &&
+        r.batchSize === DEFAULT_BATCH_SIZE &&
+        r.workers === workers &&
+        r.historyRows === 0 &&
+        r.delayedRows === 0,
     )
     if (same) results.push({ ...same, label: `${same.label} (the processing phase's run)` })
     else await run(workers)
@@ -40,5 +46,12 @@ export async function runScalePhase(ctx: BenchContext, earlier: readonly Process
     ctx.log(`loading ${ctx.sizes.historyRows.toLocaleString('en')} completed orders`)
     await run(ctx.sizes.historyWorkers, ctx.sizes.historyRows)
   }
-  return results.sort((a, b) => a.historyRows - b.historyRows || a.workers - b.workers)
+  // The same for a delayed backlog: scheduled orders of a higher priority must cost the claim
+  // nothing (it reads an index of due orders only), where a claim walking all of them in priority
+  // order would step over every one before each due order.
+  for (let pair = 0; pair < HISTORY_PAIRS; pair += 1) {
+    ctx.log(`loading ${ctx.sizes.delayedRows.toLocaleString('en')} delayed orders of higher priority`)
+    await run(ctx.sizes.historyWorkers, 0, ctx.sizes.delayedRows)
+  }
+  return results.sort((a, b) => a.delayedRows - b.delayedRows || a.historyRows - b.historyRows || a.workers - b.workers)
 }
