@@ -123,6 +123,20 @@ t.test('an Idempotency-Key outlives its order: retention deletes the order, the 
   t.match(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: true }], 'then the key is free')
 })
 
+t.test('the completed count: exact on a table never analyzed, then an estimate that follows its growth', async (t) => {
+  const db = await setUp(t)
+  const completed = (n: number) =>
+    db.execute(sql`insert into orders (customer_id, currency, items, total_cents, status)
+      select 'c', 'EUR', '[{"sku":"s","quantity":1,"unitPriceCents":1}]', 1, 'completed' from generate_series(1, ${n}::int)`)
+  await completed(30)
+  t.equal((await getQueueStats(db)).counts.completed, 30, 'counted, not read as 0, before any analyze')
+  await completed(470)
+  await db.execute(sql`analyze orders`)
+  await completed(1500) // no analyze since: the estimate scales the last one to the table's size now
+  const estimate = (await getQueueStats(db)).counts.completed
+  t.ok(Math.abs(estimate - 2000) <= 200, `within 10% of 2,000 without waiting for autovacuum (the last analyze saw 500): ${estimate}`)
+})
+
 t.test("gone is judged by each worker's own heartbeat interval: three missed beats", async (t) => {
   const db = await setUp(t)
   await registerWorker(db, { ...box('slow'), heartbeatMs: 20_000 }) // WORKER_HEARTBEAT_MS=20000

@@ -30,6 +30,8 @@ export async function api(path, { method = 'GET', body } = {}) {
   if (!Number.isNaN(date)) serverClockOffsetMs = date - Date.now()
   if (response.status === 401) throw new TokenRequired()
   const payload = await response.json().catch(() => undefined)
-  if (!response.ok) throw new Error(payload?.message ?? `${method} ${path} answered ${response.status}`)
+  if (!response.ok) {
+    throw Object.assign(new Error(payload?.message ?? `${method} ${path} answered ${response.status}`), { status: response.status })
+  }
   return payload
 }

@@ -10,6 +10,7 @@ const POLL_MS = 2000
 const DEPTH_WINDOW_MS = 10 * 60_000
 const THROUGHPUT_MINUTES = 15
 const FAILED_SHOWN = 20
+const PENDING_SHOWN = 20
 
 const $ = (id) => document.getElementById(id)
 const serverNow = () => Date.now() + serverClockOffsetMs
@@ -148,12 +149,102 @@ function renderFailed(page, failedCount) {
   setText('failed-summary', failedCount > rows.length ? `newest ${rows.length} of ${formatCount(failedCount)}` : '')
 }
 
+function actionButton(label, ariaLabel, onClick) {
+  const button = document.createElement('button')
+  button.type = 'button'
+  button.textContent = label
+  button.setAttribute('aria-label', ariaLabel)
+  button.addEventListener('click', () => onClick(button))
+  return button
+}
+
+function renderPending(page) {
+  const rows = page.orders.map((order) => {
+    const tr = document.createElement('tr')
+    tr.dataset.orderId = String(order.id)
+    const action = document.createElement('td')
+    action.append(actionButton('Cancel', `Cancel order ${order.id}`, (button) => cancel(order.id, button)))
+    tr.append(
+      cell(String(order.id), 'number'),
+      cell(order.customerId),
+      cell(String(order.priority), 'number'),
+      cell(`${(order.totalCents / 100).toFixed(2)} ${order.currency}`, 'number'),
+      cell(formatTime(order.runAt)),
+      action,
+    )
+    return tr
+  })
+  $('pending-orders').replaceChildren(...rows)
+  $('pending-empty').hidden = rows.length > 0
+}
+
 async function redrive(id, button) {
   button.disabled = true
   await act(async () => {
     await api(`orders/${id}/retry`, { method: 'POST' })
     return `Order ${id} sent back to pending.`
   })
+}
+
+async function cancel(id, button) {
+  button.disabled = true
+  await act(async () => {
+    await api(`orders/${id}/cancel`, { method: 'POST' })
+    return `Order ${id} cancelled.`
+  }, 'cancel-status')
+}
+
+/** Shows one order by id, with what can be done to it: cancel while it waits, redrive once failed. */
+async function find(id) {
+  setText('find-status', '')
+  $('found-order').hidden = true
+  $('found-actions').replaceChildren()
+  let order
+  try {
+    order = await api(`orders/${id}`)
+  } catch (err) {
+    if (err instanceof TokenRequired) return askForToken('The api refused the stored token.')
+    return setText('find-status', err.status === 404 ? `No order ${id}.` : `Could not read order ${id}: ${err.message}`)
+  }
+  const fields = [
+    ['Status', order.status],
+    ['Customer', order.customerId],
+    ['Total', `${(order.totalCents / 100).toFixed(2)} ${order.currency}`],
+    ['Priority', String(order.priority)],
+    ['Attempts', `${order.attempts} / ${order.maxAttempts}`],
+    ['Due', formatTime(order.runAt)],
+    ['Created', formatTime(order.createdAt)],
+    ['Completed', order.completedAt ? `${formatTime(order.completedAt)} by ${order.completedBy}` : '–'],
+    ['Last error', order.lastError ?? '–'],
+  ]
+  $('found-order').replaceChildren(
+    ...fields.flatMap(([term, value]) => {
+      const dt = document.createElement('dt')
+      dt.textContent = term
+      const dd = document.createElement('dd')
+      dd.textContent = value
+      dd.dataset.field = term.toLowerCase()
+      return [dt, dd]
+    }),
+  )
+  $('found-order').hidden = false
+  const again = () => find(order.id)
+  if (order.status === 'pending' || order.status === 'scheduled') {
+    $('found-actions').append(
+      actionButton('Cancel', `Cancel order ${order.id}`, async (button) => {
+        await cancel(order.id, button)
+        await again()
+      }),
+    )
+  }
+  if (order.status === 'failed') {
+    $('found-actions').append(
+      actionButton('Redrive', `Redrive order ${order.id}`, async (button) => {
+        await redrive(order.id, button)
+        await again()
+      }),
+    )
+  }
 }
 
 async function redriveAll() {
@@ -164,13 +255,13 @@ async function redriveAll() {
   })
 }
 
-/** Runs an action, says how it went, and refreshes at once rather than at the next tick. */
-async function act(action) {
+/** Runs an action, says how it went (in `statusId`), and refreshes at once rather than at the next tick. */
+async function act(action, statusId = 'redrive-status') {
   try {
-    setText('redrive-status', await action())
+    setText(statusId, await action())
   } catch (err) {
     if (err instanceof TokenRequired) return askForToken('The api refused the stored token.')
-    setText('redrive-status', `Could not redrive: ${err.message}`)
+    setText(statusId, err.message)
   }
   await poll()
 }
@@ -183,14 +274,20 @@ async function poll() {
   }
   polling = true
   try {
-    const [stats, throughput, failed] = await Promise.all([
+    const [stats, throughput, failed, pending] = await Promise.all([
       api('queue/stats'),
       api(`queue/throughput?minutes=${THROUGHPUT_MINUTES}`),
       api(`orders?status=failed&order=desc&limit=${FAILED_SHOWN}`),
+      api(`orders?status=pending&limit=${PENDING_SHOWN}`),
     ])
     renderStats(stats)
     renderThroughput(throughput)
     renderFailed(failed, stats.counts.failed)
+    renderPending(pending)
+    setText(
+      'pending-summary',
+      stats.counts.pending > pending.orders.length ? `oldest ${pending.orders.length} of ${formatCount(stats.counts.pending)}` : 'oldest first',
+    )
     showConnection(`Updated ${new Date().toLocaleTimeString()}`, false)
     timer = setTimeout(poll, POLL_MS)
   } catch (err) {
@@ -236,5 +333,9 @@ $('token-form').addEventListener('submit', () => {
 $('change-token').addEventListener('click', () => askForToken('Enter another token.'))
 $('change-token').hidden = !token.get()
 $('redrive-all').addEventListener('click', redriveAll)
+$('find-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  void find($('find-id').value.trim())
+})
 
 void poll()

@@ -24,6 +24,9 @@ export function queueDepthQuery(schema: string = DEFAULT_SCHEMA): string {
   return `select count(*) from ${schema}.orders where status = 'pending'`
 }
 
+/** Rows a never-analyzed table is counted up to, instead of estimated. */
+const EXACT_COUNT_LIMIT = 100_000
+
 /** getQueueStats's one statement, exported so a test can EXPLAIN exactly what runs. */
 export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
     select
@@ -32,7 +35,13 @@ export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
       (select count(*) from ${orders} where status = 'processing')::int as processing,
       (select count(*) from ${orders} where status = 'failed')::int as failed,
       (select count(*) from ${orders} where status = 'cancelled')::int as cancelled,
-      (select greatest(reltuples, 0)::bigint from pg_class where oid = ${`${schema}.orders`}::regclass) as estimated_rows,
+      (select (case
+         -- Never vacuumed or analyzed (a new table): count, up to a bound.
+         when reltuples < 0 or relpages = 0 then (select count(*) from (select from ${orders} limit ${EXACT_COUNT_LIMIT}) as few)
+         -- The planner's own estimate: the density autovacuum last saw, times the table's size now,
+         -- so the figure follows the table as it grows rather than waiting for the next analyze.
+         else reltuples / relpages * (pg_relation_size(oid) / current_setting('block_size')::int) end)::bigint
+       from pg_class where oid = ${`${schema}.orders`}::regclass) as estimated_rows,
       (select extract(epoch from now() - min(run_at)) from ${orders} where status = 'pending') as lag_seconds,
       (select coalesce(sum(completed), 0) from ${orderThroughput} where bucket >= now() - interval '1 minute')::int
         as completed_last_minute,
@@ -45,15 +54,18 @@ export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
  * The queue at a glance, cheap however many finished orders the table holds: every exact count
  * reads one status's range of orders_status_id_idx (which holds every order but the completed
  * ones), and throughput comes from the workers' 5-second buckets. Counting completed
- * orders exactly would read every one of them, so it is estimated from the table's statistics
- * (pg_class.reltuples, kept by autovacuum) minus the exact counts.
+ * orders exactly would read every one of them, so that figure is estimated: the planner's estimate
+ * of the table's rows (pg_class, scaled to the table's current size; counted exactly on a table
+ * never analyzed) minus the exact counts, and never below the last 5 minutes' completions.
  */
 export async function getQueueStats(db: Db): Promise<QueueStats> {
   const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement(db.$queueSchema))
   const n = (key: string) => Number(row?.[key] ?? 0)
   const exact = n('scheduled') + n('pending') + n('processing') + n('failed') + n('cancelled')
   const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>
-  counts.completed = Math.max(0, n('estimated_rows') - exact)
+  // Never fewer than the completions the workers reported in the last 5 minutes: those orders are
+  // surely still there (retention keeps a day at least), so the estimate cannot read below them.
+  counts.completed = Math.max(0, n('estimated_rows') - exact, n('completed_last_5_minutes'))
   return {
     counts,
     lagSeconds: Math.max(0, n('lag_seconds')),
