@@ -48,7 +48,8 @@ const profile = profileArg as ServerProfile
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url))
 const sizes = quick ? QUICK : FULL
 const began = performance.now()
-const log = (message: string) => console.log(`[${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+const log = (message: string) =>
+  console.log(`[${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}`)
 
 log(`starting PostgreSQL, ${profile} settings (${quick ? 'quick run' : 'full run'}; phases: ${only.join(', ')})`)
 const server = await startBenchServer(SERVER_PROFILES[profile])
@@ -73,7 +74,11 @@ process.on('uncaughtException', (err: Error & { code?: unknown }) => {
 let exitCode = 0
 try {
   const info = await server.describe()
-  log(`${info.version}; ${Object.entries(info.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`)
+  log(
+    `${info.version}; ${Object.entries(info.settings)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}`,
+  )
   const ctx: BenchContext = {
     server,
     sizes,
@@ -100,7 +105,13 @@ try {
   const markdown = renderMarkdown(results)
   await writeResults(results, markdown)
   console.log(`\n${markdown}`)
-  const failed = [...results.processing, ...results.scale, ...results.enqueue, ...results.latency, ...results.ceiling].filter((r) => !r.exactlyOnce.ok)
+  const failed = [
+    ...results.processing,
+    ...results.scale,
+    ...results.enqueue,
+    ...results.latency,
+    ...results.ceiling,
+  ].filter((r) => !r.exactlyOnce.ok)
   if (failed.length) {
     console.error(`exactly-once check failed in ${failed.length} measure(s)`)
     exitCode = 1
@@ -137,9 +148,9 @@ async function writeResults(results: BenchResults, markdown: string): Promise<vo
   const json = `${JSON.stringify(results, null, 2)}\n`
   const partial = only.length < PHASES.length
   const suffix = profile === 'default' ? '' : `-${profile}`
-  const names = (quick ? ['quick'] : partial ? ['partial'] : ['latest', `run-${results.startedAt.replace(/[:.]/g, '-')}`]).map(
-    (name) => `${name}${suffix}`,
-  )
+  const names = (
+    quick ? ['quick'] : partial ? ['partial'] : ['latest', `run-${results.startedAt.replace(/[:.]/g, '-')}`]
+  ).map((name) => `${name}${suffix}`)
   for (const name of names) {
     await writeFile(`${resultsDir}${name}.md`, markdown)
     await writeFile(`${resultsDir}${name}.json`, json)

@@ -72,7 +72,10 @@ export function startNode(name: string, script: string, env: Record<string, stri
     },
     waitFor(type, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${name}: no '${type}' within ${timeoutMs} ms\n${output.join('\n')}`)), timeoutMs)
+        const timer = setTimeout(
+          () => reject(new Error(`${name}: no '${type}' within ${timeoutMs} ms\n${output.join('\n')}`)),
+          timeoutMs,
+        )
         listeners.push((message) => {
           if (message.type !== type) return
           clearTimeout(timer)
@@ -112,7 +115,8 @@ export async function waitUntil(
     if (await check()) return
     // A child that died (a crash, a bad config) will never finish the work: fail now, with its output.
     const dead = children.find((c) => c.exitStatus() !== undefined)
-    if (dead) throw new Error(`${dead.name} exited (${dead.exitStatus()}) while waiting for ${what}\n${dead.output.join('\n')}`)
+    if (dead)
+      throw new Error(`${dead.name} exited (${dead.exitStatus()}) while waiting for ${what}\n${dead.output.join('\n')}`)
     if (performance.now() > deadline) {
       const output = children.map((c) => `--- ${c.name}\n${c.output.join('\n')}`).join('\n')
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output}`)

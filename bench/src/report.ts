@@ -1,6 +1,21 @@
 import type { CpuUse } from './cpu.js'
-import type { BenchResults, CeilingResult, EnqueueResult, ExactlyOnce, LatencyResult, ProcessingResult, System } from './results.js'
-import { BUSY_MACHINE_CORES, DEFAULT_BATCH_SIZE, ENQUEUE, GRAPHILE_SETTINGS, PG_BOSS_SETTINGS, WORKER_MODES } from './settings.js'
+import type {
+  BenchResults,
+  CeilingResult,
+  EnqueueResult,
+  ExactlyOnce,
+  LatencyResult,
+  ProcessingResult,
+  System,
+} from './results.js'
+import {
+  BUSY_MACHINE_CORES,
+  DEFAULT_BATCH_SIZE,
+  ENQUEUE,
+  GRAPHILE_SETTINGS,
+  PG_BOSS_SETTINGS,
+  WORKER_MODES,
+} from './settings.js'
 import { mean, round } from './stats.js'
 
 /** The markdown report: the summary table with issue 9's targets, then every measure in detail. */
@@ -43,7 +58,12 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
   const rows: string[][] = []
   const ceiling = (pattern: string) => r.ceiling.find((c) => c.pattern === pattern)
   const processing = (system: System, workers: number, mode?: string) =>
-    r.processing.find((p) => p.system === system && p.workers === workers && (system !== 'ours' || (p.mode === mode && p.batchSize === DEFAULT_BATCH_SIZE)))
+    r.processing.find(
+      (p) =>
+        p.system === system &&
+        p.workers === workers &&
+        (system !== 'ours' || (p.mode === mode && p.batchSize === DEFAULT_BATCH_SIZE)),
+    )
 
   for (const mode of WORKER_MODES) {
     const limit = mode === 'transaction' ? ceiling('claim-complete-1tx') : ceiling('lease-2tx')
@@ -105,7 +125,11 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
       '',
       '',
       ratio(many.rate, insert?.rate),
-      target('p99 < 25 ms, 0 errors', (many.latencyMs?.p99 ?? Infinity) < 25 && errors(many) === 0, `p99 ${many.latencyMs?.p99} ms`),
+      target(
+        'p99 < 25 ms, 0 errors',
+        (many.latencyMs?.p99 ?? Infinity) < 25 && errors(many) === 0,
+        `p99 ${many.latencyMs?.p99} ms`,
+      ),
     ])
   }
   const bulk = { ours: enqueue('ours', 'bulk'), gw: enqueue('graphile-worker', 'bulk'), pb: enqueue('pg-boss', 'bulk') }
@@ -118,7 +142,11 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
       '',
       ratio(bulk.ours.rate, bulk.gw?.rate),
       '',
-      target('>= 1.3x graphile-worker', bulk.gw !== undefined && bulk.ours.rate >= 1.3 * bulk.gw.rate, ratio(bulk.ours.rate, bulk.gw?.rate)),
+      target(
+        '>= 1.3x graphile-worker',
+        bulk.gw !== undefined && bulk.ours.rate >= 1.3 * bulk.gw.rate,
+        ratio(bulk.ours.rate, bulk.gw?.rate),
+      ),
     ])
   }
   const latency = (system: System) => r.latency.filter((l) => l.system === system)
@@ -137,7 +165,9 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
   }
   // The scale phase runs the history and delayed-backlog measures beside their empty-table twins, in
   // turn: compare means.
-  const empties = r.scale.filter((s) => s.historyRows === 0 && s.delayedRows === 0 && s.workers === r.settings.historyWorkers)
+  const empties = r.scale.filter(
+    (s) => s.historyRows === 0 && s.delayedRows === 0 && s.workers === r.settings.historyWorkers,
+  )
   const beside = (what: string, runs: ProcessingResult[]) => {
     const first = runs[0]
     if (!first || empties.length === 0) return
@@ -162,7 +192,16 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
   const delayed = r.scale.filter((s) => s.delayedRows > 0)
   beside(`${delayed[0]?.delayedRows.toLocaleString('en')} delayed orders of higher priority`, delayed)
   return table(
-    ['measure', 'this project', `pg-boss ${v['pg-boss']}`, `graphile-worker ${v['graphile-worker']}`, 'PostgreSQL ceiling', 'ours / graphile-worker', 'ours / ceiling', 'target (issue 9)'],
+    [
+      'measure',
+      'this project',
+      `pg-boss ${v['pg-boss']}`,
+      `graphile-worker ${v['graphile-worker']}`,
+      'PostgreSQL ceiling',
+      'ours / graphile-worker',
+      'ours / ceiling',
+      'target (issue 9)',
+    ],
     rows,
     ['l', 'r', 'r', 'r', 'l', 'r', 'r', 'l'],
   )
@@ -172,10 +211,20 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
 function pickupTarget(ours: LatencyResult, gw: LatencyResult | undefined): string {
   if (gw === undefined) return ''
   const met = ours.latencyMs.p50 <= gw.latencyMs.p50 + 2 && ours.latencyMs.p99 <= 2 * gw.latencyMs.p99
-  return target("p50 <= graphile-worker's + 2 ms, p99 <= 2x its p99", met, `p50 ${ours.latencyMs.p50}, p99 ${ours.latencyMs.p99} ms`)
+  return target(
+    "p50 <= graphile-worker's + 2 ms, p99 <= 2x its p99",
+    met,
+    `p50 ${ours.latencyMs.p50}, p99 ${ours.latencyMs.p99} ms`,
+  )
 }
 
-function processingTarget(mode: string, workers: number, ours: number, gw: number | undefined, limit: number | undefined): string {
+function processingTarget(
+  mode: string,
+  workers: number,
+  ours: number,
+  gw: number | undefined,
+  limit: number | undefined,
+): string {
   if (workers !== 3 || gw === undefined) return ''
   if (mode === 'transaction') return target('>= 1.0x graphile-worker (aim 1.2x)', ours >= gw, ratio(ours, gw))
   if (mode === 'lease') {
@@ -188,37 +237,122 @@ function processingTarget(mode: string, workers: number, ours: number, gw: numbe
 function detailSections(r: BenchResults): string[] {
   const out: string[] = []
   out.push('', '## Processing, every run', '')
-  out.push(...table(
-    ['system', 'setting', 'procs', 'jobs', 'first to last', 'rate', 'spawn to drained', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'CPU µs per job: postgres / workers', 'exactly once'],
-    r.processing.map(processingRow),
-  ))
-  out.push('', 'CPU µs per job: the cores each side used from spawn to drained, times that time, over the jobs: the',
-    "workers' figure includes their start-up (about 1 s of CPU per process of ours, module loading).")
-  out.push('', 'First to last: ours from `min(completed_at)` to `max(completed_at)` read back with every order; the peers from the first to the last',
-    "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.")
+  out.push(
+    ...table(
+      [
+        'system',
+        'setting',
+        'procs',
+        'jobs',
+        'first to last',
+        'rate',
+        'spawn to drained',
+        'wall rate',
+        'per process',
+        'CPU cores: postgres / services / bench / other',
+        'CPU µs per job: postgres / workers',
+        'exactly once',
+      ],
+      r.processing.map(processingRow),
+    ),
+  )
+  out.push(
+    '',
+    'CPU µs per job: the cores each side used from spawn to drained, times that time, over the jobs: the',
+    "workers' figure includes their start-up (about 1 s of CPU per process of ours, module loading).",
+  )
+  out.push(
+    '',
+    'First to last: ours from `min(completed_at)` to `max(completed_at)` read back with every order; the peers from the first to the last',
+    "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.",
+  )
   out.push('', '## Scale (ours, default mode and batch)', '')
   const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0 && s.delayedRows === 0)
-  out.push(...table(
-    ['procs', 'completed rows present', 'delayed rows present', 'rate', 'vs 1 process', 'wall rate', 'per process', 'CPU cores: postgres / services / bench / other', 'exactly once'],
-    r.scale.map((s) => [String(s.workers), s.historyRows.toLocaleString('en'), s.delayedRows.toLocaleString('en'), rate(s.rate, '/s'), ratio(s.rate, one?.rate), rate(s.wallRate, '/s'), perWorker(s.perWorker), cpu(s.cpu), once(s.exactlyOnce)]),
-  ))
+  out.push(
+    ...table(
+      [
+        'procs',
+        'completed rows present',
+        'delayed rows present',
+        'rate',
+        'vs 1 process',
+        'wall rate',
+        'per process',
+        'CPU cores: postgres / services / bench / other',
+        'exactly once',
+      ],
+      r.scale.map((s) => [
+        String(s.workers),
+        s.historyRows.toLocaleString('en'),
+        s.delayedRows.toLocaleString('en'),
+        rate(s.rate, '/s'),
+        ratio(s.rate, one?.rate),
+        rate(s.wallRate, '/s'),
+        perWorker(s.perWorker),
+        cpu(s.cpu),
+        once(s.exactlyOnce),
+      ]),
+    ),
+  )
   out.push('', '## Enqueue', '')
-  out.push(...table(
-    ['system', 'call', 'jobs', 'seconds', 'rate', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'CPU cores: postgres / services / bench / other', 'stored = acknowledged'],
-    r.enqueue.map(enqueueRow),
-  ))
-  out.push('', 'Latency per call (for bulk: per 1,000 jobs). Ours under autocannon from this process; the peers\' calls from this process\'s client.')
+  out.push(
+    ...table(
+      [
+        'system',
+        'call',
+        'jobs',
+        'seconds',
+        'rate',
+        'p50 ms',
+        'p99 ms',
+        'max ms',
+        'errors',
+        'non-2xx',
+        'CPU cores: postgres / services / bench / other',
+        'stored = acknowledged',
+      ],
+      r.enqueue.map(enqueueRow),
+    ),
+  )
+  out.push(
+    '',
+    "Latency per call (for bulk: per 1,000 jobs). Ours under autocannon from this process; the peers' calls from this process's client.",
+  )
   out.push('', '## Pickup latency', '')
-  out.push(...table(
-    ['system', 'setup', 'jobs', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'exactly once'],
-    r.latency.map((l) => [l.system, l.label, String(l.submitted), String(l.latencyMs.p50), String(l.latencyMs.p95), String(l.latencyMs.p99), String(l.latencyMs.max), once(l.exactlyOnce)]),
-  ))
-  out.push('', 'From just before the submitting call to the handler\'s (processor\'s) first line, clocks of two processes on one machine.')
+  out.push(
+    ...table(
+      ['system', 'setup', 'jobs', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'exactly once'],
+      r.latency.map((l) => [
+        l.system,
+        l.label,
+        String(l.submitted),
+        String(l.latencyMs.p50),
+        String(l.latencyMs.p95),
+        String(l.latencyMs.p99),
+        String(l.latencyMs.max),
+        once(l.exactlyOnce),
+      ]),
+    ),
+  )
+  out.push(
+    '',
+    "From just before the submitting call to the handler's (processor's) first line, clocks of two processes on one machine.",
+  )
   out.push('', '## PostgreSQL ceiling (plain SQL, postgres.js, our schema)', '')
-  out.push(...table(
-    ['pattern', 'clients', 'rows', 'seconds', 'rows/s', 'CPU cores: postgres / bench / other', 'check'],
-    r.ceiling.map((c: CeilingResult) => [c.label, String(c.clients), c.rows.toLocaleString('en'), String(round(c.ms / 1000, 2)), rate(c.rate, ''), c.cpu ? `${c.cpu.postgres} / ${c.cpu.bench} / ${c.cpu.other}` : '', once(c.exactlyOnce)]),
-  ))
+  out.push(
+    ...table(
+      ['pattern', 'clients', 'rows', 'seconds', 'rows/s', 'CPU cores: postgres / bench / other', 'check'],
+      r.ceiling.map((c: CeilingResult) => [
+        c.label,
+        String(c.clients),
+        c.rows.toLocaleString('en'),
+        String(round(c.ms / 1000, 2)),
+        rate(c.rate, ''),
+        c.cpu ? `${c.cpu.postgres} / ${c.cpu.bench} / ${c.cpu.other}` : '',
+        once(c.exactlyOnce),
+      ]),
+    ),
+  )
   return out
 }
 
@@ -229,7 +363,9 @@ function settingsSection(r: BenchResults): string[] {
     '## Machine, server and settings',
     '',
     `- Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}.`,
-    `- Server: ${m.postgres}; ${Object.entries(m.postgresSettings).map(([k, val]) => `${k}=${val}`).join(', ')}. Embedded (devkit's startCluster), fresh database per measure, CHECKPOINT after each preload.`,
+    `- Server: ${m.postgres}; ${Object.entries(m.postgresSettings)
+      .map(([k, val]) => `${k}=${val}`)
+      .join(', ')}. Embedded (devkit's startCluster), fresh database per measure, CHECKPOINT after each preload.`,
     `- This project: real entry points (services/worker/dist/main.js, services/api/dist/main.js), LOG_LEVEL=warn, WORKER_CRON='* * * * * *', WORKER_BATCH_SIZE ${DEFAULT_BATCH_SIZE} (the default) unless labelled, modes measured: ${WORKER_MODES.join(', ')}.`,
     `- graphile-worker ${m.peers['graphile-worker']}, per process: ${JSON.stringify(GRAPHILE_SETTINGS)}, logger silent; jobs added with WorkerUtils addJob/addJobs.`,
     `- pg-boss ${m.peers['pg-boss']}, per process: constructor ${JSON.stringify(PG_BOSS_SETTINGS.constructor)}, queue ${JSON.stringify(PG_BOSS_SETTINGS.queue)}, work() ${JSON.stringify(PG_BOSS_SETTINGS.work)}; jobs added with send/insert from an instance with supervise and schedule off.`,
@@ -249,7 +385,9 @@ function processingRow(p: ProcessingResult): string[] {
     rate(p.wallRate, '/s'),
     perWorker(p.perWorker),
     cpu(p.cpu),
-    p.cpu ? `${round((p.cpu.postgres * p.wallMs * 1000) / p.jobs, 1)} / ${round((p.cpu.services * p.wallMs * 1000) / p.jobs, 1)}` : '',
+    p.cpu
+      ? `${round((p.cpu.postgres * p.wallMs * 1000) / p.jobs, 1)} / ${round((p.cpu.services * p.wallMs * 1000) / p.jobs, 1)}`
+      : '',
     once(p.exactlyOnce),
   ]
 }
@@ -301,5 +439,7 @@ function cpu(use: CpuUse | undefined): string {
 }
 
 function perWorker(counts: Record<string, number>): string {
-  return Object.values(counts).map((n) => n.toLocaleString('en')).join(' / ')
+  return Object.values(counts)
+    .map((n) => n.toLocaleString('en'))
+    .join(' / ')
 }

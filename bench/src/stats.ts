@@ -51,7 +51,9 @@ export function checkExactlyOnce(handled: readonly number[], expected: readonly 
   const unexpected = [...seen.keys()].filter((key) => !expectedSet.has(key))
   const problems: string[] = []
   if (missing.length) problems.push(`${missing.length} never handled (e.g. ${missing.slice(0, 5).join(', ')})`)
-  if (duplicated.length) problems.push(`${duplicated.length} handled more than once (e.g. ${duplicated.slice(0, 5).join(', ')})`)
-  if (unexpected.length) problems.push(`${unexpected.length} unexpected keys (e.g. ${unexpected.slice(0, 5).join(', ')})`)
+  if (duplicated.length)
+    problems.push(`${duplicated.length} handled more than once (e.g. ${duplicated.slice(0, 5).join(', ')})`)
+  if (unexpected.length)
+    problems.push(`${unexpected.length} unexpected keys (e.g. ${unexpected.slice(0, 5).join(', ')})`)
   return problems
 }

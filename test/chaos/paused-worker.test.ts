@@ -13,62 +13,78 @@ const PROCESS_MS = 300
 const LAPSED = 'lease lost; the order is left to its new holder'
 const LOST = 'lease lost to another worker'
 
-t.test('lease mode: a worker paused past its lease, then resumed, completes nothing another worker took over', async (t) => {
-  t.setTimeout(90_000)
-  const { db, url } = await setUpEffectsDatabase(t)
-  const ids = await insertManyOrders(db, ORDERS)
-  const env = {
-    DATABASE_URL: url,
-    WORKER_MODE: 'lease',
-    WORKER_LEASE_MS: String(LEASE_MS),
-    WORKER_BATCH_SIZE: '10',
-    WORKER_CONCURRENCY: '2',
-  }
-  const workers: ServiceProcess[] = []
-  t.teardown(() => Promise.all(workers.map((w) => stopService(w))))
-  const paused = startEffectWorker('paused', { ...env, PROCESS_MS: String(PROCESS_MS) })
-  workers.push(paused)
+t.test(
+  'lease mode: a worker paused past its lease, then resumed, completes nothing another worker took over',
+  async (t) => {
+    t.setTimeout(90_000)
+    const { db, url } = await setUpEffectsDatabase(t)
+    const ids = await insertManyOrders(db, ORDERS)
+    const env = {
+      DATABASE_URL: url,
+      WORKER_MODE: 'lease',
+      WORKER_LEASE_MS: String(LEASE_MS),
+      WORKER_BATCH_SIZE: '10',
+      WORKER_CONCURRENCY: '2',
+    }
+    const workers: ServiceProcess[] = []
+    t.teardown(() => Promise.all(workers.map((w) => stopService(w))))
+    const paused = startEffectWorker('paused', { ...env, PROCESS_MS: String(PROCESS_MS) })
+    workers.push(paused)
 
-  // Alone, it leases its first batch at once; freeze it right then, with orders in hand.
-  await waitUntil(async () => (await heldBy(db, 'paused')).length > 0, 60_000, 10)
-  paused.child.kill('SIGSTOP')
-  const pausedAt = performance.now()
-  const held = await heldBy(db, 'paused')
+    // Alone, it leases its first batch at once; freeze it right then, with orders in hand.
+    await waitUntil(async () => (await heldBy(db, 'paused')).length > 0, 60_000, 10)
+    paused.child.kill('SIGSTOP')
+    const pausedAt = performance.now()
+    const held = await heldBy(db, 'paused')
 
-  // Its heartbeats stop, its leases lapse, and the other worker takes those orders over.
-  const taker = startEffectWorker('taker', env)
-  workers.push(taker)
-  await waitUntil(async () => (await completedBy(db, held)).every((by) => by === 'taker'), 60_000)
-  await sleep(Math.max(0, 3 * LEASE_MS - (performance.now() - pausedAt)))
-  const pausedMs = Math.round(performance.now() - pausedAt)
-  paused.child.kill('SIGCONT')
+    // Its heartbeats stop, its leases lapse, and the other worker takes those orders over.
+    const taker = startEffectWorker('taker', env)
+    workers.push(taker)
+    await waitUntil(async () => (await completedBy(db, held)).every((by) => by === 'taker'), 60_000)
+    await sleep(Math.max(0, 3 * LEASE_MS - (performance.now() - pausedAt)))
+    const pausedMs = Math.round(performance.now() - pausedAt)
+    paused.child.kill('SIGCONT')
 
-  // Resumed, its next heartbeat finds every lease taken over: the orders it was running are
-  // aborted and left to their new holder, the ones still waiting are not started at all.
-  await waitUntil(
-    async () =>
-      held.every((id) => linesWith(paused, LOST).some((l) => l.orderId === id)) && linesWith(paused, LAPSED).length > 0,
-    30_000,
-  )
-  const lost = linesWith(paused, LOST)
-  t.comment(
-    `paused for ${pausedMs} ms (lease ${LEASE_MS} ms) holding ${held.length} orders; on resuming it logged ` +
-      `${lost.length} '${LOST}' and ${linesWith(paused, LAPSED).length} '${LAPSED}'`,
-  )
-  t.ok(held.length > 0, 'the worker was paused holding orders')
-  t.ok(lost.length > 0, 'heartbeats after the pause found the leases taken over, and aborted those orders')
-  t.same(
-    linesWith(paused, 'order processed').filter((l) => held.includes(l.orderId as number)),
-    [],
-    'the resumed worker completed none of the orders taken over',
-  )
-  t.same(await completedBy(db, held), held.map(() => 'taker'), 'the taker completed every order the paused worker held')
+    // Resumed, its next heartbeat finds every lease taken over: the orders it was running are
+    // aborted and left to their new holder, the ones still waiting are not started at all.
+    await waitUntil(
+      async () =>
+        held.every((id) => linesWith(paused, LOST).some((l) => l.orderId === id)) &&
+        linesWith(paused, LAPSED).length > 0,
+      30_000,
+    )
+    const lost = linesWith(paused, LOST)
+    t.comment(
+      `paused for ${pausedMs} ms (lease ${LEASE_MS} ms) holding ${held.length} orders; on resuming it logged ` +
+        `${lost.length} '${LOST}' and ${linesWith(paused, LAPSED).length} '${LAPSED}'`,
+    )
+    t.ok(held.length > 0, 'the worker was paused holding orders')
+    t.ok(lost.length > 0, 'heartbeats after the pause found the leases taken over, and aborted those orders')
+    t.same(
+      linesWith(paused, 'order processed').filter((l) => held.includes(l.orderId as number)),
+      [],
+      'the resumed worker completed none of the orders taken over',
+    )
+    t.same(
+      await completedBy(db, held),
+      held.map(() => 'taker'),
+      'the taker completed every order the paused worker held',
+    )
 
-  await waitUntil(async () => (await countOrdersByStatus(db)).completed === ORDERS, 30_000)
-  const audit = await auditEffects(db, ids)
-  t.same(audit, { missing: [], doubled: [], foreign: 0 }, "exactly one effect row per order, each by the order's completer")
-  t.same(await Promise.all(workers.map((w) => stopService(w))), [0, 0], 'both workers stop cleanly, the resumed one too')
-})
+    await waitUntil(async () => (await countOrdersByStatus(db)).completed === ORDERS, 30_000)
+    const audit = await auditEffects(db, ids)
+    t.same(
+      audit,
+      { missing: [], doubled: [], foreign: 0 },
+      "exactly one effect row per order, each by the order's completer",
+    )
+    t.same(
+      await Promise.all(workers.map((w) => stopService(w))),
+      [0, 0],
+      'both workers stop cleanly, the resumed one too',
+    )
+  },
+)
 
 /** The orders `workerId` holds a lease on right now. */
 async function heldBy(db: Db, workerId: string): Promise<number[]> {

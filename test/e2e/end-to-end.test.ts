@@ -54,8 +54,14 @@ t.test('the real api and three real workers drain 5,000 orders, each exactly onc
   // processed order (which a double processing would print twice, even if the row looked fine).
   const rows = await allOrders(db)
   t.equal(rows.length, ORDERS)
-  t.ok(rows.every((r) => r.status === 'completed'), 'every order is completed')
-  t.ok(rows.every((r) => r.attempts === 1), 'every order was completed on its first and only attempt')
+  t.ok(
+    rows.every((r) => r.status === 'completed'),
+    'every order is completed',
+  )
+  t.ok(
+    rows.every((r) => r.attempts === 1),
+    'every order was completed on its first and only attempt',
+  )
   const processedBy = new Map<number, string[]>()
   for (const worker of workers) {
     for (const line of worker.lines) {
@@ -76,7 +82,10 @@ t.test('the real api and three real workers drain 5,000 orders, each exactly onc
   )
   const perWorker = workers.map((w) => w.lines.filter((l) => l.msg === 'order processed').length)
   t.comment(`orders per worker: ${perWorker.join(', ')}`)
-  t.ok(perWorker.every((n) => n > 0), 'all three workers did work')
+  t.ok(
+    perWorker.every((n) => n > 0),
+    'all three workers did work',
+  )
 
   const exitCodes = await Promise.all(all.map((p) => stopService(p)))
   t.same(exitCodes, [0, 0, 0, 0], 'SIGTERM stops every process cleanly')

@@ -150,7 +150,8 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
           where application_name like 'postgres-queue worker %' and state like 'idle in transaction%'
             and now() - state_change > ${STUCK_MS} * interval '1 millisecond'`)
         .catch(() => [])
-      for (const row of rows) stuck.push({ at: now(), worker: row.worker, idleMs: Number(row.idle_ms), query: row.query })
+      for (const row of rows)
+        stuck.push({ at: now(), worker: row.worker, idleMs: Number(row.idle_ms), query: row.query })
     }
     await closeDb(probe, 1)
   })()
@@ -203,11 +204,15 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   await Promise.all(submitters)
   const settleStarted = now()
   const progress: string[] = []
-  await waitUntil(async () => {
-    const left = await unfinished(db)
-    progress.push(`${Math.round((now() - settleStarted) / 1000)}s:${left}`)
-    return left === 0
-  }, SETTLE_MS, 1000).catch(async (err: unknown) => {
+  await waitUntil(
+    async () => {
+      const left = await unfinished(db)
+      progress.push(`${Math.round((now() - settleStarted) / 1000)}s:${left}`)
+      return left === 0
+    },
+    SETTLE_MS,
+    1000,
+  ).catch(async (err: unknown) => {
     throw new Error(`seed ${SEED}: ${await unfinished(db)} orders not final ${SETTLE_MS} ms after the faults stopped`, {
       cause: err,
     })
@@ -231,7 +236,11 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
            (select count(*) from counts where n > 1)::int as doubled,
            (select count(*) from counts where by_other)::int as foreign,
            (select count(*) from counts c join orders o on o.id = c.order_id where o.status <> 'completed')::int as stray`)
-  t.same(effects, { missing: 0, doubled: 0, foreign: 0, stray: 0 }, `seed ${SEED}: one effect row per completed order, by its completer, none for others`)
+  t.same(
+    effects,
+    { missing: 0, doubled: 0, foreign: 0, stray: 0 },
+    `seed ${SEED}: one effect row per completed order, by its completer, none for others`,
+  )
 
   // Acknowledged submissions: each stored exactly once, under its key.
   const [stored] = await db.execute<{ keys: number; orders: number }>(sql`
@@ -249,7 +258,9 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const rescued = started.flatMap((w) =>
     w.lines
       .filter((l) => l.msg === 'leases lapsed; the orders are pending again')
-      .flatMap((l) => (l.orders as number[]).map((id) => ({ id, heldBy: l.heldBy as string, at: Date.parse(l.time as string) }))),
+      .flatMap((l) =>
+        (l.orders as number[]).map((id) => ({ id, heldBy: l.heldBy as string, at: Date.parse(l.time as string) })),
+      ),
   )
   // A restart's or a lock's effects outlast it a little (pools find their dead connections on
   // use); a pause's concern the worker that held the order. A kill's have no end: worker ids are
@@ -276,18 +287,30 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const [callTotals] = await db.execute<{ calls: number; orders: number }>(
     sql`select count(*)::int as calls, count(distinct order_id)::int as orders from outside_calls`,
   )
-  t.comment(`outside calls: ${callTotals?.calls} for ${callTotals?.orders} orders; explained repeats: ${JSON.stringify(countBy(causes))}`)
+  t.comment(
+    `outside calls: ${callTotals?.calls} for ${callTotals?.orders} orders; explained repeats: ${JSON.stringify(countBy(causes))}`,
+  )
   sampling = false
   await sampler
   const stuckUnexplained = stuck.filter(
-    (s) => !events.some((e) => e.kind === 'pause' && e.target === s.worker && e.at <= s.at && e.until + 1000 >= s.at - s.idleMs),
+    (s) =>
+      !events.some(
+        (e) => e.kind === 'pause' && e.target === s.worker && e.at <= s.at && e.until + 1000 >= s.at - s.idleMs,
+      ),
   )
   t.same(stuckUnexplained, [], `seed ${SEED}: no running worker left a transaction idle for ${STUCK_MS} ms`)
   if (process.env.FAULT_DEBUG) {
     const { writeFileSync } = await import('node:fs')
-    writeFileSync(process.env.FAULT_DEBUG, JSON.stringify({ events, unexplained, stuck, logs: Object.fromEntries(started.map((w) => [w.name, w.lines])) }))
+    writeFileSync(
+      process.env.FAULT_DEBUG,
+      JSON.stringify({ events, unexplained, stuck, logs: Object.fromEntries(started.map((w) => [w.name, w.lines])) }),
+    )
   }
-  t.same(unexplained, [], `seed ${SEED}: no outside call repeated, no lease lost, without a worker dying, pausing or the database going away`)
+  t.same(
+    unexplained,
+    [],
+    `seed ${SEED}: no outside call repeated, no lease lost, without a worker dying, pausing or the database going away`,
+  )
 
   // No process exited that was not killed.
   const exited = started.filter((p) => !isRunning(p) && !killed.has(p))
@@ -302,7 +325,10 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
     const heap = worker.lines.filter((l) => l.msg === 'heap').map((l) => l.heapUsed as number)
     if (heap.length < 4) continue
     const growth = (heap.at(-1) as number) - Math.min(...heap.slice(0, 2))
-    t.ok(growth < HEAP_GROWTH_BYTES, `${worker.name}: heap ${mb(heap[0])} -> ${mb(heap.at(-1))} MB over ${heap.length} samples`)
+    t.ok(
+      growth < HEAP_GROWTH_BYTES,
+      `${worker.name}: heap ${mb(heap[0])} -> ${mb(heap.at(-1))} MB over ${heap.length} samples`,
+    )
   }
 
   // A replacement still loading its modules has no SIGTERM handler yet.
@@ -346,7 +372,9 @@ async function submit(base: string, key: string, body: unknown): Promise<number 
 
 async function unfinished(db: Db): Promise<number> {
   const [row] = await db
-    .execute<{ n: number }>(sql`select count(*)::int as n from orders where status in ('scheduled', 'pending', 'processing')`)
+    .execute<{ n: number }>(
+      sql`select count(*)::int as n from orders where status in ('scheduled', 'pending', 'processing')`,
+    )
     .catch(() => [{ n: -1 }])
   return row?.n ?? -1
 }

@@ -33,7 +33,8 @@ export function run(
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    if (options.onLine) for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', options.onLine)
+    if (options.onLine)
+      for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', options.onLine)
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000)
     child.on('error', (err) => {
       clearTimeout(timer)
@@ -65,7 +66,9 @@ export async function findDocker(): Promise<DockerTools | { missing: string }> {
   try {
     await run(docker, ['version'], { env, timeoutMs: 20_000 })
   } catch (err) {
-    return { missing: `no Docker engine answers (${lastLine(err)}); ../shared/docker/build-standins.sh, run as root, installs and starts one` }
+    return {
+      missing: `no Docker engine answers (${lastLine(err)}); ../shared/docker/build-standins.sh, run as root, installs and starts one`,
+    }
   }
   for (const compose of [['docker-compose'], [docker, 'compose']]) {
     try {
@@ -94,7 +97,14 @@ export interface ContainerState {
   Id: string
   Name: string
   RestartCount: number
-  State: { Status: string; Running: boolean; ExitCode: number; StartedAt: string; FinishedAt: string; Health?: { Status: string } }
+  State: {
+    Status: string
+    Running: boolean
+    ExitCode: number
+    StartedAt: string
+    FinishedAt: string
+    Health?: { Status: string }
+  }
   Config: { Hostname: string; Labels: Record<string, string> }
 }
 
@@ -142,8 +152,17 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
 
   const events: DockerEvent[] = []
   follow(
-    ['events', '--since', String(Math.floor(Date.now() / 1000) - 1), '--filter', `label=com.docker.compose.project=${name}`,
-      '--filter', 'type=container', '--format', '{{json .}}'],
+    [
+      'events',
+      '--since',
+      String(Math.floor(Date.now() / 1000) - 1),
+      '--filter',
+      `label=com.docker.compose.project=${name}`,
+      '--filter',
+      'type=container',
+      '--format',
+      '{{json .}}',
+    ],
     (line) => {
       try {
         events.push(JSON.parse(line) as DockerEvent)
@@ -161,7 +180,10 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
       return { nonJson: text }
     }
   }
-  const compose = (args: string[], { timeoutMs = 300_000, onLine }: { timeoutMs?: number; onLine?: (line: string) => void } = {}) =>
+  const compose = (
+    args: string[],
+    { timeoutMs = 300_000, onLine }: { timeoutMs?: number; onLine?: (line: string) => void } = {},
+  ) =>
     run(tools.compose[0]!, [...tools.compose.slice(1), '-f', 'docker-compose.yml', ...args], { env, timeoutMs, onLine })
   const containerIds = async (service: string) =>
     (await compose(['ps', '-q', service])).stdout.split('\n').filter(Boolean)
@@ -171,7 +193,23 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
     return id
   }
   // The queue's tables live in its own schema (DATABASE_SCHEMA, default postgres_queue).
-  const psqlArgs = (id: string) => ['exec', '-i', '-e', 'PGOPTIONS=-c search_path=postgres_queue', id, 'psql', '-U', 'postgres', '-d', 'postgres_queue', '-v', 'ON_ERROR_STOP=1', '-AtqX', '-F', '\t']
+  const psqlArgs = (id: string) => [
+    'exec',
+    '-i',
+    '-e',
+    'PGOPTIONS=-c search_path=postgres_queue',
+    id,
+    'psql',
+    '-U',
+    'postgres',
+    '-d',
+    'postgres_queue',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-AtqX',
+    '-F',
+    '\t',
+  ]
 
   return {
     name,
@@ -183,8 +221,15 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
       return JSON.parse((await run(tools.docker, ['inspect', ...ids], { env })).stdout) as ContainerState[]
     },
     async psql(statement) {
-      const { stdout } = await run(tools.docker, psqlArgs(await postgresId()), { env, input: statement, timeoutMs: 30_000 })
-      return stdout.split('\n').filter(Boolean).map((row) => row.split('\t'))
+      const { stdout } = await run(tools.docker, psqlArgs(await postgresId()), {
+        env,
+        input: statement,
+        timeoutMs: 30_000,
+      })
+      return stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((row) => row.split('\t'))
     },
     openPsqlSession() {
       let child: ChildProcess | undefined

@@ -23,15 +23,14 @@ export interface ServiceProcess {
   /** Resolves with the exit code (or signal name) once the process has exited. */
   exited: Promise<number | string>
   /** Resolves with the first line matching `predicate`, printed before or after the call. */
-  waitForLine(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>
+  waitForLine(
+    predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>
 }
 
 /** Starts `node <entry>` (or a test fixture) with `env` added to this process's environment. */
-export function startService(
-  name: string,
-  args: string[],
-  env: Record<string, string>,
-): ServiceProcess {
+export function startService(name: string, args: string[], env: Record<string, string>): ServiceProcess {
   // tap's NODE_OPTIONS loads its process-info hook into every child: 0.8 s -> 2.9 s of CPU to start
   // a worker (measured), which the chaos tests, restarting a worker every second, cannot afford.
   const { NODE_OPTIONS: _tapHooks, ...inherited } = process.env

@@ -106,7 +106,11 @@ export async function enqueueOurs(ctx: BenchContext): Promise<EnqueueResult[]> {
       jobs: direct.calls,
       ms: direct.ms,
       rate: perSecond(direct.calls, direct.ms),
-      latencyMs: { p50: round(percentile(direct.latencies, 50), 2), p99: round(percentile(direct.latencies, 99), 2), max: round(percentile(direct.latencies, 100), 2) },
+      latencyMs: {
+        p50: round(percentile(direct.latencies, 50), 2),
+        p99: round(percentile(direct.latencies, 99), 2),
+        max: round(percentile(direct.latencies, 100), 2),
+      },
       errors: 0,
       non2xx: 0,
       exactlyOnce: NOT_CHECKED_YET,
@@ -116,7 +120,12 @@ export async function enqueueOurs(ctx: BenchContext): Promise<EnqueueResult[]> {
     // One read-back covers the three measures and their warm-ups: every 201 (and direct insert) is stored.
     const stored = await countOrders(db)
     const problems = stored === accepted ? [] : [`${stored} orders stored, ${accepted} acknowledged`]
-    for (const result of results) result.exactlyOnce = { ok: problems.length === 0, how: 'orders stored equal orders acknowledged (201s x orders per call, warm-ups included)', problems }
+    for (const result of results)
+      result.exactlyOnce = {
+        ok: problems.length === 0,
+        how: 'orders stored equal orders acknowledged (201s x orders per call, warm-ups included)',
+        problems,
+      }
     return results
   } finally {
     await api.child.stop()

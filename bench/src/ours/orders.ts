@@ -1,4 +1,12 @@
-import { closeDb, createDb, type Db, insertOrders, listOrders, migrateDatabase, type NewOrder } from '@postgres-queue/db'
+import {
+  closeDb,
+  createDb,
+  type Db,
+  insertOrders,
+  listOrders,
+  migrateDatabase,
+  type NewOrder,
+} from '@postgres-queue/db'
 import type { BenchContext } from '../context.js'
 import type { ExactlyOnce } from '../results.js'
 
@@ -54,7 +62,10 @@ export interface OrdersVerdict {
  * Reads back every order after `after` with the product's listOrders: each must be completed with
  * attempts = 1 (processed once, never retried), and there must be exactly `expected` of them.
  */
-export async function verifyOrders(db: Db, { after, expected }: { after: number; expected: number }): Promise<OrdersVerdict> {
+export async function verifyOrders(
+  db: Db,
+  { after, expected }: { after: number; expected: number },
+): Promise<OrdersVerdict> {
   let count = 0
   let first: Date | undefined
   let last: Date | undefined
@@ -81,7 +92,11 @@ export async function verifyOrders(db: Db, { after, expected }: { after: number;
   for (const [status, n] of notCompleted) problems.push(`${n} orders ${status}`)
   if (retried) problems.push(`${retried} completed orders with attempts <> 1`)
   return {
-    exactlyOnce: { ok: problems.length === 0, how: 'every order read back: completed, attempts = 1, count as expected', problems },
+    exactlyOnce: {
+      ok: problems.length === 0,
+      how: 'every order read back: completed, attempts = 1, count as expected',
+      problems,
+    },
     count,
     firstCompletedAt: first,
     lastCompletedAt: last,

@@ -29,7 +29,10 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
   const historyRows = options.historyRows ?? 0
   const delayedRows = options.delayedRows ?? 0
   const label = `${options.mode} mode, batch ${options.batchSize}`
-  const { url, db } = await createOurDatabase(ctx, `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d`)
+  const { url, db } = await createOurDatabase(
+    ctx,
+    `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d`,
+  )
   try {
     if (historyRows > 0) await loadHistory(url, historyRows)
     // Before the preload: verifyOrders reads back the orders after the last id it was given.
@@ -43,16 +46,20 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
     let wallMs: number
     let cpuUse: Awaited<ReturnType<typeof cpu>>
     try {
-      await waitUntil('our workers to drain the queue', () => nonePending(db), { intervalMs: DRAINED_POLL_MS, children: workers })
+      await waitUntil('our workers to drain the queue', () => nonePending(db), {
+        intervalMs: DRAINED_POLL_MS,
+        children: workers,
+      })
     } finally {
       wallMs = nowMs() - started
       cpuUse = await cpu()
       await stopAll(workers)
     }
     const verdict = await verifyOrders(db, { after, expected: jobs })
-    const firstToLastMs = verdict.lastCompletedAt && verdict.firstCompletedAt
-      ? verdict.lastCompletedAt.getTime() - verdict.firstCompletedAt.getTime()
-      : Number.NaN
+    const firstToLastMs =
+      verdict.lastCompletedAt && verdict.firstCompletedAt
+        ? verdict.lastCompletedAt.getTime() - verdict.firstCompletedAt.getTime()
+        : Number.NaN
     return {
       system: 'ours',
       label,

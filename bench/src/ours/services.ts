@@ -21,15 +21,20 @@ export function startOurWorkers(url: string, count: number, options: OurWorkerOp
   return Array.from({ length: count }, (_, i) => {
     const id = `worker-${i + 1}`
     const script = options.script ?? scripts.worker
-    return startNode(id, script, {
-      DATABASE_URL: url,
-      WORKER_ID: id,
-      WORKER_MODE: options.mode,
-      WORKER_BATCH_SIZE: String(options.batchSize),
-      WORKER_CRON: '* * * * * *',
-      LOG_LEVEL: 'warn',
-      ...options.extraEnv,
-    }, { ipc: script !== scripts.worker })
+    return startNode(
+      id,
+      script,
+      {
+        DATABASE_URL: url,
+        WORKER_ID: id,
+        WORKER_MODE: options.mode,
+        WORKER_BATCH_SIZE: String(options.batchSize),
+        WORKER_CRON: '* * * * * *',
+        LOG_LEVEL: 'warn',
+        ...options.extraEnv,
+      },
+      { ipc: script !== scripts.worker },
+    )
   })
 }
 
@@ -57,8 +62,12 @@ export async function startOurApi(url: string): Promise<RunningApi> {
   const baseUrl = `http://127.0.0.1:${port}`
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
   for (let tries = 0; tries < 200; tries += 1) {
-    if (child.exitStatus() !== undefined) throw new Error(`api exited (${child.exitStatus()})\n${child.output.join('\n')}`)
-    const ready = await fetch(`${baseUrl}/ready`).then((res) => res.ok, () => false)
+    if (child.exitStatus() !== undefined)
+      throw new Error(`api exited (${child.exitStatus()})\n${child.output.join('\n')}`)
+    const ready = await fetch(`${baseUrl}/ready`).then(
+      (res) => res.ok,
+      () => false,
+    )
     if (ready) return { child, baseUrl, headers }
     await sleep(50)
   }

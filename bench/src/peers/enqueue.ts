@@ -39,11 +39,33 @@ export async function enqueuePeer(ctx: BenchContext, system: PeerName): Promise<
 
     const stored = await peer.stored()
     const problems = stored === added ? [] : [`${stored} jobs stored, ${added} acknowledged`]
-    const exactlyOnce = { ok: problems.length === 0, how: "jobs in the peer's table equal jobs acknowledged (warm-ups included)", problems }
+    const exactlyOnce = {
+      ok: problems.length === 0,
+      how: "jobs in the peer's table equal jobs acknowledged (warm-ups included)",
+      problems,
+    }
     const api = system === 'pg-boss' ? { one: 'send()', many: 'insert()' } : { one: 'addJob()', many: 'addJobs()' }
     return [
-      result(system, 'single', `${api.one}, 1 job a call, ${ENQUEUE.singleInFlight} in flight`, ENQUEUE.singleInFlight, 1, single, exactlyOnce, singleCpu),
-      result(system, 'bulk', `${api.many}, ${ENQUEUE.bulkSize} jobs a call, ${ENQUEUE.bulkInFlight} in flight`, ENQUEUE.bulkInFlight, ENQUEUE.bulkSize, bulk, exactlyOnce, bulkCpu),
+      result(
+        system,
+        'single',
+        `${api.one}, 1 job a call, ${ENQUEUE.singleInFlight} in flight`,
+        ENQUEUE.singleInFlight,
+        1,
+        single,
+        exactlyOnce,
+        singleCpu,
+      ),
+      result(
+        system,
+        'bulk',
+        `${api.many}, ${ENQUEUE.bulkSize} jobs a call, ${ENQUEUE.bulkInFlight} in flight`,
+        ENQUEUE.bulkInFlight,
+        ENQUEUE.bulkSize,
+        bulk,
+        exactlyOnce,
+        bulkCpu,
+      ),
     ]
   } finally {
     await peer.close()

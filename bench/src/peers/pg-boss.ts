@@ -16,7 +16,9 @@ export async function openPgBoss(url: string): Promise<Peer> {
   await boss.createQueue(PEER_QUEUE, { ...PG_BOSS_SETTINGS.queue })
   const sql = postgres(url, { max: 1, onnotice: () => {} })
   const count = async (where: postgres.PendingQuery<postgres.Row[]>) => {
-    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = ${PEER_QUEUE} ${where}`
+    const [row] = await sql<
+      { n: number }[]
+    >`select count(*)::int as n from pgboss.job where name = ${PEER_QUEUE} ${where}`
     return row?.n ?? 0
   }
 
@@ -24,13 +26,20 @@ export async function openPgBoss(url: string): Promise<Peer> {
     system: 'pg-boss',
     script: scripts.pgBossWorker,
     async preload(total) {
-      for (const ns of chunks(total, PRELOAD_CHUNK)) await boss.insert(PEER_QUEUE, ns.map((n) => ({ data: { n } })))
+      for (const ns of chunks(total, PRELOAD_CHUNK))
+        await boss.insert(
+          PEER_QUEUE,
+          ns.map((n) => ({ data: { n } })),
+        )
     },
     async addOne(n) {
       await boss.send(PEER_QUEUE, { n })
     },
     async addMany(ns) {
-      await boss.insert(PEER_QUEUE, ns.map((n) => ({ data: { n } })))
+      await boss.insert(
+        PEER_QUEUE,
+        ns.map((n) => ({ data: { n } })),
+      )
     },
     remaining: () => count(sql`and state <> 'completed'`),
     stored: () => count(sql``),

@@ -42,7 +42,10 @@ export async function processPeer(ctx: BenchContext, system: PeerName, workers: 
 
     const keys = reports.flatMap((r) => r.keys)
     const problems = [
-      ...checkExactlyOnce(keys, Array.from({ length: jobs }, (_, n) => n)),
+      ...checkExactlyOnce(
+        keys,
+        Array.from({ length: jobs }, (_, n) => n),
+      ),
       ...(await peer.checkTable(jobs)),
     ]
     const firstDone = Math.min(...reports.map((r) => r.firstDoneAt ?? Infinity))

@@ -11,7 +11,12 @@ export interface PeerWorkers {
 }
 
 /** Starts `count` processes of the peer's worker script on `url`. */
-export function startPeerWorkers(peer: Peer, url: string, count: number, env: Record<string, string> = {}): PeerWorkers {
+export function startPeerWorkers(
+  peer: Peer,
+  url: string,
+  count: number,
+  env: Record<string, string> = {},
+): PeerWorkers {
   const progress = new Array<number>(count).fill(0)
   const children = Array.from({ length: count }, (_, i) => {
     const child = startNode(`${peer.system}-${i + 1}`, peer.script, { DATABASE_URL: url, ...env })

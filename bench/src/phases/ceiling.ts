@@ -24,10 +24,31 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
     results.push(result)
     ctx.log(describeCeiling(result))
   }
-  record(await drainCeiling(ctx, 'claim-complete-1tx', `claim+complete ${DEFAULT_BATCH_SIZE} rows in one tx (FOR UPDATE SKIP LOCKED), ${CLAIM_CLIENTS} clients`, claimCompleteInOneTransaction))
-  record(await drainCeiling(ctx, 'lease-2tx', `lease: claim ${DEFAULT_BATCH_SIZE} rows (UPDATE ... FROM SKIP LOCKED), complete in a 2nd tx, ${CLAIM_CLIENTS} clients`, claimThenCompleteInTwoTransactions))
+  record(
+    await drainCeiling(
+      ctx,
+      'claim-complete-1tx',
+      `claim+complete ${DEFAULT_BATCH_SIZE} rows in one tx (FOR UPDATE SKIP LOCKED), ${CLAIM_CLIENTS} clients`,
+      claimCompleteInOneTransaction,
+    ),
+  )
+  record(
+    await drainCeiling(
+      ctx,
+      'lease-2tx',
+      `lease: claim ${DEFAULT_BATCH_SIZE} rows (UPDATE ... FROM SKIP LOCKED), complete in a 2nd tx, ${CLAIM_CLIENTS} clients`,
+      claimThenCompleteInTwoTransactions,
+    ),
+  )
   record(await insertCeiling(ctx, 'insert', `insert 1 row/tx, ${INSERT_CLIENTS} clients`, insertOne))
-  record(await insertCeiling(ctx, 'insert-notify', `insert 1 row/tx with pg_notify in the tx, ${INSERT_CLIENTS} clients`, insertOneAndNotify))
+  record(
+    await insertCeiling(
+      ctx,
+      'insert-notify',
+      `insert 1 row/tx with pg_notify in the tx, ${INSERT_CLIENTS} clients`,
+      insertOneAndNotify,
+    ),
+  )
   return results
 }
 
@@ -113,9 +134,20 @@ async function drainCeiling(ctx: BenchContext, pattern: string, label: string, s
     const ms = nowMs() - started
     const cpu = await measure()
     const claimed = done.reduce((a, b) => a + b, 0)
-    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from orders where status = 'completed' and attempts = 1`
+    const [row] = await sql<
+      { n: number }[]
+    >`select count(*)::int as n from orders where status = 'completed' and attempts = 1`
     const problems = check(claimed, rows, 'claimed').concat(check(row?.n ?? 0, rows, 'completed with attempts = 1'))
-    return { pattern, label, clients: CLAIM_CLIENTS, rows, ms, rate: perSecond(rows, ms), exactlyOnce: verdict(problems, 'rows claimed by the loops and completed rows both equal the preload'), cpu }
+    return {
+      pattern,
+      label,
+      clients: CLAIM_CLIENTS,
+      rows,
+      ms,
+      rate: perSecond(rows, ms),
+      exactlyOnce: verdict(problems, 'rows claimed by the loops and completed rows both equal the preload'),
+      cpu,
+    }
   })
 }
 
@@ -137,7 +169,16 @@ async function insertCeiling(ctx: BenchContext, pattern: string, label: string, 
     const inserted = done.reduce((a, b) => a + b, 0)
     const [row] = await sql<{ n: number }[]>`select count(*)::int as n from orders`
     const problems = check(row?.n ?? 0, inserted, 'rows stored')
-    return { pattern, label, clients: INSERT_CLIENTS, rows: inserted, ms, rate: perSecond(inserted, ms), exactlyOnce: verdict(problems, 'rows stored equal the inserts acknowledged'), cpu }
+    return {
+      pattern,
+      label,
+      clients: INSERT_CLIENTS,
+      rows: inserted,
+      ms,
+      rate: perSecond(inserted, ms),
+      exactlyOnce: verdict(problems, 'rows stored equal the inserts acknowledged'),
+      cpu,
+    }
   })
 }
 

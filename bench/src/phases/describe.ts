@@ -6,14 +6,18 @@ export function describeProcessing(r: ProcessingResult): string {
   const history =
     (r.historyRows ? `, ${r.historyRows.toLocaleString('en')} completed rows present` : '') +
     (r.delayedRows ? `, ${r.delayedRows.toLocaleString('en')} delayed rows of higher priority present` : '')
-  return `processing ${r.system} (${r.label}${history}), ${r.workers} proc: ${r.rate.toLocaleString('en')}/s ` +
+  return (
+    `processing ${r.system} (${r.label}${history}), ${r.workers} proc: ${r.rate.toLocaleString('en')}/s ` +
     `first-to-last, ${r.wallRate.toLocaleString('en')}/s wall${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+  )
 }
 
 export function describeEnqueue(r: EnqueueResult): string {
   const latency = r.latencyMs ? `, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms` : ''
-  return `enqueue ${r.system} (${r.label}): ${r.rate.toLocaleString('en')}/s${latency}, ` +
+  return (
+    `enqueue ${r.system} (${r.label}): ${r.rate.toLocaleString('en')}/s${latency}, ` +
     `errors ${r.errors}, non-2xx ${r.non2xx}${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+  )
 }
 
 export function describeLatency(r: LatencyResult): string {
@@ -26,7 +30,9 @@ export function describeCeiling(r: CeilingResult): string {
 }
 
 function cpu(use: CpuUse | undefined): string {
-  return use ? ` [cpu cores: postgres ${use.postgres}, services ${use.services}, bench ${use.bench}, other ${use.other}]` : ''
+  return use
+    ? ` [cpu cores: postgres ${use.postgres}, services ${use.services}, bench ${use.bench}, other ${use.other}]`
+    : ''
 }
 
 function verdict(check: ExactlyOnce): string {

@@ -16,7 +16,10 @@ const LATENCY_WORKERS = 3
 /** Pickup latency: ours in each mode (submitted over HTTP), then each peer (submitted by its client). */
 export async function runLatencyPhase(ctx: BenchContext): Promise<LatencyResult[]> {
   const results: LatencyResult[] = []
-  const runs = [...WORKER_MODES.map((mode) => () => latencyOurs(ctx, mode)), ...PEER_NAMES.map((peer) => () => latencyPeer(ctx, peer))]
+  const runs = [
+    ...WORKER_MODES.map((mode) => () => latencyOurs(ctx, mode)),
+    ...PEER_NAMES.map((peer) => () => latencyPeer(ctx, peer)),
+  ]
   for (const run of runs) {
     const result = await run()
     results.push(result)
@@ -56,7 +59,11 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
       workers: LATENCY_WORKERS,
       submitted: ctx.sizes.latencyOrders,
       latencyMs: measure.latencyMs,
-      exactlyOnce: { ok: problems.length === 0, how: 'one processor start per order, and every order read back completed with attempts = 1', problems },
+      exactlyOnce: {
+        ok: problems.length === 0,
+        how: 'one processor start per order, and every order read back completed with attempts = 1',
+        problems,
+      },
     }
   } finally {
     await stopAll([...workers, api.child])
@@ -75,7 +82,9 @@ async function latencyPeer(ctx: BenchContext, system: PeerName): Promise<Latency
     })
     // The last completions may still be on their way to the table when the last handler has started;
     // a timeout here shows up as a problem from checkTable.
-    await waitUntil(`${system} to record every completion`, async () => (await peer.remaining()) === 0, { timeoutMs: 5000 }).catch(() => {})
+    await waitUntil(`${system} to record every completion`, async () => (await peer.remaining()) === 0, {
+      timeoutMs: 5000,
+    }).catch(() => {})
     const problems = [...measure.problems, ...(await peer.checkTable(ctx.sizes.latencyOrders))]
     return {
       system,
@@ -83,7 +92,11 @@ async function latencyPeer(ctx: BenchContext, system: PeerName): Promise<Latency
       workers: LATENCY_WORKERS,
       submitted: ctx.sizes.latencyOrders,
       latencyMs: measure.latencyMs,
-      exactlyOnce: { ok: problems.length === 0, how: "one handler start per job, and the peer's table checked", problems },
+      exactlyOnce: {
+        ok: problems.length === 0,
+        how: "one handler start per job, and the peer's table checked",
+        problems,
+      },
     }
   } finally {
     await stopAll(running.children)
@@ -91,4 +104,3 @@ async function latencyPeer(ctx: BenchContext, system: PeerName): Promise<Latency
     await ctx.server.dropDatabase(url)
   }
 }
-

@@ -17,7 +17,10 @@ const HISTORY_PAIRS = 2
  * own: that one runs again before each history run, so the pairs compared are measured back to back
  * rather than minutes apart on a machine whose load drifts.
  */
-export async function runScalePhase(ctx: BenchContext, earlier: readonly ProcessingResult[]): Promise<ProcessingResult[]> {
+export async function runScalePhase(
+  ctx: BenchContext,
+  earlier: readonly ProcessingResult[],
+): Promise<ProcessingResult[]> {
   const mode = WORKER_MODES[0]
   const options = { mode, batchSize: DEFAULT_BATCH_SIZE }
   const results: ProcessingResult[] = []

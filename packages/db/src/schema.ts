@@ -66,19 +66,18 @@ export const orders = pgTable(
       .where(sql`${table.status} = 'pending'`),
     // What comes due by time: scheduled orders (promoted to pending) and leases (a lapsed one is
     // rescued), both by run_at, so promotion reads only what is due and stops.
-    index('orders_timers_idx')
-      .on(table.runAt)
-      .where(sql`${table.status} in ('scheduled', 'processing')`),
+    index('orders_timers_idx').on(table.runAt).where(sql`${table.status} in ('scheduled', 'processing')`),
     // Listing by status with keyset pagination on id, and counting the small statuses. Completed
     // orders stay out: a completion then writes one index entry fewer, and listing completed
     // orders (most of the table) reads the primary key, whose rows match almost at once.
-    index('orders_status_id_idx')
-      .on(table.status, table.id)
-      .where(sql`${table.status} <> 'completed'`),
+    index('orders_status_id_idx').on(table.status, table.id).where(sql`${table.status} <> 'completed'`),
     check('orders_status_known', sql`${table.status} in (${sql.raw(orderStatuses.map((s) => `'${s}'`).join(', '))})`),
     check('orders_currency_iso4217', sql`${table.currency} ~ '^[A-Z]{3}$'`),
     check('orders_total_nonnegative', sql`${table.totalCents} >= 0`),
-    check('orders_items_nonempty', sql`jsonb_typeof(${table.items}) = 'array' and jsonb_array_length(${table.items}) > 0`),
+    check(
+      'orders_items_nonempty',
+      sql`jsonb_typeof(${table.items}) = 'array' and jsonb_array_length(${table.items}) > 0`,
+    ),
     check('orders_attempts_nonnegative', sql`${table.attempts} >= 0`),
     check('orders_max_attempts_positive', sql`${table.maxAttempts} >= 1`),
   ],

@@ -81,7 +81,10 @@ export class BatchTransaction {
    * (then the next is rolled back too). If only `first` failed, this one still committed: `next` is
    * then undefined and the connection released.
    */
-  async commitAndBegin(last: BoundQuery, first: BoundQuery): Promise<{ rows: unknown[][]; next?: { tx: BatchTransaction; rows: unknown[][] } }> {
+  async commitAndBegin(
+    last: BoundQuery,
+    first: BoundQuery,
+  ): Promise<{ rows: unknown[][]; next?: { tx: BatchTransaction; rows: unknown[][] } }> {
     const next = new BatchTransaction(this.db, this.connection)
     this.done = true // the connection passes to `next`, which releases it
     const [settled, committed, , claimed] = await Promise.allSettled([
@@ -124,7 +127,10 @@ export class BatchTransaction {
    * Never throws for the work's sake; it throws only when the savepoint cannot be set or rolled back
    * (the connection is gone), which fails the transaction as a whole.
    */
-  async runInSavepoint(work: (tx: Executor) => Promise<unknown>, { timeoutMs }: { timeoutMs: number }): Promise<SavepointOutcome> {
+  async runInSavepoint(
+    work: (tx: Executor) => Promise<unknown>,
+    { timeoutMs }: { timeoutMs: number },
+  ): Promise<SavepointOutcome> {
     const name = `commit_work_${++this.savepoints}`
     const fence = new Fence()
     let timer: NodeJS.Timeout | undefined
@@ -317,7 +323,11 @@ type RelationalSchema = ConstructorParameters<typeof PostgresJsTransaction>[2]
  * What a drizzle transaction is built from, read off the database object: drizzle keeps them as
  * internal fields (drizzle-orm 0.45). transaction.test.ts fails if that changes.
  */
-export function drizzleOf(db: Db): { dialect: Dialect; schema: RelationalSchema; options: ConstructorParameters<typeof PostgresJsSession>[3] } {
+export function drizzleOf(db: Db): {
+  dialect: Dialect
+  schema: RelationalSchema
+  options: ConstructorParameters<typeof PostgresJsSession>[3]
+} {
   const internals = db as unknown as {
     dialect: Dialect
     _: { schema?: unknown; fullSchema?: unknown; tableNamesMap?: unknown }

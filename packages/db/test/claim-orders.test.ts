@@ -41,7 +41,10 @@ const noBackoff = { baseMs: 0, maxMs: 0 }
 
 t.test('concurrent claimers take disjoint rows whose union is every claimable row', async (t) => {
   const db = await setUp(t)
-  const inserted = await insertOrders(db, Array.from({ length: 200 }, () => makeOrder()))
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: 200 }, () => makeOrder()),
+  )
   let release: () => void = () => {}
   const released = new Promise<void>((resolve) => (release = resolve))
   const claims = Array.from({ length: 8 }, () => holdClaim(db, 30, released))
@@ -51,8 +54,15 @@ t.test('concurrent claimers take disjoint rows whose union is every claimable ro
 
   const ids = batches.flat().map((o) => o.id)
   t.equal(new Set(ids).size, ids.length, 'no row is claimed twice')
-  t.same([...ids].sort((a, b) => a - b), inserted.map((o) => o.id), 'every claimable row is claimed')
-  t.ok(batches.every((b) => b.length <= 30), 'no claimer gets more than its limit')
+  t.same(
+    [...ids].sort((a, b) => a - b),
+    inserted.map((o) => o.id),
+    'every claimable row is claimed',
+  )
+  t.ok(
+    batches.every((b) => b.length <= 30),
+    'no claimer gets more than its limit',
+  )
 })
 
 t.test('a claim returns at most its limit, highest priority first, then oldest', async (t) => {
@@ -82,19 +92,22 @@ t.test('an order due later is scheduled, and not claimed until promoted', async 
   )
 })
 
-t.test('a runAt in the past means now: the order is pending, due at its submission, not ahead of the queue', async (t) => {
-  const db = await setUp(t)
-  const [first] = await insertOrders(db, [makeOrder()])
-  const [backdated] = await insertOrders(db, [makeOrder({ runAt: new Date('1970-01-01T00:00:00Z') })])
-  t.equal(backdated!.status, 'pending')
-  t.ok(backdated!.runAt.getTime() >= backdated!.createdAt.getTime(), 'run_at is clamped to the submission time')
-  const claimed = await peekClaim(db, 10)
-  t.same(
-    claimed.map((o) => o.id),
-    [first!.id, backdated!.id],
-    'the backdated order waits its turn',
-  )
-})
+t.test(
+  'a runAt in the past means now: the order is pending, due at its submission, not ahead of the queue',
+  async (t) => {
+    const db = await setUp(t)
+    const [first] = await insertOrders(db, [makeOrder()])
+    const [backdated] = await insertOrders(db, [makeOrder({ runAt: new Date('1970-01-01T00:00:00Z') })])
+    t.equal(backdated!.status, 'pending')
+    t.ok(backdated!.runAt.getTime() >= backdated!.createdAt.getTime(), 'run_at is clamped to the submission time')
+    const claimed = await peekClaim(db, 10)
+    t.same(
+      claimed.map((o) => o.id),
+      [first!.id, backdated!.id],
+      'the backdated order waits its turn',
+    )
+  },
+)
 
 t.test('a claim narrowed to ids takes only those, still skipping what others hold', async (t) => {
   const db = await setUp(t)
@@ -102,7 +115,10 @@ t.test('a claim narrowed to ids takes only those, still skipping what others hol
   let release: () => void = () => {}
   const released = new Promise<void>((resolve) => (release = resolve))
   const held = holdClaim(db, 1, released) // holds a, the first in claim order
-  t.same((await held.claimed).map((o) => o.id), [a!.id])
+  t.same(
+    (await held.claimed).map((o) => o.id),
+    [a!.id],
+  )
   const claimed = await peekClaim(db, 3, [a!.id, c!.id])
   release()
   await held.done
@@ -152,7 +168,10 @@ t.test('settling completes and fails in one statement, counting the attempt, and
 
 t.test('settling can claim the next batch in the same write: the first commits, the next is held', async (t) => {
   const db = await setUp(t)
-  const inserted = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: 5 }, () => makeOrder()),
+  )
   const ids = inserted.map((o) => o.id)
   const first = await claimBatch(db, { limit: 2 })
   const settled = await settleBatchAndClaimNext(
@@ -161,28 +180,55 @@ t.test('settling can claim the next batch in the same write: the first commits, 
     { limit: 2 },
   )
   t.same(settled.failed, [])
-  t.same(settled.next?.orders.map((o) => o.id), ids.slice(2, 4), 'the next two in claim order')
+  t.same(
+    settled.next?.orders.map((o) => o.id),
+    ids.slice(2, 4),
+    'the next two in claim order',
+  )
   t.match(await getOrder(db, ids[0]!), { status: 'completed', attempts: 1 }, 'the first batch committed')
-  t.same((await peekClaim(db, 10)).map((o) => o.id), [ids[4]], 'the next batch is locked by its open transaction')
+  t.same(
+    (await peekClaim(db, 10)).map((o) => o.id),
+    [ids[4]],
+    'the next batch is locked by its open transaction',
+  )
   await settled.next?.tx.rollback()
-  t.same((await peekClaim(db, 10)).map((o) => o.id), ids.slice(2), 'and rolled back, it is claimable again, untouched')
+  t.same(
+    (await peekClaim(db, 10)).map((o) => o.id),
+    ids.slice(2),
+    'and rolled back, it is claimable again, untouched',
+  )
   t.match(await getOrder(db, ids[2]!), { status: 'pending', attempts: 0 })
 })
 
 t.test('a settlement that fails commits nothing and takes no next batch', async (t) => {
   const db = await setUp(t)
-  const inserted = await insertOrders(db, Array.from({ length: 4 }, () => makeOrder()))
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: 4 }, () => makeOrder()),
+  )
   const first = await claimBatch(db, { limit: 2 })
   // A NUL byte is refused by PostgreSQL's text type: the settling statement fails.
   await t.rejects(
     settleBatchAndClaimNext(
       first.tx,
-      { completed: [], failures: first.orders.map((o) => ({ id: o.id, attempt: 1, error: 'bad \u0000' })), workerId: 'w', policy: noBackoff },
+      {
+        completed: [],
+        failures: first.orders.map((o) => ({ id: o.id, attempt: 1, error: 'bad \u0000' })),
+        workerId: 'w',
+        policy: noBackoff,
+      },
       { limit: 2 },
     ),
   )
-  t.same((await peekClaim(db, 10)).map((o) => o.id), inserted.map((o) => o.id), 'every order claimable, none held')
-  t.ok((await peekClaim(db, 10)).every((o) => o.attempts === 0), 'no attempt counted')
+  t.same(
+    (await peekClaim(db, 10)).map((o) => o.id),
+    inserted.map((o) => o.id),
+    'every order claimable, none held',
+  )
+  t.ok(
+    (await peekClaim(db, 10)).every((o) => o.attempts === 0),
+    'no attempt counted',
+  )
 })
 
 t.test('a failed attempt with a backoff is scheduled for then; on its last attempt it is failed', async (t) => {
@@ -217,14 +263,19 @@ t.test('the claim reads the partial index in claim order and stops at the limit'
     from generate_series(1, 20000) g`)
   await db.execute(sql`analyze orders`)
   const claim = claimStatement.bind(db, { limit: 50 })
-  const plan = JSON.stringify((await db.$client.unsafe(`explain (format json) ${claim.sql}`, claim.params as never[]))[0])
+  const plan = JSON.stringify(
+    (await db.$client.unsafe(`explain (format json) ${claim.sql}`, claim.params as never[]))[0],
+  )
   t.match(plan, /"Node Type":"Limit".*"Node Type":"LockRows".*"Index Name":"orders_claim_idx"/)
   t.notMatch(plan, /"Node Type":"Sort"/, 'no sort: the index supplies the claim order')
 })
 
 t.test('a delayed backlog of higher priority costs the claim nothing: it reads due orders only', async (t) => {
   const db = await setUp(t)
-  await insertOrders(db, Array.from({ length: 100 }, () => makeOrder({ priority: -1000 })))
+  await insertOrders(
+    db,
+    Array.from({ length: 100 }, () => makeOrder({ priority: -1000 })),
+  )
   const claimBuffers = async () => {
     await db.execute(sql`vacuum analyze orders`)
     const claim = claimStatement.bind(db, { limit: 1 })

@@ -61,5 +61,9 @@ t.test('queries queued behind a reserved connection that dies are refused, not l
   await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
   const outcome = await Promise.race([settled, sleep(3000).then(() => 'still waiting' as const)])
   t.not(outcome, 'still waiting', 'every query settled once the connection died')
-  if (outcome !== 'still waiting') t.ok(outcome.every((o) => o.status === 'rejected'), 'each refused')
+  if (outcome !== 'still waiting')
+    t.ok(
+      outcome.every((o) => o.status === 'rejected'),
+      'each refused',
+    )
 })

@@ -37,16 +37,33 @@ t.test('workers register, heartbeat, stop, and go silent', async (t) => {
   await markWorkerStopped(db, 'stops')
   await db.execute(sql`update workers set last_seen_at = now() - interval '1 minute' where id = 'dies'`)
   const fleet = await listWorkers(db)
-  t.same(new Map(fleet.map((w) => [w.id, w.state])), new Map([['alive', 'alive'], ['stops', 'stopped'], ['dies', 'gone']]))
-  t.match(fleet.find((w) => w.id === 'alive'), { processed: 7, failed: 1, host: 'box', mode: 'transaction' })
+  t.same(
+    new Map(fleet.map((w) => [w.id, w.state])),
+    new Map([
+      ['alive', 'alive'],
+      ['stops', 'stopped'],
+      ['dies', 'gone'],
+    ]),
+  )
+  t.match(
+    fleet.find((w) => w.id === 'alive'),
+    { processed: 7, failed: 1, host: 'box', mode: 'transaction' },
+  )
 
   await registerWorker(db, { ...box('stops', 'lease'), pid: 2 })
-  t.match((await listWorkers(db)).find((w) => w.id === 'stops'), {
-    state: 'alive',
-    pid: 2,
-    processed: 0,
-  })
-  t.equal(await deleteStaleWorkers(db, { olderThanMs: 30_000, keepThroughputMs: 86_400_000 }), 1, 'the silent one is forgotten')
+  t.match(
+    (await listWorkers(db)).find((w) => w.id === 'stops'),
+    {
+      state: 'alive',
+      pid: 2,
+      processed: 0,
+    },
+  )
+  t.equal(
+    await deleteStaleWorkers(db, { olderThanMs: 30_000, keepThroughputMs: 86_400_000 }),
+    1,
+    'the silent one is forgotten',
+  )
 })
 
 t.test('stats count the queue exactly, estimate history, and measure lag and throughput', async (t) => {
@@ -77,51 +94,68 @@ t.test('stats count the queue exactly, estimate history, and measure lag and thr
   )
 })
 
-t.test('retention deletes old finished orders in batches, keeps the rest, and runs in one worker at a time', async (t) => {
-  const db = await setUp(t)
-  const orders = await insertOrders(db, Array.from({ length: 6 }, () => makeOrder()))
-  const [a, b, c, d, e, f] = orders.map((o) => o.id) as number[]
-  await settleNow(db, { completed: [a!, b!, c!], workerId: 'w' })
-  await db.execute(sql`update orders set status = 'cancelled' where id = ${d}`)
-  await db.execute(sql`update orders set status = 'failed' where id = ${e}`)
-  await db.execute(sql`update orders set updated_at = now() - interval '8 days' where id <> ${c}`)
+t.test(
+  'retention deletes old finished orders in batches, keeps the rest, and runs in one worker at a time',
+  async (t) => {
+    const db = await setUp(t)
+    const orders = await insertOrders(
+      db,
+      Array.from({ length: 6 }, () => makeOrder()),
+    )
+    const [a, b, c, d, e, f] = orders.map((o) => o.id) as number[]
+    await settleNow(db, { completed: [a!, b!, c!], workerId: 'w' })
+    await db.execute(sql`update orders set status = 'cancelled' where id = ${d}`)
+    await db.execute(sql`update orders set status = 'failed' where id = ${e}`)
+    await db.execute(sql`update orders set updated_at = now() - interval '8 days' where id <> ${c}`)
 
-  // Another worker holds the retention lock: this one skips rather than waits.
-  let release: () => void = () => {}
-  let locked: () => void = () => {}
-  const hasLock = new Promise<void>((resolve) => (locked = resolve))
-  const holder = db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue:postgres_queue'), 2)`)
-    locked()
-    await new Promise<void>((resolve) => (release = resolve))
-  })
-  await hasLock
-  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), undefined)
-  release()
-  await holder
+    // Another worker holds the retention lock: this one skips rather than waits.
+    let release: () => void = () => {}
+    let locked: () => void = () => {}
+    const hasLock = new Promise<void>((resolve) => (locked = resolve))
+    const holder = db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(hashtext('postgres-queue:postgres_queue'), 2)`)
+      locked()
+      await new Promise<void>((resolve) => (release = resolve))
+    })
+    await hasLock
+    t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), undefined)
+    release()
+    await holder
 
-  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 2)
-  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 1)
-  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 0)
-  const kept = await Promise.all([a, b, c, d, e, f].map(async (id) => (await getOrder(db, id!))?.status ?? 'deleted'))
-  t.same(kept, ['deleted', 'deleted', 'completed', 'deleted', 'failed', 'pending'], 'recent, failed and pending orders stay')
-})
+    t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 2)
+    t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 1)
+    t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 2 }), 0)
+    const kept = await Promise.all([a, b, c, d, e, f].map(async (id) => (await getOrder(db, id!))?.status ?? 'deleted'))
+    t.same(
+      kept,
+      ['deleted', 'deleted', 'completed', 'deleted', 'failed', 'pending'],
+      'recent, failed and pending orders stay',
+    )
+  },
+)
 
-t.test('an Idempotency-Key outlives its order: retention deletes the order, the key still stores nothing', async (t) => {
-  const db = await setUp(t)
-  const submission = { orders: [makeOrder()], idempotency: { key: 'k', requestHash: 'h' } }
-  const [first] = await insertSubmissions(db, [submission], { returnRows: false })
-  if (!first?.stored) throw new Error('not stored')
-  await db.execute(sql`update orders set status = 'completed', updated_at = now() - interval '8 days'`)
-  t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 10 }), 1)
-  t.equal(await getOrder(db, first.ids[0]!), undefined, 'the order is gone')
-  t.same(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: false, key: 'k' }])
-  t.same((await findIdempotencyKeys(db, ['k'])).get('k')?.orderIds, first.ids)
+t.test(
+  'an Idempotency-Key outlives its order: retention deletes the order, the key still stores nothing',
+  async (t) => {
+    const db = await setUp(t)
+    const submission = { orders: [makeOrder()], idempotency: { key: 'k', requestHash: 'h' } }
+    const [first] = await insertSubmissions(db, [submission], { returnRows: false })
+    if (!first?.stored) throw new Error('not stored')
+    await db.execute(sql`update orders set status = 'completed', updated_at = now() - interval '8 days'`)
+    t.equal(await deleteExpiredOrders(db, { olderThanDays: 7, batchSize: 10 }), 1)
+    t.equal(await getOrder(db, first.ids[0]!), undefined, 'the order is gone')
+    t.same(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: false, key: 'k' }])
+    t.same((await findIdempotencyKeys(db, ['k'])).get('k')?.orderIds, first.ids)
 
-  await db.execute(sql`update idempotency_keys set created_at = now() - interval '31 days'`)
-  t.equal(await deleteExpiredIdempotencyKeys(db, { olderThanDays: 30, batchSize: 10 }), 1, 'past its own window')
-  t.match(await insertSubmissions(db, [submission], { returnRows: false }), [{ stored: true }], 'then the key is free')
-})
+    await db.execute(sql`update idempotency_keys set created_at = now() - interval '31 days'`)
+    t.equal(await deleteExpiredIdempotencyKeys(db, { olderThanDays: 30, batchSize: 10 }), 1, 'past its own window')
+    t.match(
+      await insertSubmissions(db, [submission], { returnRows: false }),
+      [{ stored: true }],
+      'then the key is free',
+    )
+  },
+)
 
 t.test('the completed count: exact on a table never analyzed, then an estimate that follows its growth', async (t) => {
   const db = await setUp(t)
@@ -134,7 +168,10 @@ t.test('the completed count: exact on a table never analyzed, then an estimate t
   await db.execute(sql`analyze orders`)
   await completed(1500) // no analyze since: the estimate scales the last one to the table's size now
   const estimate = (await getQueueStats(db)).counts.completed
-  t.ok(Math.abs(estimate - 2000) <= 200, `within 10% of 2,000 without waiting for autovacuum (the last analyze saw 500): ${estimate}`)
+  t.ok(
+    Math.abs(estimate - 2000) <= 200,
+    `within 10% of 2,000 without waiting for autovacuum (the last analyze saw 500): ${estimate}`,
+  )
 })
 
 t.test("gone is judged by each worker's own heartbeat interval: three missed beats", async (t) => {
@@ -143,11 +180,35 @@ t.test("gone is judged by each worker's own heartbeat interval: three missed bea
   await registerWorker(db, box('fast'))
   // 30 s silent: one missed beat and a half for the slow one, six for the fast one.
   await db.execute(sql`update workers set last_seen_at = now() - interval '30 seconds'`)
-  t.same(new Map((await listWorkers(db)).map((w) => [w.id, w.state])), new Map([['slow', 'alive'], ['fast', 'gone']]))
+  t.same(
+    new Map((await listWorkers(db)).map((w) => [w.id, w.state])),
+    new Map([
+      ['slow', 'alive'],
+      ['fast', 'gone'],
+    ]),
+  )
   await db.execute(sql`update workers set last_seen_at = now() - interval '61 seconds' where id = 'slow'`)
-  t.same(new Map((await listWorkers(db)).map((w) => [w.id, w.state])), new Map([['slow', 'gone'], ['fast', 'gone']]), 'past 60 s, the slow one too')
-  await recordHeartbeat(db, { ...box('slow'), heartbeatMs: 20_000, processed: 0, failed: 0, completedSince: 0, failedSince: 0 })
-  t.match((await listWorkers(db)).find((w) => w.id === 'slow'), { state: 'alive', heartbeatMs: 20_000 }, 'a heartbeat brings it back')
+  t.same(
+    new Map((await listWorkers(db)).map((w) => [w.id, w.state])),
+    new Map([
+      ['slow', 'gone'],
+      ['fast', 'gone'],
+    ]),
+    'past 60 s, the slow one too',
+  )
+  await recordHeartbeat(db, {
+    ...box('slow'),
+    heartbeatMs: 20_000,
+    processed: 0,
+    failed: 0,
+    completedSince: 0,
+    failedSince: 0,
+  })
+  t.match(
+    (await listWorkers(db)).find((w) => w.id === 'slow'),
+    { state: 'alive', heartbeatMs: 20_000 },
+    'a heartbeat brings it back',
+  )
 })
 
 t.test('a heartbeat registers again a worker whose row was forgotten', async (t) => {

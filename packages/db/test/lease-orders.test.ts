@@ -43,25 +43,31 @@ async function lapseLeases(db: Db): Promise<void> {
   await db.execute(sql`update orders set run_at = now() - interval '1 millisecond' where status = 'processing'`)
 }
 
-t.test('a lease is one committed claim: processing, holder, expiry, a new token, and the attempt counted', async (t) => {
-  const db = await setUp(t)
-  const [order] = await insertOrders(db, [makeOrder()])
-  const before = Date.now()
-  const leased = await leaseOrders(db, { limit: 10, workerId: 'a', leaseMs: 30_000 })
-  t.same(
-    leased.map((l) => [l.order.id, l.lease.attempt, l.lease.token]),
-    [[order!.id, 1, 1]],
-  )
-  t.ok(leased[0]!.order.runAt <= new Date(), 'the returned run_at is when it became due')
-  const stored = await getOrder(db, order!.id)
-  t.match(stored, { status: 'processing', lockedBy: 'a', attempts: 1, leaseToken: 1 })
-  t.ok(stored!.runAt.getTime() >= before + 29_000, 'run_at holds the lease expiry')
-  t.same(await leaseOrders(db, { limit: 10, workerId: 'b', leaseMs: 30_000 }), [], 'a live lease is not claimable')
-})
+t.test(
+  'a lease is one committed claim: processing, holder, expiry, a new token, and the attempt counted',
+  async (t) => {
+    const db = await setUp(t)
+    const [order] = await insertOrders(db, [makeOrder()])
+    const before = Date.now()
+    const leased = await leaseOrders(db, { limit: 10, workerId: 'a', leaseMs: 30_000 })
+    t.same(
+      leased.map((l) => [l.order.id, l.lease.attempt, l.lease.token]),
+      [[order!.id, 1, 1]],
+    )
+    t.ok(leased[0]!.order.runAt <= new Date(), 'the returned run_at is when it became due')
+    const stored = await getOrder(db, order!.id)
+    t.match(stored, { status: 'processing', lockedBy: 'a', attempts: 1, leaseToken: 1 })
+    t.ok(stored!.runAt.getTime() >= before + 29_000, 'run_at holds the lease expiry')
+    t.same(await leaseOrders(db, { limit: 10, workerId: 'b', leaseMs: 30_000 }), [], 'a live lease is not claimable')
+  },
+)
 
 t.test('concurrent lease claims take disjoint orders', async (t) => {
   const db = await setUp(t)
-  const inserted = await insertOrders(db, Array.from({ length: 300 }, () => makeOrder()))
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: 300 }, () => makeOrder()),
+  )
   const results = await Promise.all(
     Array.from({ length: 6 }, (_, i) => leaseOrders(db, { limit: 60, workerId: `w${i}`, leaseMs: 30_000 })),
   )
@@ -79,11 +85,20 @@ t.test("a lapsed lease is rescued and leased again, and the old holder's complet
   const stale = await leaseOne(db, 'slow')
   t.same(await leaseOrders(db, { limit: 1, workerId: 'fresh', leaseMs: 30_000 }), [], 'not claimable while leased')
   await lapseLeases(db)
-  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0, rescued: [{ id: order!.id, heldBy: 'slow' }], deadLettered: [] })
+  t.match(await promoteDueOrders(db, { limit: 10 }), {
+    promoted: 0,
+    rescued: [{ id: order!.id, heldBy: 'slow' }],
+    deadLettered: [],
+  })
   const fresh = await leaseOne(db, 'fresh')
   t.match(fresh, { id: order!.id, attempt: 2, token: 2 }, 'the takeover is attempt 2, under a new token')
   const locked = await lockLeasedOrders(db, { leases: [stale] })
-  const staleOutcome = await settleLeasedBatch(locked.tx, { succeeded: [stale], failures: [], workerId: 'slow', policy: noBackoff })
+  const staleOutcome = await settleLeasedBatch(locked.tx, {
+    succeeded: [stale],
+    failures: [],
+    workerId: 'slow',
+    policy: noBackoff,
+  })
   t.same(locked.held, new Set(), 'the old holder locks nothing')
   t.same(staleOutcome, { completed: [], failed: [] }, 'and completes nothing')
   t.same(await extendLeases(db, { leases: [stale], leaseMs: 30_000 }), [], 'nor can it heartbeat')
@@ -144,15 +159,17 @@ t.test('a failed leased attempt backs off, and the last one dead-letters', async
   t.match(retry, { id: order!.id, status: 'scheduled' })
   const delay = retry!.runAt.getTime() - before
   t.ok(delay >= 29_000 && delay <= 61_000, `first retry after base x [0.5, 1): ${delay} ms`)
-  t.match(await getOrder(db, order!.id), { status: 'scheduled', attempts: 1, lastError: 'gateway timeout', lockedBy: null })
+  t.match(await getOrder(db, order!.id), {
+    status: 'scheduled',
+    attempts: 1,
+    lastError: 'gateway timeout',
+    lockedBy: null,
+  })
 
   await db.execute(sql`update orders set run_at = now() where id = ${order!.id}`)
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1 })
   const second = await leaseOne(db, 'b')
-  t.match(
-    (await fail(db, second, 'gateway timeout again')).failed,
-    [{ id: order!.id, status: 'failed' }],
-  )
+  t.match((await fail(db, second, 'gateway timeout again')).failed, [{ id: order!.id, status: 'failed' }])
   t.match(await getOrder(db, order!.id), { status: 'failed', attempts: 2, lastError: 'gateway timeout again' })
 })
 

@@ -48,7 +48,13 @@ t.test('insertSubmissions without rows stores a batch and answers with its ids i
   const customers = Array.from({ length: 300 }, (_, i) => `c-${i}`)
   const [result] = await insertSubmissions(
     db,
-    [{ orders: customers.map((customerId) => makeOrder({ customerId, items: [{ sku: 'A', quantity: 2, unitPriceCents: 5 }] })) }],
+    [
+      {
+        orders: customers.map((customerId) =>
+          makeOrder({ customerId, items: [{ sku: 'A', quantity: 2, unitPriceCents: 5 }] }),
+        ),
+      },
+    ],
     { returnRows: false },
   )
   if (!result?.stored) throw new Error('not stored')
@@ -192,7 +198,12 @@ t.test('a failed attempt dead-letters at max_attempts and otherwise backs off', 
 
 t.test('listOrders pages oldest first by default and newest first with order desc', async (t) => {
   const db = await setUp(t)
-  const ids = (await insertOrders(db, Array.from({ length: 5 }, () => makeOrder({ maxAttempts: 1 })))).map((o) => o.id)
+  const ids = (
+    await insertOrders(
+      db,
+      Array.from({ length: 5 }, () => makeOrder({ maxAttempts: 1 })),
+    )
+  ).map((o) => o.id)
   await deadLetter(db, [ids[1]!, ids[2]!, ids[4]!])
   const page = async (query: Parameters<typeof listOrders>[1]) => (await listOrders(db, query)).map((o) => o.id)
 

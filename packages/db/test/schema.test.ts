@@ -36,39 +36,42 @@ async function objectsIn(db: Db, schema: string): Promise<string[]> {
   return rows.map((r) => r.name)
 }
 
-t.test('migrates into a database that already has public.orders, public.workers and an order_status type', async (t) => {
-  const url = await createTestDatabase(t, { migrated: false })
-  const theirs = await open(t, url, 'public')
-  await theirs.execute(sql`create type order_status as enum ('open', 'shipped')`)
-  await theirs.execute(sql`create table orders (id serial primary key, sku text, status order_status)`)
-  await theirs.execute(sql`create table workers (name text primary key)`)
-  await theirs.execute(sql`insert into orders (sku, status) values ('their-sku', 'shipped')`)
-  const before = await objectsIn(theirs, 'public')
+t.test(
+  'migrates into a database that already has public.orders, public.workers and an order_status type',
+  async (t) => {
+    const url = await createTestDatabase(t, { migrated: false })
+    const theirs = await open(t, url, 'public')
+    await theirs.execute(sql`create type order_status as enum ('open', 'shipped')`)
+    await theirs.execute(sql`create table orders (id serial primary key, sku text, status order_status)`)
+    await theirs.execute(sql`create table workers (name text primary key)`)
+    await theirs.execute(sql`insert into orders (sku, status) values ('their-sku', 'shipped')`)
+    const before = await objectsIn(theirs, 'public')
 
-  await migrateDatabase(url)
-  await migrateDatabase(url) // and again: nothing left to do
+    await migrateDatabase(url)
+    await migrateDatabase(url) // and again: nothing left to do
 
-  t.same(await objectsIn(theirs, 'public'), before, 'nothing of the queue in public')
-  t.same(await theirs.execute(sql`select sku, status::text from orders`), [{ sku: 'their-sku', status: 'shipped' }])
-  const queue = await open(t, url)
-  t.same(await objectsIn(queue, 'postgres_queue'), [
-    '__drizzle_migrations',
-    '__drizzle_migrations_id_seq',
-    'idempotency_keys',
-    'order_throughput',
-    'orders',
-    'orders_id_seq',
-    'workers',
-  ])
-  const [order] = await insertOrders(queue, [makeOrder()])
-  const { tx, orders } = await claimBatch(queue, { limit: 10 })
-  await tx.rollback()
-  t.same(
-    orders.map((o) => o.id),
-    [order!.id],
-    'the queue works beside them',
-  )
-})
+    t.same(await objectsIn(theirs, 'public'), before, 'nothing of the queue in public')
+    t.same(await theirs.execute(sql`select sku, status::text from orders`), [{ sku: 'their-sku', status: 'shipped' }])
+    const queue = await open(t, url)
+    t.same(await objectsIn(queue, 'postgres_queue'), [
+      '__drizzle_migrations',
+      '__drizzle_migrations_id_seq',
+      'idempotency_keys',
+      'order_throughput',
+      'orders',
+      'orders_id_seq',
+      'workers',
+    ])
+    const [order] = await insertOrders(queue, [makeOrder()])
+    const { tx, orders } = await claimBatch(queue, { limit: 10 })
+    await tx.rollback()
+    t.same(
+      orders.map((o) => o.id),
+      [order!.id],
+      'the queue works beside them',
+    )
+  },
+)
 
 t.test('two queues in two schemas of one database know nothing of each other', async (t) => {
   const url = await createTestDatabase(t, { migrated: false })
@@ -94,11 +97,21 @@ t.test('upgrades an install of the earlier layout (everything in public), its or
   await migrateDatabase(url)
 
   t.same(await objectsIn(legacy, 'public'), [], 'nothing left in public, the old enum type included')
-  const [journal] = await legacy.execute<{ n: number }>(sql`select count(*)::int as n from drizzle.__drizzle_migrations`)
+  const [journal] = await legacy.execute<{ n: number }>(
+    sql`select count(*)::int as n from drizzle.__drizzle_migrations`,
+  )
   t.equal(journal!.n, 0, "the old journal no longer lists the queue's migrations")
   const queue = await open(t, url)
-  t.match(await countOrdersByStatus(queue), { scheduled: 1, pending: 1, completed: 1 }, 'a pending order due later is scheduled now')
-  t.same((await findIdempotencyKeys(queue, ['key-1'])).get('key-1')?.requestHash, 'hash-1', 'its key moved to idempotency_keys')
+  t.match(
+    await countOrdersByStatus(queue),
+    { scheduled: 1, pending: 1, completed: 1 },
+    'a pending order due later is scheduled now',
+  )
+  t.same(
+    (await findIdempotencyKeys(queue, ['key-1'])).get('key-1')?.requestHash,
+    'hash-1',
+    'its key moved to idempotency_keys',
+  )
   const { tx, orders } = await claimBatch(queue, { limit: 10 })
   await tx.rollback()
   t.same(

@@ -21,7 +21,10 @@ async function setUp(t: Test): Promise<Db> {
 t.test('scheduled orders become pending when due, keeping when they became due; later ones wait', async (t) => {
   const db = await setUp(t)
   const soon = new Date(Date.now() + 60_000)
-  const [due, later] = await insertOrders(db, [makeOrder({ runAt: soon }), makeOrder({ runAt: new Date(Date.now() + 3_600_000) })])
+  const [due, later] = await insertOrders(db, [
+    makeOrder({ runAt: soon }),
+    makeOrder({ runAt: new Date(Date.now() + 3_600_000) }),
+  ])
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0 }, 'nothing due yet')
   t.same(await nextDueAt(db), soon, 'the next thing to come due')
   await db.execute(sql`update orders set run_at = now() - interval '2 seconds' where id = ${due!.id}`)
@@ -31,7 +34,9 @@ t.test('scheduled orders become pending when due, keeping when they became due; 
   t.ok(Date.now() - promoted!.runAt.getTime() >= 2000, 'its wait counts from when it came due')
   t.equal((await getOrder(db, later!.id))!.status, 'scheduled')
   t.same(
-    (await claimBatch(db, { limit: 10 }).then(async ({ tx, orders }) => (await tx.rollback(), orders))).map((o) => o.id),
+    (await claimBatch(db, { limit: 10 }).then(async ({ tx, orders }) => (await tx.rollback(), orders))).map(
+      (o) => o.id,
+    ),
     [due!.id],
   )
 })
@@ -44,9 +49,16 @@ t.test('concurrent promotions take disjoint orders, and a large backlog goes a b
     from generate_series(1, 2500)`)
   const results = await Promise.all(Array.from({ length: 4 }, () => promoteDueOrders(db, { limit: 400 })))
   const first = results.reduce((sum, r) => sum + r.promoted, 0)
-  t.ok(results.every((r) => r.promoted <= 400), 'each within its limit')
+  t.ok(
+    results.every((r) => r.promoted <= 400),
+    'each within its limit',
+  )
   let total = first
-  for (let r = await promoteDueOrders(db, { limit: 400 }); r.promoted > 0; r = await promoteDueOrders(db, { limit: 400 })) {
+  for (
+    let r = await promoteDueOrders(db, { limit: 400 });
+    r.promoted > 0;
+    r = await promoteDueOrders(db, { limit: 400 })
+  ) {
     total += r.promoted
   }
   t.equal(total, 2500, 'every due order promoted exactly once')

@@ -18,7 +18,7 @@ import {
 
 /** A BatchTransaction whose first statement is a harmless select, committed after `fn`. */
 async function inTransaction<T>(db: Db, fn: (tx: BatchTransaction) => Promise<T>): Promise<T> {
-  const { tx } = await BatchTransaction.begin(db, { sql: "select 1", params: [] })
+  const { tx } = await BatchTransaction.begin(db, { sql: 'select 1', params: [] })
   try {
     const result = await fn(tx)
     await tx.commit()
@@ -53,13 +53,13 @@ t.test('work that succeeds commits with its transaction; work that throws leaves
   const db = await setUp(t)
   const outcomes = await inTransaction(db, async (tx) => {
     await mark(tx, 'a-outer')
-    const ok = await tx.runInSavepoint((sp) => mark(sp, 'b-ok'), { timeoutMs: 1000})
+    const ok = await tx.runInSavepoint((sp) => mark(sp, 'b-ok'), { timeoutMs: 1000 })
     const failed = await tx.runInSavepoint(
       async (sp) => {
         await mark(sp, 'c-undone')
         throw new Error('card declined')
       },
-      { timeoutMs: 1000},
+      { timeoutMs: 1000 },
     )
     await mark(tx, 'd-after')
     return { ok, failed }
@@ -77,7 +77,7 @@ t.test('a statement that fails inside the work rolls its savepoint back, even if
         await mark(sp, 'undone')
         await sp.execute(sql`select 1 / 0`).catch(() => {})
       },
-      { timeoutMs: 1000},
+      { timeoutMs: 1000 },
     )
     await mark(tx, 'after')
     return result
@@ -95,7 +95,7 @@ t.test('work past its time is cancelled in the database, and its writes are roll
         await mark(sp, 'undone')
         await sp.execute(sql`select pg_sleep(30)`) // a lock wait on a hot row, say
       },
-      { timeoutMs: 200},
+      { timeoutMs: 200 },
     )
     await mark(tx, 'after')
     return result
@@ -124,7 +124,7 @@ t.test('work that keeps its transaction and writes after its time ran out writes
           .catch((err: unknown) => (late = err))
           .finally(lateSettled)
       },
-      { timeoutMs: 100},
+      { timeoutMs: 100 },
     )
     await mark(tx, 'outer')
     return result
@@ -145,7 +145,7 @@ t.test('a statement the work started but did not await belongs to it, and a late
         mark(sp, 'not awaited').catch(() => {})
         setTimeout(() => void mark(sp, 'after return').catch((err: unknown) => (afterwards = err)), 50)
       },
-      { timeoutMs: 1000},
+      { timeoutMs: 1000 },
     )
     t.same(outcome, { ok: true })
   })
@@ -168,7 +168,7 @@ t.test('nested transactions inside the work are savepoints of its savepoint', as
           .catch(() => {})
         await sp.transaction((inner) => mark(inner, 'inner kept'))
       },
-      { timeoutMs: 1000},
+      { timeoutMs: 1000 },
     )
     t.same(outcome, { ok: true })
   })
@@ -185,7 +185,7 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
           await sleep(300)
           throw new Error('fails after the time ran out')
         }),
-      { timeoutMs: 100},
+      { timeoutMs: 100 },
     )
     t.match(outcome, { timedOut: true })
     await sleep(400) // the nested one throws now; postgres.js must not send its rollback into this transaction
@@ -196,9 +196,12 @@ t.test('a nested transaction stuck past the time leaves the outer transaction us
 
 t.test('BEGIN and the first statement share a write; the last statement and COMMIT too', async (t) => {
   const db = await setUp(t)
-  const { tx, rows } = await BatchTransaction.begin(db, { sql: "insert into marks values ('first') returning label", params: [] })
+  const { tx, rows } = await BatchTransaction.begin(db, {
+    sql: "insert into marks values ('first') returning label",
+    params: [],
+  })
   t.same(rows, [['first']], 'rows as arrays of values')
-  t.same(await tx.execute({ sql: "select count(*)::int from marks", params: [] }), [[1]], 'inside the transaction')
+  t.same(await tx.execute({ sql: 'select count(*)::int from marks', params: [] }), [[1]], 'inside the transaction')
   t.same(await marks(db), [], 'not visible outside before the commit')
   t.same(await tx.commit({ sql: "insert into marks values ('last') returning label", params: [] }), [['last']])
   t.same(await marks(db), ['first', 'last'])
@@ -206,7 +209,7 @@ t.test('BEGIN and the first statement share a write; the last statement and COMM
 
 t.test('a transaction whose connection is killed refuses its later statements, and commits nothing', async (t) => {
   const db = await setUp(t)
-  const { tx, rows } = await BatchTransaction.begin(db, { sql: "select pg_backend_pid()", params: [] })
+  const { tx, rows } = await BatchTransaction.begin(db, { sql: 'select pg_backend_pid()', params: [] })
   await tx.execute({ sql: "insert into marks values ('lost with the transaction')", params: [] })
   await db.execute(sql`insert into marks values ('before')`)
   await db.execute(sql`select pg_terminate_backend(${rows[0]![0] as number})`)

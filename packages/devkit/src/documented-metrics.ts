@@ -28,7 +28,12 @@ export async function documentedMetrics(heading: string): Promise<DocumentedMetr
     if (line.startsWith('#')) break
     const cells = line.split('|').map((cell) => cell.trim())
     const name = /^`(postgres_queue_\w+)`$/.exec(cells[1] ?? '')?.[1]
-    if (name) metrics.push({ name, type: cells[2] ?? '', labelWords: [...(cells[3] ?? '').matchAll(/`(\w+)`/g)].map((m) => m[1] as string) })
+    if (name)
+      metrics.push({
+        name,
+        type: cells[2] ?? '',
+        labelWords: [...(cells[3] ?? '').matchAll(/`(\w+)`/g)].map((m) => m[1] as string),
+      })
   }
   return metrics
 }
@@ -46,7 +51,8 @@ export function servedMetrics(exposition: string, ignoredLabels: readonly string
     const metric = sample && served.get(sample[1] as string)
     if (!metric) continue
     for (const [, label] of (sample[2] as string).matchAll(/(\w+)="/g)) {
-      if (label && label !== 'le' && !ignoredLabels.includes(label) && !metric.labels.includes(label)) metric.labels.push(label)
+      if (label && label !== 'le' && !ignoredLabels.includes(label) && !metric.labels.includes(label))
+        metric.labels.push(label)
     }
   }
   return [...served.values()]

@@ -1,6 +1,12 @@
 export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
 export { makeOrder } from './fixtures.js'
-export { type InstalledPackage, installedPackages, packageId, productionPackages, type ProductionPackages } from './production-packages.js'
+export {
+  type InstalledPackage,
+  installedPackages,
+  packageId,
+  productionPackages,
+  type ProductionPackages,
+} from './production-packages.js'
 export { type DocumentedMetric, documentedMetrics, type ServedMetric, servedMetrics } from './documented-metrics.js'
 export { settleNow } from './settle.js'
 export { type Cluster, type ClusterOptions, freePort, startCluster, stopCluster } from './postgres-cluster.js'

@@ -80,7 +80,10 @@ function runtimeDependencies(manifest: Manifest): { name: string; optional: bool
   const optionalPeer = (name: string) => manifest.peerDependenciesMeta?.[name]?.optional === true
   // An optional peer may be named in peerDependenciesMeta alone (debug's supports-color): the
   // package loads it when it is there, and pnpm links it when the workspace has it.
-  const peers = new Set([...Object.keys(manifest.peerDependencies ?? {}), ...Object.keys(manifest.peerDependenciesMeta ?? {})])
+  const peers = new Set([
+    ...Object.keys(manifest.peerDependencies ?? {}),
+    ...Object.keys(manifest.peerDependenciesMeta ?? {}),
+  ])
   return [
     ...Object.keys(manifest.dependencies ?? {}).map((name) => ({ name, optional: false })),
     ...Object.keys(manifest.optionalDependencies ?? {}).map((name) => ({ name, optional: true })),
@@ -104,7 +107,11 @@ function readManifest(dir: string): Manifest {
 }
 
 function describe(dir: string, manifest: Manifest): InstalledPackage {
-  const described: InstalledPackage = { name: manifest.name ?? path.basename(dir), version: manifest.version ?? '0.0.0', dir }
+  const described: InstalledPackage = {
+    name: manifest.name ?? path.basename(dir),
+    version: manifest.version ?? '0.0.0',
+    dir,
+  }
   if (manifest.engines?.node) described.node = manifest.engines.node
   return described
 }

@@ -7,7 +7,13 @@ import { claimBatch, type Db, type FailureOutcome, settleBatch } from '@postgres
  */
 export async function settleNow(
   db: Db,
-  { completed = [], failed = [], error = 'boom', workerId = 'test-worker', backoffMs = 0 }: {
+  {
+    completed = [],
+    failed = [],
+    error = 'boom',
+    workerId = 'test-worker',
+    backoffMs = 0,
+  }: {
     completed?: readonly number[]
     failed?: readonly number[]
     error?: string

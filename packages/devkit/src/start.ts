@@ -116,12 +116,19 @@ function metricsEnv(index: number): NodeJS.ProcessEnv {
 
 /** Runs `node <entry>` in a process group of its own; resolves with its exit code once it has exited. */
 function run(name: string, entry: string, childEnv: NodeJS.ProcessEnv): Promise<number | null> {
-  const child = spawn(process.execPath, [entry], { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [entry], {
+    cwd: root,
+    env: childEnv,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   running.add(child)
   const label = `${name.padEnd(width)} |`
   const prefix = tty ? `\x1b[${colours[names.indexOf(name) % colours.length]}m${label}\x1b[0m ` : `${label} `
   for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => process.stdout.write(`${prefix}${line}\n`))
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) =>
+      process.stdout.write(`${prefix}${line}\n`),
+    )
   }
   return new Promise((resolve) => {
     // 'close' rather than 'exit': it comes after the last line of output has been read.
@@ -173,13 +180,18 @@ function exitCode(): number {
 async function announceWhenReady(databaseUrl: string): Promise<void> {
   const url = `http://localhost:${config.port}/ready`
   while (!stopping) {
-    const ready = await fetch(url, { signal: AbortSignal.timeout(1000) }).then((res) => res.ok, () => false)
+    const ready = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+      (res) => res.ok,
+      () => false,
+    )
     if (ready && !stopping) {
       const workers = `${config.workers} worker${config.workers === 1 ? '' : 's'}`
       say(`api on http://localhost:${config.port}, ${workers}, database ${connectionHint(databaseUrl)}`)
       if (config.metricsPort !== undefined) {
         const last = config.metricsPort + config.workers - 1
-        say(`worker metrics on http://localhost:${config.metricsPort}/metrics${last > config.metricsPort ? ` to :${last}` : ''} (worker-1 first)`)
+        say(
+          `worker metrics on http://localhost:${config.metricsPort}/metrics${last > config.metricsPort ? ` to :${last}` : ''} (worker-1 first)`,
+        )
       }
       return
     }

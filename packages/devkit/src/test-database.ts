@@ -91,7 +91,10 @@ interface Teardown {
  * A fresh, migrated database for one test file, dropped when the test ends. Returns its URL.
  * `{ migrated: false }`: an empty one, for tests of the migration itself.
  */
-export async function createTestDatabase(t: Teardown, { migrated = true }: { migrated?: boolean } = {}): Promise<string> {
+export async function createTestDatabase(
+  t: Teardown,
+  { migrated = true }: { migrated?: boolean } = {},
+): Promise<string> {
   const state = await readState()
   const name = `test_${randomBytes(6).toString('hex')}`
   const admin = postgres(state.adminUrl, { max: 1, onnotice: () => {} })

@@ -35,7 +35,11 @@ interface Service {
 }
 
 const composeText = read('docker-compose.yml')
-const compose = parse(composeText) as { name?: string; services: Record<string, Service>; volumes?: Record<string, unknown> }
+const compose = parse(composeText) as {
+  name?: string
+  services: Record<string, Service>
+  volumes?: Record<string, unknown>
+}
 const services = compose.services
 const dockerfiles = ['Dockerfile.api', 'Dockerfile.worker']
 /** Shutdown timeouts the services apply to themselves (the api's main.ts, WORKER_SHUTDOWN_TIMEOUT_MS). */
@@ -111,15 +115,18 @@ t.test('the worker reports health through its metrics port, using node', async (
   t.ok(services.worker?.environment?.METRICS_PORT, 'METRICS_PORT is set')
 })
 
-t.test('the api and the worker run under an init, restart unless stopped, and outwait their own shutdown', async (t) => {
-  for (const name of ['api', 'worker'] as const) {
-    t.equal(services[name]?.init, true, `${name} runs under an init`)
-    t.equal(services[name]?.restart, 'unless-stopped', `${name} restarts unless stopped`)
-    // Compose's default grace is 10 s: no more than either service may take.
-    const graceMs = seconds(services[name]?.stop_grace_period ?? '10s') * 1000
-    t.ok(graceMs > ownShutdownMs[name], `${name}: ${graceMs} ms of grace for its ${ownShutdownMs[name]} ms`)
-  }
-})
+t.test(
+  'the api and the worker run under an init, restart unless stopped, and outwait their own shutdown',
+  async (t) => {
+    for (const name of ['api', 'worker'] as const) {
+      t.equal(services[name]?.init, true, `${name} runs under an init`)
+      t.equal(services[name]?.restart, 'unless-stopped', `${name} restarts unless stopped`)
+      // Compose's default grace is 10 s: no more than either service may take.
+      const graceMs = seconds(services[name]?.stop_grace_period ?? '10s') * 1000
+      t.ok(graceMs > ownShutdownMs[name], `${name}: ${graceMs} ms of grace for its ${ownShutdownMs[name]} ms`)
+    }
+  },
+)
 
 t.test('one image for the worker and the migration, under one name', async (t) => {
   t.ok(services.worker?.image, 'the worker names its image')
@@ -132,7 +139,7 @@ t.test('one image for the worker and the migration, under one name', async (t) =
   t.same([...built].sort(), dockerfiles, 'two Dockerfiles, two images')
 })
 
-t.test('the two Dockerfiles build in the same steps, so the second build reuses the first one\'s layers', async (t) => {
+t.test("the two Dockerfiles build in the same steps, so the second build reuses the first one's layers", async (t) => {
   const buildStage = (dockerfile: string) => {
     const text = read(dockerfile)
     return text.slice(text.indexOf('FROM '), text.indexOf('RUN pnpm --config.inject-workspace-packages=true deploy'))
@@ -148,7 +155,10 @@ for (const dockerfile of dockerfiles) {
     const fetch = at((i) => i.keyword === 'RUN' && i.args === 'pnpm fetch')
     const source = at((i) => i.keyword === 'COPY' && i.args === '. .')
     t.ok(fetch > 0 && source > fetch, 'pnpm fetch runs before the source is copied')
-    const copiedBefore = build.slice(0, fetch).filter((i) => i.keyword === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1))
+    const copiedBefore = build
+      .slice(0, fetch)
+      .filter((i) => i.keyword === 'COPY')
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1))
     t.same(copiedBefore.sort(), ['.pnpmfile.cjs', 'patches/', 'pnpm-lock.yaml', 'pnpm-workspace.yaml'])
     const install = build.find((i) => i.keyword === 'RUN' && i.args.startsWith('pnpm install'))?.args ?? ''
     t.match(install, /--frozen-lockfile --offline/, 'the install reads the fetched store only')
@@ -163,7 +173,8 @@ for (const dockerfile of dockerfiles) {
       build.some(
         (i) =>
           i.keyword === 'RUN' &&
-          i.args === `pnpm --config.inject-workspace-packages=true deploy --offline --filter @postgres-queue/${svc} --prod /out`,
+          i.args ===
+            `pnpm --config.inject-workspace-packages=true deploy --offline --filter @postgres-queue/${svc} --prod /out`,
       ),
     )
     t.ok(final.some((i) => i.keyword === 'ENV' && /\bNODE_ENV=production\b/.test(i.args)))
@@ -187,21 +198,27 @@ t.test('every stage runs Node 24, the current LTS', async (t) => {
   }
 })
 
-t.test("each service's engines admit the images' Node and promise no more than its production dependencies", async (t) => {
-  for (const svc of ['api', 'worker']) {
-    const dir = path.join(root, 'services', svc)
-    const engines = (JSON.parse(read(`services/${svc}/package.json`)) as { engines?: { node?: string } }).engines?.node
-    t.ok(engines && semver.satisfies('24.0.0', engines), `${svc}: engines ${engines} admit Node 24`)
-    const { reachable } = productionPackages(dir)
-    t.ok(reachable.length > 20, `${svc}: ${reachable.length} production packages`)
-    const narrower = reachable.filter((p) => p.node && engines && !semver.subset(engines, p.node, { includePrerelease: false }))
-    t.same(
-      narrower.map((p) => `${p.name}@${p.version} wants ${p.node}`),
-      [],
-      `${svc}: every production dependency supports whatever ${engines} admits`,
-    )
-  }
-})
+t.test(
+  "each service's engines admit the images' Node and promise no more than its production dependencies",
+  async (t) => {
+    for (const svc of ['api', 'worker']) {
+      const dir = path.join(root, 'services', svc)
+      const engines = (JSON.parse(read(`services/${svc}/package.json`)) as { engines?: { node?: string } }).engines
+        ?.node
+      t.ok(engines && semver.satisfies('24.0.0', engines), `${svc}: engines ${engines} admit Node 24`)
+      const { reachable } = productionPackages(dir)
+      t.ok(reachable.length > 20, `${svc}: ${reachable.length} production packages`)
+      const narrower = reachable.filter(
+        (p) => p.node && engines && !semver.subset(engines, p.node, { includePrerelease: false }),
+      )
+      t.same(
+        narrower.map((p) => `${p.name}@${p.version} wants ${p.node}`),
+        [],
+        `${svc}: every production dependency supports whatever ${engines} admits`,
+      )
+    }
+  },
+)
 
 t.test('every command a container runs names a file the build makes and pnpm deploy ships', async (t) => {
   const packages = workspacePackages()
@@ -224,7 +241,9 @@ t.test('every command a container runs names a file the build makes and pnpm dep
 })
 
 t.test('the Docker build context leaves out local builds, dependencies and data', async (t) => {
-  const ignored = read('.dockerignore').split('\n').map((line) => line.trim())
+  const ignored = read('.dockerignore')
+    .split('\n')
+    .map((line) => line.trim())
   for (const pattern of ['**/node_modules', '**/dist', '**/*.tsbuildinfo', '.data', '.git']) {
     t.ok(ignored.includes(pattern), pattern)
   }
@@ -251,7 +270,10 @@ function parseDockerfile(text: string): Instruction[][] {
 
 /** The final stage's CMD, which must be exec form (JSON): shell form would put a shell in front of node. */
 function imageCommand(dockerfile: string): string[] {
-  const cmd = parseDockerfile(read(dockerfile)).at(-1)?.findLast((i) => i.keyword === 'CMD')?.args ?? ''
+  const cmd =
+    parseDockerfile(read(dockerfile))
+      .at(-1)
+      ?.findLast((i) => i.keyword === 'CMD')?.args ?? ''
   try {
     return JSON.parse(cmd) as string[]
   } catch {
@@ -265,7 +287,8 @@ function workspacePackages(): Map<string, string> {
   for (const parent of ['packages', 'services']) {
     for (const dir of readdirSync(path.join(root, parent))) {
       const manifest = path.join(root, parent, dir, 'package.json')
-      if (existsSync(manifest)) packages.set((JSON.parse(readFileSync(manifest, 'utf8')) as { name: string }).name, `${parent}/${dir}`)
+      if (existsSync(manifest))
+        packages.set((JSON.parse(readFileSync(manifest, 'utf8')) as { name: string }).name, `${parent}/${dir}`)
     }
   }
   return packages
@@ -275,6 +298,7 @@ function workspacePackages(): Map<string, string> {
 function seconds(duration: string): number {
   const units: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 }
   let total = 0
-  for (const [, amount, unit] of duration.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) total += Number(amount) * units[unit!]!
+  for (const [, amount, unit] of duration.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g))
+    total += Number(amount) * units[unit!]!
   return total
 }

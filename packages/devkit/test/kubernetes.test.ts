@@ -32,7 +32,10 @@ interface Located {
 const kustomization = parse(readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] }
 const example = ['secret.example.yaml']
 const manifests: Located[] = [...kustomization.resources, ...example].flatMap((file) =>
-  parseAllDocuments(readFileSync(path.join(dir, file), 'utf8')).map((doc) => ({ file, manifest: doc.toJS() as Manifest })),
+  parseAllDocuments(readFileSync(path.join(dir, file), 'utf8')).map((doc) => ({
+    file,
+    manifest: doc.toJS() as Manifest,
+  })),
 )
 const find = (kind: string, name: string): Manifest => {
   const found = manifests.find(({ manifest: m }) => m.kind === kind && m.metadata.name === name)?.manifest
@@ -61,7 +64,10 @@ t.test('the checks find what is wrong: a wrong type, a missing field, a misspelt
   const scaled = structuredClone(find('ScaledObject', 'postgres-queue-worker'))
   scaled.spec.minReplicas = scaled.spec.minReplicaCount
   delete scaled.spec.minReplicaCount
-  const broken = [{ file: 'broken.yaml', manifest: deployment }, { file: 'broken.yaml', manifest: scaled }]
+  const broken = [
+    { file: 'broken.yaml', manifest: deployment },
+    { file: 'broken.yaml', manifest: scaled },
+  ]
   const errors = (await schemaErrors(broken)).join('\n')
   t.match(errors, /replicas must be integer/)
   t.match(errors, /must have required property '?selector/)
@@ -94,7 +100,10 @@ t.test("the worker: the ScaledObject owns its count, and it outwaits the worker'
   const config = find('ConfigMap', 'postgres-queue').data ?? {}
   t.equal(deployment.spec.replicas, undefined, 'no replicas for an apply to reset')
   const shutdownMs = Number(config.WORKER_SHUTDOWN_TIMEOUT_MS ?? 10_000)
-  t.ok(pod.spec.terminationGracePeriodSeconds * 1000 > shutdownMs, `${pod.spec.terminationGracePeriodSeconds} s > ${shutdownMs} ms`)
+  t.ok(
+    pod.spec.terminationGracePeriodSeconds * 1000 > shutdownMs,
+    `${pod.spec.terminationGracePeriodSeconds} s > ${shutdownMs} ms`,
+  )
   const metrics = container.ports.find((p: { name: string }) => p.name === 'metrics')
   t.equal(String(metrics?.containerPort), config.METRICS_PORT, 'the metrics port is the METRICS_PORT it serves on')
   t.match(container.livenessProbe, { httpGet: { path: '/metrics', port: 'metrics' } })
@@ -105,7 +114,9 @@ t.test('the migration is a Job running the worker image, as the compose file run
   const [container] = job.spec.template.spec.containers
   const worker = find('Deployment', 'postgres-queue-worker').spec.template.spec.containers[0]
   t.equal(container.image, worker.image)
-  const compose = parse(readFileSync(path.join(dir, '../../docker-compose.yml'), 'utf8')) as { services: { migrate: { command: string[] } } }
+  const compose = parse(readFileSync(path.join(dir, '../../docker-compose.yml'), 'utf8')) as {
+    services: { migrate: { command: string[] } }
+  }
   t.same(container.command, compose.services.migrate.command)
   t.not(job.spec.template.spec.restartPolicy, 'Always')
 })
@@ -116,7 +127,11 @@ t.test('every container reads DATABASE_URL from the Secret and nothing else hold
   for (const m of pods) {
     for (const container of m.spec.template.spec.containers) {
       const url = container.env?.find((e: { name: string }) => e.name === 'DATABASE_URL')
-      t.same(url?.valueFrom, { secretKeyRef: { name: 'postgres-queue-database', key: 'DATABASE_URL' } }, `${m.metadata.name}`)
+      t.same(
+        url?.valueFrom,
+        { secretKeyRef: { name: 'postgres-queue-database', key: 'DATABASE_URL' } },
+        `${m.metadata.name}`,
+      )
     }
   }
   t.notOk(find('ConfigMap', 'postgres-queue').data?.DATABASE_URL, 'not in the ConfigMap')
@@ -129,7 +144,11 @@ t.test('every container runs as a non-root user that cannot escalate', async (t)
     if (m.kind !== 'Deployment' && m.kind !== 'Job') continue
     t.match(m.spec.template.spec.securityContext, { runAsNonRoot: true, runAsUser: 1000 }, m.metadata.name)
     for (const c of m.spec.template.spec.containers) {
-      t.match(c.securityContext, { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } }, `${m.metadata.name}/${c.name}`)
+      t.match(
+        c.securityContext,
+        { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+        `${m.metadata.name}/${c.name}`,
+      )
     }
   }
 })
@@ -145,7 +164,10 @@ t.test("KEDA scales the workers on the product's own queue depth statement, down
   const scaled = find('ScaledObject', 'postgres-queue-worker')
   t.equal(scaled.spec.scaleTargetRef.name, 'postgres-queue-worker')
   t.equal(scaled.spec.scaleTargetRef.kind ?? 'Deployment', 'Deployment')
-  t.ok(scaled.spec.minReplicaCount >= 1 && scaled.spec.minReplicaCount < scaled.spec.maxReplicaCount, 'a floor below the ceiling')
+  t.ok(
+    scaled.spec.minReplicaCount >= 1 && scaled.spec.minReplicaCount < scaled.spec.maxReplicaCount,
+    'a floor below the ceiling',
+  )
   const [trigger] = scaled.spec.triggers
   t.equal(trigger.type, 'postgresql')
   t.equal(trigger.metadata.query, queueDepthQuery(), 'queueDepthQuery, character for character')
@@ -159,7 +181,12 @@ async function schemaErrors(located: Located[]): Promise<string[]> {
   const errors: string[] = []
   for (const { file, manifest } of located) {
     const { module, name } = modelOf(manifest)
-    const exported = (await import(module).catch(() => ({}))) as Record<string, new (data: unknown) => { validate(): void }>
+    const exported = (await import(module).catch(() => ({}))) as Record<
+      string,
+      new (
+        data: unknown,
+      ) => { validate(): void }
+    >
     const Model = exported[name]
     if (!Model) {
       errors.push(`${file}: no schema for ${manifest.apiVersion} ${manifest.kind}`)

@@ -11,44 +11,61 @@ import { createTestDatabase } from '../src/test-database.js'
 
 const launcher = fileURLToPath(new URL('../dist/start.js', import.meta.url))
 
-t.test('pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C (relayed twice)', async (t) => {
-  const databaseUrl = await createTestDatabase(t)
-  const [port, metricsPort] = [await freePort(), await freePort()]
-  const child = spawn(process.execPath, [launcher], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), METRICS_PORT: String(metricsPort), WORKERS: '2', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => child.kill('SIGKILL'))
-  let output = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+t.test(
+  'pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C (relayed twice)',
+  async (t) => {
+    const databaseUrl = await createTestDatabase(t)
+    const [port, metricsPort] = [await freePort(), await freePort()]
+    const child = spawn(process.execPath, [launcher], {
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        PORT: String(port),
+        METRICS_PORT: String(metricsPort),
+        WORKERS: '2',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    t.teardown(() => child.kill('SIGKILL'))
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
 
-  const deadline = Date.now() + 60_000
-  while (!output.includes('worker metrics on') && Date.now() < deadline && child.exitCode === null) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  t.match(output, `api on http://localhost:${port}, 2 workers, database`)
-  t.notMatch(output, `:${new URL(databaseUrl).password}@`, 'the password of a given DATABASE_URL is never printed')
-  t.match(output, `worker metrics on http://localhost:${metricsPort}/metrics to :${metricsPort + 1}`)
+    const deadline = Date.now() + 60_000
+    while (!output.includes('worker metrics on') && Date.now() < deadline && child.exitCode === null) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.match(output, `api on http://localhost:${port}, 2 workers, database`)
+    t.notMatch(output, `:${new URL(databaseUrl).password}@`, 'the password of a given DATABASE_URL is never printed')
+    t.match(output, `worker metrics on http://localhost:${metricsPort}/metrics to :${metricsPort + 1}`)
 
-  for (const [index, name] of ['worker-1', 'worker-2'].entries()) {
-    const body = await waitForMetrics(metricsPort + index)
-    t.match(body, new RegExp(`postgres_queue_orders_processed_total\\{[^}]*worker="${name}"`), `${name} on port +${index}, named ${name}`)
-  }
+    for (const [index, name] of ['worker-1', 'worker-2'].entries()) {
+      const body = await waitForMetrics(metricsPort + index)
+      t.match(
+        body,
+        new RegExp(`postgres_queue_orders_processed_total\\{[^}]*worker="${name}"`),
+        `${name} on port +${index}, named ${name}`,
+      )
+    }
 
-  // A terminal's Ctrl-C under `pnpm start`: the launcher gets SIGINT from the terminal and again
-  // from pnpm, which relays it. One Ctrl-C, one graceful stop.
-  child.kill('SIGINT')
-  child.kill('SIGINT')
-  const [code, signal] = await exited
-  t.same({ code, signal }, { code: 0, signal: null }, 'everything stopped gracefully: exit code 0')
-  t.match(output, 'worker-2 exited with code 0')
-})
+    // A terminal's Ctrl-C under `pnpm start`: the launcher gets SIGINT from the terminal and again
+    // from pnpm, which relays it. One Ctrl-C, one graceful stop.
+    child.kill('SIGINT')
+    child.kill('SIGINT')
+    const [code, signal] = await exited
+    t.same({ code, signal }, { code: 0, signal: null }, 'everything stopped gracefully: exit code 0')
+    t.match(output, 'worker-2 exited with code 0')
+  },
+)
 
 async function waitForMetrics(port: number): Promise<string> {
   const deadline = Date.now() + 30_000
   for (;;) {
-    const body = await fetch(`http://localhost:${port}/metrics`).then((res) => (res.ok ? res.text() : ''), () => '')
+    const body = await fetch(`http://localhost:${port}/metrics`).then(
+      (res) => (res.ok ? res.text() : ''),
+      () => '',
+    )
     if (body.includes('postgres_queue_orders_processed_total') || Date.now() > deadline) return body
     await new Promise((resolve) => setTimeout(resolve, 200))
   }

@@ -2,4 +2,11 @@ export { ConfigError, parseEnv } from './env.js'
 export { createLogger, type Logger, type LoggerConfig, logFormats, logLevels } from './logger.js'
 export { commonEnv } from './common-env.js'
 export { serializeError } from './serialize-error.js'
-export { registerTracing, SpanStatusCode, startProcessSpan, startSubmitSpan, startTracing, traceContext } from './tracing.js'
+export {
+  registerTracing,
+  SpanStatusCode,
+  startProcessSpan,
+  startSubmitSpan,
+  startTracing,
+  traceContext,
+} from './tracing.js'

@@ -32,7 +32,10 @@ export function createLogger(config: LoggerConfig, destination?: DestinationStre
     // Loaded only when asked for: JSON, the default, need not pay for it at every start-up.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
     // One line per entry, fields inline: a person reads one line per order, as with JSON.
-    return pino(options, pretty({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }))
+    return pino(
+      options,
+      pretty({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'service', destination }),
+    )
   }
   return destination ? pino(options, destination) : pino(options)
 }

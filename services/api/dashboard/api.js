@@ -31,7 +31,9 @@ export async function api(path, { method = 'GET', body } = {}) {
   if (response.status === 401) throw new TokenRequired()
   const payload = await response.json().catch(() => undefined)
   if (!response.ok) {
-    throw Object.assign(new Error(payload?.message ?? `${method} ${path} answered ${response.status}`), { status: response.status })
+    throw Object.assign(new Error(payload?.message ?? `${method} ${path} answered ${response.status}`), {
+      status: response.status,
+    })
   }
   return payload
 }

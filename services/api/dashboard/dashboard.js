@@ -286,7 +286,9 @@ async function poll() {
     renderPending(pending)
     setText(
       'pending-summary',
-      stats.counts.pending > pending.orders.length ? `oldest ${pending.orders.length} of ${formatCount(stats.counts.pending)}` : 'oldest first',
+      stats.counts.pending > pending.orders.length
+        ? `oldest ${pending.orders.length} of ${formatCount(stats.counts.pending)}`
+        : 'oldest first',
     )
     showConnection(`Updated ${new Date().toLocaleTimeString()}`, false)
     timer = setTimeout(poll, POLL_MS)

@@ -58,7 +58,9 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
     return reply
       .code(503)
       .header('retry-after', RETRY_AFTER_SECONDS)
-      .send(errorResponse(503, 'DATABASE_TIMEOUT', 'The database did not answer in time; nothing was changed, retry later'))
+      .send(
+        errorResponse(503, 'DATABASE_TIMEOUT', 'The database did not answer in time; nothing was changed, retry later'),
+      )
   }
   if (error instanceof ApiError && error.statusCode >= 500) {
     // Refused on purpose (a full queue, too many requests waiting): what to do is the client's to know.

@@ -187,7 +187,11 @@ function refusedByServer(err: unknown): boolean {
 }
 
 function intakeSaturated(): ApiError {
-  return new ApiError(503, 'INTAKE_SATURATED', 'Too many orders are waiting to be stored; nothing was stored, retry later')
+  return new ApiError(
+    503,
+    'INTAKE_SATURATED',
+    'Too many orders are waiting to be stored; nothing was stored, retry later',
+  )
 }
 
 function intakeTimeout(ms: number): ApiError {
@@ -228,7 +232,9 @@ function createWakeup(db: Db, log: Logger): ((orders: readonly NewOrder[]) => vo
   }
   const wake = (orders: readonly NewOrder[]) => {
     const now = Date.now()
-    const scheduled = orders.flatMap((o) => (o.runAt !== undefined && o.runAt.getTime() > now ? [o.runAt.getTime()] : []))
+    const scheduled = orders.flatMap((o) =>
+      o.runAt !== undefined && o.runAt.getTime() > now ? [o.runAt.getTime()] : [],
+    )
     const dueNow = orders.length === 0 || scheduled.length < orders.length
     const earliest = scheduled.length > 0 ? Math.min(...scheduled) : undefined
     waiting = {

@@ -69,10 +69,11 @@ t.test('reports every bad variable at once', async (t) => {
     t.fail('loadConfig accepted a bad environment')
   } catch (err) {
     t.type(err, ConfigError)
-    t.same(
-      (err as ConfigError).problems.map((problem) => problem.split(/[ =]/)[0]).sort(),
-      ['DATABASE_POOL_SIZE', 'DATABASE_URL', 'PORT'],
-    )
+    t.same((err as ConfigError).problems.map((problem) => problem.split(/[ =]/)[0]).sort(), [
+      'DATABASE_POOL_SIZE',
+      'DATABASE_URL',
+      'PORT',
+    ])
   }
 })
 

@@ -36,7 +36,11 @@ t.test('refuses a state-changing request a browser sends from another site, and 
 })
 
 t.test('serves the same page, and clients that are not browsers', async (t) => {
-  const sameOrigin = await cancel({ 'sec-fetch-site': 'same-origin', origin: 'http://localhost:80', host: 'localhost:80' })
+  const sameOrigin = await cancel({
+    'sec-fetch-site': 'same-origin',
+    origin: 'http://localhost:80',
+    host: 'localhost:80',
+  })
   t.equal(sameOrigin.response.statusCode, 200, 'the dashboard itself')
   t.equal(sameOrigin.status, 'cancelled')
   const curl = await cancel({})

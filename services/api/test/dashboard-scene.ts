@@ -93,5 +93,14 @@ export async function playTraffic(db: Db, apiUrl: string, seconds: number): Prom
 async function beat(db: Db, id: string, totals: Map<string, { processed: number; failed: number }>, done: number) {
   const total = totals.get(id)!
   total.processed += done
-  await recordHeartbeat(db, { id, host: 'box', pid: 1, mode: 'transaction', heartbeatMs: 5000, ...total, completedSince: done, failedSince: 0 })
+  await recordHeartbeat(db, {
+    id,
+    host: 'box',
+    pid: 1,
+    mode: 'transaction',
+    heartbeatMs: 5000,
+    ...total,
+    completedSince: done,
+    failedSince: 0,
+  })
 }

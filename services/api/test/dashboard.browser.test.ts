@@ -53,37 +53,44 @@ t.test('the dashboard follows submissions and redrives a failed order', { skip: 
   t.comment(`screenshot: ${screenshot}`)
 })
 
-t.test('the dashboard lists pending orders with a cancel button, and finds an order by id', { skip: noBrowser }, async (t) => {
-  const { db, url } = await listenApi(t, { maxConnections: 4 })
-  const [first, second] = await insertOrders(db, [makeOrder({ customerId: 'first-in-line' }), makeOrder()])
-  const page = await (await openBrowser(t)).newPage()
-  await page.goto(url)
-  await waitForText(page, '#count-pending', '2')
-  const row = page.locator(`#pending-orders tr[data-order-id="${first!.id}"]`)
-  await row.getByText('first-in-line').waitFor()
-  t.pass('the pending order is listed, oldest first')
+t.test(
+  'the dashboard lists pending orders with a cancel button, and finds an order by id',
+  { skip: noBrowser },
+  async (t) => {
+    const { db, url } = await listenApi(t, { maxConnections: 4 })
+    const [first, second] = await insertOrders(db, [makeOrder({ customerId: 'first-in-line' }), makeOrder()])
+    const page = await (await openBrowser(t)).newPage()
+    await page.goto(url)
+    await waitForText(page, '#count-pending', '2')
+    const row = page.locator(`#pending-orders tr[data-order-id="${first!.id}"]`)
+    await row.getByText('first-in-line').waitFor()
+    t.pass('the pending order is listed, oldest first')
 
-  await page.getByRole('button', { name: `Cancel order ${first!.id}` }).click()
-  await row.waitFor({ state: 'detached' })
-  await page.getByText(`Order ${first!.id} cancelled.`).waitFor()
-  await waitForText(page, '#count-pending', '1')
-  await waitForText(page, '#count-cancelled', '1')
-  t.equal((await getOrder(db, first!.id))?.status, 'cancelled', 'cancelled in the database too')
+    await page.getByRole('button', { name: `Cancel order ${first!.id}` }).click()
+    await row.waitFor({ state: 'detached' })
+    await page.getByText(`Order ${first!.id} cancelled.`).waitFor()
+    await waitForText(page, '#count-pending', '1')
+    await waitForText(page, '#count-cancelled', '1')
+    t.equal((await getOrder(db, first!.id))?.status, 'cancelled', 'cancelled in the database too')
 
-  const failed = await failAnOrder(db, 'processor threw: out of stock')
-  await page.getByLabel('Order id').fill(String(failed))
-  await page.getByRole('button', { name: 'Find' }).click()
-  await waitForText(page, '#found-order dd[data-field="status"]', 'failed')
-  await waitForText(page, '#found-order dd[data-field="last error"]', 'processor threw: out of stock')
-  await page.locator('#found-actions').getByRole('button', { name: `Redrive order ${failed}` }).click()
-  await waitForText(page, '#found-order dd[data-field="status"]', 'pending')
-  t.equal((await getOrder(db, failed))?.status, 'pending', 'redriven from the found order')
+    const failed = await failAnOrder(db, 'processor threw: out of stock')
+    await page.getByLabel('Order id').fill(String(failed))
+    await page.getByRole('button', { name: 'Find' }).click()
+    await waitForText(page, '#found-order dd[data-field="status"]', 'failed')
+    await waitForText(page, '#found-order dd[data-field="last error"]', 'processor threw: out of stock')
+    await page
+      .locator('#found-actions')
+      .getByRole('button', { name: `Redrive order ${failed}` })
+      .click()
+    await waitForText(page, '#found-order dd[data-field="status"]', 'pending')
+    t.equal((await getOrder(db, failed))?.status, 'pending', 'redriven from the found order')
 
-  await page.getByLabel('Order id').fill(String(second!.id + 1000))
-  await page.getByRole('button', { name: 'Find' }).click()
-  await page.getByText(`No order ${second!.id + 1000}.`).waitFor()
-  t.pass('an unknown id says so')
-})
+    await page.getByLabel('Order id').fill(String(second!.id + 1000))
+    await page.getByRole('button', { name: 'Find' }).click()
+    await page.getByText(`No order ${second!.id + 1000}.`).waitFor()
+    t.pass('an unknown id says so')
+  },
+)
 
 t.test('with API_TOKEN set, the page asks for the token, then shows the queue', { skip: noBrowser }, async (t) => {
   const TOKEN = 'browser-test-token-0123456789'

@@ -6,7 +6,11 @@ import { captureLogs, startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
 
 t.test('answers an unknown route with a 404 in the error shape', async (t) => {
   const { app } = await startApi(t)
-  for (const [method, url] of [['GET', '/nope'], ['DELETE', '/orders/1'], ['PUT', '/orders']] as const) {
+  for (const [method, url] of [
+    ['GET', '/nope'],
+    ['DELETE', '/orders/1'],
+    ['PUT', '/orders'],
+  ] as const) {
     const response = await app.inject({ method, url })
     t.equal(response.statusCode, 404, `${method} ${url}`)
     t.same(response.json(), {
@@ -72,10 +76,16 @@ t.test('logs never carry order contents or SQL parameters: a failed query is log
     t.equal((await app.inject(request)).statusCode, 503)
   }
   const logged = JSON.stringify(lines)
-  t.ok(lines.some((line) => line.msg === 'database unavailable'), 'the 503s are logged')
+  t.ok(
+    lines.some((line) => line.msg === 'database unavailable'),
+    'the 503s are logged',
+  )
   t.notMatch(logged, /secret-marker/, 'no order contents')
   t.notMatch(logged, /insert into|unnest\(/i, 'no statement')
-  t.match(lines.find((line) => line.msg === 'database unavailable'), {
-    err: { message: /failed query \(its statement and parameters are not logged\)/, cause: { code: 'ECONNREFUSED' } },
-  })
+  t.match(
+    lines.find((line) => line.msg === 'database unavailable'),
+    {
+      err: { message: /failed query \(its statement and parameters are not logged\)/, cause: { code: 'ECONNREFUSED' } },
+    },
+  )
 })

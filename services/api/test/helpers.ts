@@ -51,7 +51,10 @@ export function captureLogs(): { logger: Logger; lines: Record<string, unknown>[
 
 /** Dead letters: orders that used their one attempt and failed. Returns their ids, ascending. */
 export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
-  const inserted = await insertOrders(db, Array.from({ length: count }, () => makeOrder({ maxAttempts: 1 })))
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: count }, () => makeOrder({ maxAttempts: 1 })),
+  )
   const ids = inserted.map((order) => order.id)
   const outcomes = await settleNow(db, { failed: ids, error: 'processor threw: card declined' })
   if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')

@@ -87,15 +87,22 @@ t.test('GET /metrics requires the token when API_TOKEN is set', async (t) => {
   t.equal(scraped.statusCode, 200)
 })
 
-t.test("the metrics docs/operations.md lists for the api are exactly those served, with their types and labels", async (t) => {
-  const { app } = await startApi(t)
-  await app.inject({ method: 'GET', url: '/queue/stats' }) // a request, so the duration histogram has a sample
-  const served = servedMetrics(await scrape(app))
-  const documented = await documentedMetrics('The api')
-  t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
-  for (const metric of served) {
-    const doc = documented.find((m) => m.name === metric.name)
-    t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
-    t.same(metric.labels.filter((label) => !doc?.labelWords.includes(label)), [], `${metric.name}: every label documented`)
-  }
-})
+t.test(
+  'the metrics docs/operations.md lists for the api are exactly those served, with their types and labels',
+  async (t) => {
+    const { app } = await startApi(t)
+    await app.inject({ method: 'GET', url: '/queue/stats' }) // a request, so the duration histogram has a sample
+    const served = servedMetrics(await scrape(app))
+    const documented = await documentedMetrics('The api')
+    t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
+    for (const metric of served) {
+      const doc = documented.find((m) => m.name === metric.name)
+      t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
+      t.same(
+        metric.labels.filter((label) => !doc?.labelWords.includes(label)),
+        [],
+        `${metric.name}: every label documented`,
+      )
+    }
+  },
+)

@@ -64,6 +64,8 @@ t.test('a client generated from /docs/json type-checks a real call, and refuses 
   })
   const diagnostics = ts
     .getPreEmitDiagnostics(program)
-    .map((d) => `${d.file ? path.basename(d.file.fileName) : ''}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`)
+    .map(
+      (d) => `${d.file ? path.basename(d.file.fileName) : ''}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+    )
   t.same(diagnostics, [], 'the generated types and the calls type-check (and both wrong calls are errors)')
 })

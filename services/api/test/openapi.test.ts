@@ -40,7 +40,10 @@ const undocumented = (url: string) => url === '/' || url.startsWith('/dashboard/
 t.test('every route is in the OpenAPI document, with its tags, summary and schemas', async (t) => {
   const { routes, document } = await appWithRoutes(t)
   const methods = routes.flatMap((route) =>
-    [route.method].flat().filter((method) => method !== 'HEAD').map((method) => ({ route, method })),
+    [route.method]
+      .flat()
+      .filter((method) => method !== 'HEAD')
+      .map((method) => ({ route, method })),
   )
   t.ok(methods.length >= 12, `${methods.length} routes registered`)
   const ids = Object.values(document.paths).flatMap((ops) => Object.values(ops).map((op) => op.operationId))
@@ -65,9 +68,16 @@ t.test('every route is in the OpenAPI document, with its tags, summary and schem
     const errors = Object.keys(operation.responses).filter((status) => Number(status) >= 400)
     t.ok(errors.includes('500'), `${label} documents 500`)
     if (!route.config?.public) t.ok(errors.includes('401') && errors.includes('503'), `${label} documents 401 and 503`)
-    if (schema.body) t.ok(['400', '413', '415'].every((s) => errors.includes(s)), `${label} documents 400, 413, 415`)
+    if (schema.body)
+      t.ok(
+        ['400', '413', '415'].every((s) => errors.includes(s)),
+        `${label} documents 400, 413, 415`,
+      )
     if (route.schema?.body) t.ok(operation.requestBody, `${label} documents its body`)
-    for (const [part, where] of [['params', 'path'], ['querystring', 'query']] as const) {
+    for (const [part, where] of [
+      ['params', 'path'],
+      ['querystring', 'query'],
+    ] as const) {
       const declared = Object.keys((schema[part] as { properties?: object } | undefined)?.properties ?? {})
       const documented = operation.parameters?.filter((p) => p.in === where).map((p) => p.name) ?? []
       t.same(documented.sort(), declared.sort(), `${label} documents its ${where} parameters`)
@@ -120,15 +130,27 @@ t.test('each error the api answers is documented for that operation, with the er
     ['getOrder', '/orders/{id}', 'get', { method: 'GET', url: '/orders/abc' }],
     ['cancelOrder', '/orders/{id}/cancel', 'post', { method: 'POST', url: '/orders/999999999/cancel' }],
     ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: { customerId: 'c' } }],
-    ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: 'x', headers: { 'content-type': 'text/plain' } }],
-    ['submitOrder', '/orders', 'post', { method: 'POST', url: '/orders', payload: {}, headers: { 'sec-fetch-site': 'cross-site' } }],
+    [
+      'submitOrder',
+      '/orders',
+      'post',
+      { method: 'POST', url: '/orders', payload: 'x', headers: { 'content-type': 'text/plain' } },
+    ],
+    [
+      'submitOrder',
+      '/orders',
+      'post',
+      { method: 'POST', url: '/orders', payload: {}, headers: { 'sec-fetch-site': 'cross-site' } },
+    ],
     ['retryFailedOrders', '/orders/retry', 'post', { method: 'POST', url: '/orders/retry', payload: { limit: -1 } }],
   ]
   for (const [operationId, path, method, request] of answered) {
     const response = await app.inject(request)
     const operation = document.paths[path]?.[method]
     t.equal(operation?.operationId, operationId)
-    const documented = operation?.responses[String(response.statusCode)] as { $ref?: string; description?: string } | undefined
+    const documented = operation?.responses[String(response.statusCode)] as
+      | { $ref?: string; description?: string }
+      | undefined
     t.ok(response.statusCode >= 400, `${operationId} answered ${response.statusCode}`)
     t.match(documented, { description: String }, `${operationId}: ${response.statusCode} is documented`)
     t.match(JSON.stringify(documented), /ErrorResponse/, 'as an ErrorResponse')

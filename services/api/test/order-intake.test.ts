@@ -107,34 +107,37 @@ t.test('an unreachable database rejects every waiting submission as unavailable'
   t.ok(results.every((r) => r.status === 'rejected' && isDatabaseUnavailable(r.reason)))
 })
 
-t.test("a failure after the insert committed never stores an order twice: only the key's owners are refused", async (t) => {
-  const db = await setUp(t)
-  const intake = createOrderIntake(db, options)
-  const [taken] = await Promise.all([intake.submit(makeOrder(), { key: 'taken', requestHash: 'h' })])
-  t.match(taken, { stored: true })
-  // The lookup of taken keys, the second statement, fails once (the connection drops, say).
-  let failLookup = true
-  const flaky = new Proxy(db, {
-    get(target, property, receiver) {
-      if (property === 'select' && failLookup) {
-        failLookup = false
-        return () => {
-          throw Object.assign(new Error('connection lost'), { code: 'CONNECTION_CLOSED' })
+t.test(
+  "a failure after the insert committed never stores an order twice: only the key's owners are refused",
+  async (t) => {
+    const db = await setUp(t)
+    const intake = createOrderIntake(db, options)
+    const [taken] = await Promise.all([intake.submit(makeOrder(), { key: 'taken', requestHash: 'h' })])
+    t.match(taken, { stored: true })
+    // The lookup of taken keys, the second statement, fails once (the connection drops, say).
+    let failLookup = true
+    const flaky = new Proxy(db, {
+      get(target, property, receiver) {
+        if (property === 'select' && failLookup) {
+          failLookup = false
+          return () => {
+            throw Object.assign(new Error('connection lost'), { code: 'CONNECTION_CLOSED' })
+          }
         }
-      }
-      return Reflect.get(target, property, receiver)
-    },
-  })
-  const flakyIntake = createOrderIntake(flaky, options)
-  const results = await Promise.allSettled([
-    flakyIntake.submit(makeOrder({ customerId: 'a' })),
-    flakyIntake.submit(makeOrder(), { key: 'taken', requestHash: 'h' }),
-    flakyIntake.submit(makeOrder({ customerId: 'b' })),
-  ])
-  t.same(
-    results.map((r) => r.status),
-    ['fulfilled', 'rejected', 'fulfilled'],
-    'the committed orders are answered; the replay is refused (a retry with its key is safe)',
-  )
-  t.equal((await countOrdersByStatus(db)).pending, 3, 'a, b and the first: nothing stored twice')
-})
+        return Reflect.get(target, property, receiver)
+      },
+    })
+    const flakyIntake = createOrderIntake(flaky, options)
+    const results = await Promise.allSettled([
+      flakyIntake.submit(makeOrder({ customerId: 'a' })),
+      flakyIntake.submit(makeOrder(), { key: 'taken', requestHash: 'h' }),
+      flakyIntake.submit(makeOrder({ customerId: 'b' })),
+    ])
+    t.same(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+      'the committed orders are answered; the replay is refused (a retry with its key is safe)',
+    )
+    t.equal((await countOrdersByStatus(db)).pending, 3, 'a, b and the first: nothing stored twice')
+  },
+)

@@ -13,7 +13,17 @@ t.test('GET /queue/stats counts by status, measures lag and throughput, and list
   await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })]) // not due: no lag
   await insertFailedOrders(db, 2)
   await registerWorker(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', heartbeatMs: 5000 })
-  await recordHeartbeat(db, { id: 'w-1', host: 'box-a', pid: 11, mode: 'transaction', heartbeatMs: 5000, processed: 9, failed: 2, completedSince: 9, failedSince: 2 })
+  await recordHeartbeat(db, {
+    id: 'w-1',
+    host: 'box-a',
+    pid: 11,
+    mode: 'transaction',
+    heartbeatMs: 5000,
+    processed: 9,
+    failed: 2,
+    completedSince: 9,
+    failedSince: 2,
+  })
 
   const response = await app.inject({ method: 'GET', url: '/queue/stats' })
   t.equal(response.statusCode, 200)
@@ -34,7 +44,8 @@ t.test('GET /queue/stats counts by status, measures lag and throughput, and list
 
 t.test('a worker is gone once it has missed three of its own heartbeats, stopped once it left', async (t) => {
   const { app, db } = await startApi(t)
-  for (const id of ['late', 'silent', 'left']) await registerWorker(db, { id, host: 'h', pid: 1, mode: 'lease', heartbeatMs: 5000 })
+  for (const id of ['late', 'silent', 'left'])
+    await registerWorker(db, { id, host: 'h', pid: 1, mode: 'lease', heartbeatMs: 5000 })
   await registerWorker(db, { id: 'patient', host: 'h', pid: 1, mode: 'lease', heartbeatMs: 20_000 })
   await db.execute(sql`update workers set last_seen_at = now() - interval '16 seconds' where id = 'patient'`)
   await db.execute(sql`update workers set last_seen_at = now() - interval '10 seconds' where id = 'late'`)

@@ -9,7 +9,10 @@ import { startApi } from './helpers.js'
 const { app, db } = await startApi(t)
 
 // 7 orders, 3 of them completed: ids interleave the two statuses.
-const inserted = await insertOrders(db, Array.from({ length: 7 }, (_, i) => makeOrder({ priority: i })))
+const inserted = await insertOrders(
+  db,
+  Array.from({ length: 7 }, (_, i) => makeOrder({ priority: i })),
+)
 const completedIds = [inserted[1]!.id, inserted[4]!.id, inserted[5]!.id]
 await settleNow(db, { completed: completedIds, workerId: 'worker-test' })
 const allIds = inserted.map((order) => order.id)

@@ -35,7 +35,11 @@ async function lockOrders(t: Test, url: string): Promise<() => Promise<void>> {
 async function timed(app: App, request: InjectOptions) {
   const started = performance.now()
   const response = await app.inject(request)
-  return { status: response.statusCode, code: response.json().code as string | undefined, ms: performance.now() - started }
+  return {
+    status: response.statusCode,
+    code: response.json().code as string | undefined,
+    ms: performance.now() - started,
+  }
 }
 
 async function setUp(t: Test, env: Record<string, string> = {}): Promise<{ app: App; db: Db; url: string }> {
@@ -60,18 +64,35 @@ t.test('with the orders table locked, every request answers 503 within a bound, 
   const started = performance.now()
   const answers = await Promise.all(requests.map((request) => timed(app, request)))
   const slowest = Math.max(...answers.map((a) => a.ms))
-  t.ok(answers.every((a) => a.status === 503), `all 503: ${[...new Set(answers.map((a) => a.code))].join(', ')}`)
+  t.ok(
+    answers.every((a) => a.status === 503),
+    `all 503: ${[...new Set(answers.map((a) => a.code))].join(', ')}`,
+  )
   // The pool has 4 connections and admits 16 waiting requests: the rest are refused at once, the
   // admitted ones wait at most about four statement timeouts.
   t.ok(slowest < 6 * STATEMENT_TIMEOUT_MS + 1000, `82 requests answered within ${Math.round(slowest)} ms`)
-  t.ok(answers.some((a) => a.code === 'DATABASE_BUSY'), 'the requests beyond the gate are refused at once')
+  t.ok(
+    answers.some((a) => a.code === 'DATABASE_BUSY'),
+    'the requests beyond the gate are refused at once',
+  )
   const ready = await timed(app, { method: 'GET', url: '/ready' })
   t.equal(ready.status, 503, '/ready reports the stall')
   t.ok(ready.ms < 3000)
   t.comment(`stalled for ${Math.round(performance.now() - started)} ms`)
   await unlock()
-  t.same(await countOrdersByStatus(db), { scheduled: 0, pending: 0, processing: 0, completed: 0, failed: 0, cancelled: 0 })
-  t.equal((await timed(app, { method: 'POST', url: '/orders', payload: makeOrder() })).status, 201, 'and it serves again')
+  t.same(await countOrdersByStatus(db), {
+    scheduled: 0,
+    pending: 0,
+    processing: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+  })
+  t.equal(
+    (await timed(app, { method: 'POST', url: '/orders', payload: makeOrder() })).status,
+    201,
+    'and it serves again',
+  )
   t.equal((await timed(app, { method: 'GET', url: '/ready' })).status, 200)
 })
 
@@ -79,7 +100,9 @@ t.test('a full intake queue refuses more submissions at once, and /ready says so
   const { app, db, url } = await setUp(t, { API_INTAKE_QUEUE_LIMIT: '5', DATABASE_STATEMENT_TIMEOUT_MS: '3000' })
   const unlock = await lockOrders(t, url)
   // One insert waits on the lock; five more queue behind it; the rest find the queue full.
-  const submissions = Array.from({ length: 12 }, () => timed(app, { method: 'POST', url: '/orders', payload: makeOrder() }))
+  const submissions = Array.from({ length: 12 }, () =>
+    timed(app, { method: 'POST', url: '/orders', payload: makeOrder() }),
+  )
   await sleep(200)
   const ready = await timed(app, { method: 'GET', url: '/ready' })
   t.equal(ready.status, 503, 'not ready while the queue is full')
@@ -88,7 +111,10 @@ t.test('a full intake queue refuses more submissions at once, and /ready says so
   const answers = await Promise.all(submissions)
   const saturated = answers.filter((a) => a.code === 'INTAKE_SATURATED')
   t.equal(saturated.length, 6, 'past the queue: refused')
-  t.ok(saturated.every((a) => a.status === 503 && a.ms < 1000), 'at once, not after the 3 s statement timeout')
+  t.ok(
+    saturated.every((a) => a.status === 503 && a.ms < 1000),
+    'at once, not after the 3 s statement timeout',
+  )
   t.equal(answers.filter((a) => a.status === 201).length, 6, 'the queued ones are stored once the lock goes')
   t.equal((await countOrdersByStatus(db)).pending, 6, 'and nothing else')
 })

@@ -268,7 +268,11 @@ t.test('POST /orders never fails with a 5xx, and stores exactly the valid orders
       expectEqual(stored.items, order.items, 'items')
       expectEqual(stored.priority, order.priority ?? 0, 'priority')
       expectEqual(stored.maxAttempts, order.maxAttempts ?? 5, 'maxAttempts')
-      expectEqual(stored.totalCents, order.items.reduce((sum, i) => sum + i.quantity * i.unitPriceCents, 0), 'total')
+      expectEqual(
+        stored.totalCents,
+        order.items.reduce((sum, i) => sum + i.quantity * i.unitPriceCents, 0),
+        'total',
+      )
       // Due later: scheduled, at the instant asked for. Due now, or at a past instant (which means
       // now): pending, due when it was stored.
       const storedAt = stored.createdAt.getTime()
@@ -283,7 +287,8 @@ t.test('POST /orders never fails with a 5xx, and stores exactly the valid orders
         expectEqual(stored.runAt.getTime(), asked, 'runAt')
       } else if (asked !== undefined && asked < submittedAt) {
         expectEqual(stored.status, 'pending', 'status')
-        if (Math.abs(stored.runAt.getTime() - storedAt) > 1) throw new Error(`past runAt not stored as now: ${stored.runAt.toISOString()}`)
+        if (Math.abs(stored.runAt.getTime() - storedAt) > 1)
+          throw new Error(`past runAt not stored as now: ${stored.runAt.toISOString()}`)
       }
       if (typeof order.delaySeconds === 'number') {
         const due = stored.runAt.getTime() - order.delaySeconds * 1000

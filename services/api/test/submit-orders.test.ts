@@ -82,7 +82,11 @@ t.test('stores a batch in one go and answers with the ids in submission order', 
   t.equal(response.statusCode, 201)
   const { ids } = response.json<{ ids: number[] }>()
   t.equal(ids.length, 3)
-  t.same([...ids].sort((a, b) => a - b), ids, 'ids ascend in submission order')
+  t.same(
+    [...ids].sort((a, b) => a - b),
+    ids,
+    'ids ascend in submission order',
+  )
   for (const [i, id] of ids.entries()) {
     const submitted = orders[i]!
     t.match(await getOrder(db, id), { ...submitted, status: 'pending' }, submitted.customerId)

@@ -37,16 +37,32 @@ t.test("a submission's span continues the caller's trace, and the order stores i
   t.equal(span?.parentSpanContext?.spanId, CALLER_SPAN, "a child of the caller's span")
   t.equal(span?.attributes['order.ids'], String(response.json().id))
   const stored = await getOrder(db, response.json().id)
-  t.equal(stored?.traceparent, `00-${CALLER_TRACE}-${span?.spanContext().spanId}-01`, "the order keeps the submit span's traceparent")
+  t.equal(
+    stored?.traceparent,
+    `00-${CALLER_TRACE}-${span?.spanContext().spanId}-01`,
+    "the order keeps the submit span's traceparent",
+  )
 })
 
-t.test('without a caller trace, a submission starts one; a batch stores one traceparent for all its orders', async (t) => {
-  const { app, db } = await startApi(t)
-  exporter.reset()
-  const response = await app.inject({ method: 'POST', url: '/orders/batch', payload: { orders: [makeOrder(), makeOrder()] } })
-  t.equal(response.statusCode, 201)
-  const [span] = exporter.getFinishedSpans().filter((s) => s.name === 'order batch submit')
-  t.equal(span?.parentSpanContext, undefined, 'a root span')
-  const traceparents = await Promise.all(response.json().ids.map(async (id: number) => (await getOrder(db, id))?.traceparent))
-  t.same(traceparents, [0, 1].map(() => `00-${span?.spanContext().traceId}-${span?.spanContext().spanId}-01`))
-})
+t.test(
+  'without a caller trace, a submission starts one; a batch stores one traceparent for all its orders',
+  async (t) => {
+    const { app, db } = await startApi(t)
+    exporter.reset()
+    const response = await app.inject({
+      method: 'POST',
+      url: '/orders/batch',
+      payload: { orders: [makeOrder(), makeOrder()] },
+    })
+    t.equal(response.statusCode, 201)
+    const [span] = exporter.getFinishedSpans().filter((s) => s.name === 'order batch submit')
+    t.equal(span?.parentSpanContext, undefined, 'a root span')
+    const traceparents = await Promise.all(
+      response.json().ids.map(async (id: number) => (await getOrder(db, id))?.traceparent),
+    )
+    t.same(
+      traceparents,
+      [0, 1].map(() => `00-${span?.spanContext().traceId}-${span?.spanContext().spanId}-01`),
+    )
+  },
+)

@@ -11,7 +11,8 @@ export const WorkerEnv = Type.Object({
     Type.String({
       minLength: 1,
       maxLength: 100,
-      description: 'A stable name for this worker (a replica, a pod): the worker label of its metrics; default the hostname',
+      description:
+        'A stable name for this worker (a replica, a pod): the worker label of its metrics; default the hostname',
     }),
   ),
   WORKER_ID: Type.Optional(
@@ -40,13 +41,15 @@ export const WorkerEnv = Type.Object({
     minimum: 1,
     maximum: 16,
     default: 2,
-    description: 'Batches a worker runs at once, each in its own transaction: one is processed while another waits on the database',
+    description:
+      'Batches a worker runs at once, each in its own transaction: one is processed while another waits on the database',
   }),
   WORKER_LEASE_MS: Type.Integer({
     minimum: 100,
     maximum: 3_600_000,
     default: 30_000,
-    description: "Lease mode: how long a claim lasts unless heartbeats extend it; a dead worker's orders return after it",
+    description:
+      "Lease mode: how long a claim lasts unless heartbeats extend it; a dead worker's orders return after it",
   }),
   WORKER_CONCURRENCY: Type.Integer({
     minimum: 1,
@@ -158,7 +161,10 @@ export interface Host {
 const thisHost = (): Host => ({ hostname: os.hostname(), pid: process.pid, instance: randomBytes(2).toString('hex') })
 
 /** Reads and validates the worker's environment once, at start-up; throws a ConfigError naming every bad variable. */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>, host: Host = thisHost()): Readonly<WorkerConfig> {
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  host: Host = thisHost(),
+): Readonly<WorkerConfig> {
   const e = parseEnv(WorkerEnv, env)
   for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
     if (!isValidCron(e[name])) {

@@ -27,7 +27,13 @@ export async function joinFleet({
 }): Promise<FleetMembership> {
   const totals = { processed: 0, failed: 0 }
   const unsent = { completed: 0, failed: 0 }
-  const identity = { id: config.workerId, host: os.hostname(), pid: process.pid, mode: config.mode, heartbeatMs: config.heartbeatMs }
+  const identity = {
+    id: config.workerId,
+    host: os.hostname(),
+    pid: process.pid,
+    mode: config.mode,
+    heartbeatMs: config.heartbeatMs,
+  }
   let registered = false
 
   async function beat(): Promise<void> {
@@ -46,7 +52,9 @@ export async function joinFleet({
     unsent.failed -= sending.failed
   }
 
-  await beat().catch((err: unknown) => log.warn({ err }, 'could not register in the fleet; retrying with the heartbeat'))
+  await beat().catch((err: unknown) =>
+    log.warn({ err }, 'could not register in the fleet; retrying with the heartbeat'),
+  )
   const timer = setInterval(() => {
     beat().catch((err: unknown) => log.debug({ err }, 'heartbeat failed; its counts go with the next one'))
   }, config.heartbeatMs)

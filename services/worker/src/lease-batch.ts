@@ -205,7 +205,10 @@ async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases)
         throw err
       }
       if (mine.length === 1) return failAlone(deps, mine[0] as Processed, err, held)
-      deps.log.warn({ err, orders: mine.length }, 'completing a batch failed; splitting it to isolate the order that breaks it')
+      deps.log.warn(
+        { err, orders: mine.length },
+        'completing a batch failed; splitting it to isolate the order that breaks it',
+      )
       const half = Math.ceil(mine.length / 2)
       return [...(await settle(deps, mine.slice(0, half), held)), ...(await settle(deps, mine.slice(half), held))]
     }
@@ -228,7 +231,8 @@ async function completeProcessed(deps: BatchDeps, processed: Processed[], held: 
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
   const completed = new Set(outcome.completed)
   for (const p of outcome.settled) {
-    if (completed.has(p.order.id) || failures.has(p.order.id)) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
+    if (completed.has(p.order.id) || failures.has(p.order.id))
+      reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
     else logLost(deps, p)
   }
   return outcome.failed
@@ -288,7 +292,10 @@ async function failAlone(deps: BatchDeps, p: Processed, cause: unknown, held: He
   })
   held.drop([lease.id])
   const [outcome] = failed
-  deps.log.error({ orderId: lease.id, attempt: lease.attempt, err: cause }, 'completing the order breaks its transaction')
+  deps.log.error(
+    { orderId: lease.id, attempt: lease.attempt, err: cause },
+    'completing the order breaks its transaction',
+  )
   if (outcome) {
     deps.observer.settled({
       orderId: lease.id,

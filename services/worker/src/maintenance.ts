@@ -48,7 +48,9 @@ export function scheduleMaintenance({
 
   async function run(): Promise<void> {
     const batchSize = config.retentionBatchSize
-    const deleted = await deleteInBatches(() => deleteExpiredOrders(db, { olderThanDays: config.retentionDays, batchSize }))
+    const deleted = await deleteInBatches(() =>
+      deleteExpiredOrders(db, { olderThanDays: config.retentionDays, batchSize }),
+    )
     const keys = await deleteInBatches(() =>
       deleteExpiredIdempotencyKeys(db, { olderThanDays: config.idempotencyKeyDays, batchSize }),
     )

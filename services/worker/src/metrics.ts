@@ -24,7 +24,7 @@ export function createWorkerMetrics(labels: { worker: string; mode: string }): W
   })
   const duration = new Histogram({
     name: 'postgres_queue_processing_duration_seconds',
-    help: "Time in the processor per order attempt",
+    help: 'Time in the processor per order attempt',
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
     registers: [registry],
   })

@@ -39,7 +39,9 @@ export async function runCommitWork(
 export class CommitWorkTimeoutError extends Error {
   override readonly name = 'CommitWorkTimeoutError'
   constructor(timeoutMs: number) {
-    super(`the order's commit work did not finish within ${timeoutMs} ms; its statements were cancelled and rolled back`)
+    super(
+      `the order's commit work did not finish within ${timeoutMs} ms; its statements were cancelled and rolled back`,
+    )
   }
 }
 

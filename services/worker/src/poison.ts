@@ -27,7 +27,10 @@ export async function runIsolatingPoison(
     const { ids } = err
     if (ids.length === 0) throw err // it failed before claiming anything: nothing to isolate
     if (ids.length === 1) return recordPoison(deps, ids[0] as number, err.cause)
-    deps.log.warn({ err: err.cause, orders: ids.length }, 'batch failed; splitting it to isolate the order that breaks it')
+    deps.log.warn(
+      { err: err.cause, orders: ids.length },
+      'batch failed; splitting it to isolate the order that breaks it',
+    )
     const half = Math.ceil(ids.length / 2)
     const first = await runIsolatingPoison(deps, { only: ids.slice(0, half) })
     const second = await runIsolatingPoison(deps, { only: ids.slice(half) })
@@ -55,7 +58,10 @@ async function recordPoison(deps: BatchDeps, id: number, cause: unknown): Promis
   })
   if (failed === undefined) return { claimed: 0 }
   const deadLettered = failed.status === 'failed'
-  log.error({ orderId: id, attempt, err: cause }, `order breaks its batch; ${deadLettered ? 'dead-lettered' : 'will retry'}`)
+  log.error(
+    { orderId: id, attempt, err: cause },
+    `order breaks its batch; ${deadLettered ? 'dead-lettered' : 'will retry'}`,
+  )
   deps.observer.settled({ orderId: id, attempt, outcome: deadLettered ? 'dead_lettered' : 'retried' })
   return { claimed: 1, retryAt: deadLettered ? undefined : failed.runAt }
 }

@@ -59,7 +59,8 @@ export function createPromoter({
       claimable += promoted + rescued.length
       const byHolder = new Map<string | null, number[]>()
       for (const { id, heldBy } of rescued) byHolder.set(heldBy, [...(byHolder.get(heldBy) ?? []), id])
-      for (const [heldBy, orders] of byHolder) log.warn({ heldBy, orders }, 'leases lapsed; the orders are pending again')
+      for (const [heldBy, orders] of byHolder)
+        log.warn({ heldBy, orders }, 'leases lapsed; the orders are pending again')
       for (const { id: orderId, attempts } of deadLettered) {
         log.error({ orderId, attempts }, 'lease lapsed on the last attempt; order dead-lettered')
         observer.settled({ orderId, attempt: attempts, outcome: 'dead_lettered' })

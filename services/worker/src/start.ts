@@ -64,7 +64,8 @@ export async function startWorker({ processor, config, log: given }: StartWorker
   const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
   try {
-    metricsServer = config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
+    metricsServer =
+      config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
   } catch (err) {
     await closeDb(db, 0)
     throw err

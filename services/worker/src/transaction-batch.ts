@@ -1,4 +1,11 @@
-import { type ClaimedBatch, claimBatch, type Order, type OrderFailure, settleBatch, settleBatchAndClaimNext } from '@postgres-queue/db'
+import {
+  type ClaimedBatch,
+  claimBatch,
+  type Order,
+  type OrderFailure,
+  settleBatch,
+  settleBatchAndClaimNext,
+} from '@postgres-queue/db'
 import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'

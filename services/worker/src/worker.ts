@@ -47,7 +47,9 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
   const forced = new AbortController()
   const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
   const runBatch =
-    config.mode === 'lease' ? () => runLeaseBatch(deps) : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
+    config.mode === 'lease'
+      ? () => runLeaseBatch(deps)
+      : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
   let task: ScheduledTask | undefined
   let inFlight: Promise<void> | undefined
   // Set when a drain is requested while one runs: the running drain makes one more pass, so an
@@ -179,8 +181,11 @@ function cronLogger(log: Logger) {
     // A tick skipped because the drain still runs is noOverlap doing its job, not a problem; at warn
     // it would be a line a second for as long as a backlog lasts.
     warn: (message: string) =>
-      /overlap/i.test(message) ? log.debug({ source: 'node-cron' }, message) : log.warn({ source: 'node-cron' }, message),
-    error: (message: string | Error, err?: Error) => log.error({ source: 'node-cron', err: err ?? message }, 'node-cron error'),
+      /overlap/i.test(message)
+        ? log.debug({ source: 'node-cron' }, message)
+        : log.warn({ source: 'node-cron' }, message),
+    error: (message: string | Error, err?: Error) =>
+      log.error({ source: 'node-cron', err: err ?? message }, 'node-cron error'),
     debug: (message: string | Error) => log.debug({ source: 'node-cron' }, String(message)),
   }
 }

@@ -46,10 +46,9 @@ t.test('an order timeout longer than the batch budget is rejected', async (t) =>
 })
 
 t.test('a bad value that holds a password is reported without it', async (t) => {
-  t.throws(
-    () => loadConfig({ ...required, WORKER_BATCH_SIZE: 'postgres://app:s3cret@db:5432/q' }, host),
-    { message: /WORKER_BATCH_SIZE="postgres:\/\/app:\*\*\*@db:5432\/q"/ },
-  )
+  t.throws(() => loadConfig({ ...required, WORKER_BATCH_SIZE: 'postgres://app:s3cret@db:5432/q' }, host), {
+    message: /WORKER_BATCH_SIZE="postgres:\/\/app:\*\*\*@db:5432\/q"/,
+  })
 })
 
 t.test('retention keeps at least a day, and a key outlives its orders', async (t) => {

@@ -33,7 +33,10 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
 
 t.test('retention deletes finished orders past RETENTION_DAYS in batches', async (t) => {
   const { db } = await setUpDatabase(t)
-  const orders = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 5 }, () => makeOrder()),
+  )
   await db.execute(sql`update orders set status = 'completed', updated_at = now() - interval '10 days'`)
   const recent = orders[0]!.id
   await db.execute(sql`update orders set updated_at = now() where id = ${recent}`)
@@ -81,20 +84,30 @@ t.test('metrics count outcomes and time processing and pickup, served for Promet
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
 })
 
-t.test("the metrics docs/operations.md lists for a worker are exactly those served, with their types and labels", async (t) => {
-  const metrics = createWorkerMetrics({ worker: 'worker-1', mode: 'transaction' })
-  metrics.observer.claimed(1)
-  metrics.observer.settled({ orderId: 1, attempt: 1, outcome: 'completed', waitMs: 1, processMs: 1 })
-  metrics.observer.leaseLost(1)
-  const exposition = await metrics.registry.metrics()
-  t.match(exposition, /postgres_queue_orders_processed_total\{outcome="completed",worker="worker-1",mode="transaction"\} 1/)
-  // worker and mode are on every series, and documented once, above the table.
-  const served = servedMetrics(exposition, ['worker', 'mode'])
-  const documented = await documentedMetrics('Each worker')
-  t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
-  for (const metric of served) {
-    const doc = documented.find((m) => m.name === metric.name)
-    t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
-    t.same(metric.labels.filter((label) => !doc?.labelWords.includes(label)), [], `${metric.name}: every label documented`)
-  }
-})
+t.test(
+  'the metrics docs/operations.md lists for a worker are exactly those served, with their types and labels',
+  async (t) => {
+    const metrics = createWorkerMetrics({ worker: 'worker-1', mode: 'transaction' })
+    metrics.observer.claimed(1)
+    metrics.observer.settled({ orderId: 1, attempt: 1, outcome: 'completed', waitMs: 1, processMs: 1 })
+    metrics.observer.leaseLost(1)
+    const exposition = await metrics.registry.metrics()
+    t.match(
+      exposition,
+      /postgres_queue_orders_processed_total\{outcome="completed",worker="worker-1",mode="transaction"\} 1/,
+    )
+    // worker and mode are on every series, and documented once, above the table.
+    const served = servedMetrics(exposition, ['worker', 'mode'])
+    const documented = await documentedMetrics('Each worker')
+    t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
+    for (const metric of served) {
+      const doc = documented.find((m) => m.name === metric.name)
+      t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
+      t.same(
+        metric.labels.filter((label) => !doc?.labelWords.includes(label)),
+        [],
+        `${metric.name}: every label documented`,
+      )
+    }
+  },
+)

@@ -19,7 +19,10 @@ t.test('a lease batch completes its orders, holding each as processing while it 
   const { log, lines } = capturingLogger()
   const { claimed } = await runLeaseBatch({ db, processor, config: leaseConfig({ workerId: 'w-l' }), log, ...running })
   t.equal(claimed, 3)
-  t.match(seen, inserted.map(() => ({ status: 'processing', lockedBy: 'w-l', attempts: 1 })))
+  t.match(
+    seen,
+    inserted.map(() => ({ status: 'processing', lockedBy: 'w-l', attempts: 1 })),
+  )
   for (const { id } of inserted) {
     t.match(await getOrder(db, id), { status: 'completed', attempts: 1, completedBy: 'w-l', lockedBy: null })
   }
@@ -29,7 +32,10 @@ t.test('a lease batch completes its orders, holding each as processing while it 
 
 t.test('orders of a lease batch run concurrently, up to the configured concurrency', async (t) => {
   const { db } = await setUpDatabase(t)
-  await insertOrders(db, Array.from({ length: 8 }, () => makeOrder()))
+  await insertOrders(
+    db,
+    Array.from({ length: 8 }, () => makeOrder()),
+  )
   let running_ = 0
   let peak = 0
   const processor: OrderProcessor = async () => {
@@ -88,7 +94,9 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
   let aborted = false
   const processor: OrderProcessor = async (o, ctx) => {
     // Simulate a takeover: the lease lapsed, was rescued and leased again behind this worker's back.
-    await db.execute(sql`update orders set locked_by = 'usurper', lease_token = lease_token + 1, attempts = attempts + 1 where id = ${o.id}`)
+    await db.execute(
+      sql`update orders set locked_by = 'usurper', lease_token = lease_token + 1, attempts = attempts + 1 where id = ${o.id}`,
+    )
     await sleep(1000, undefined, { signal: ctx.signal }).catch(() => (aborted = true))
     return recordEffect(o.id, ctx.workerId)
   }
@@ -102,7 +110,10 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
 
 t.test('a graceful stop releases the leases of unstarted orders at once', async (t) => {
   const { db } = await setUpDatabase(t)
-  const [first] = await insertOrders(db, Array.from({ length: 5 }, () => makeOrder()))
+  const [first] = await insertOrders(
+    db,
+    Array.from({ length: 5 }, () => makeOrder()),
+  )
   const draining = new AbortController()
   const processor: OrderProcessor = async (order, ctx) => {
     draining.abort()
@@ -125,31 +136,45 @@ t.test('a graceful stop releases the leases of unstarted orders at once', async 
   )
 })
 
-t.test('every order a batch holds keeps its lease, waiting, running or done, however long the batch takes', async (t) => {
-  const { db } = await setUpDatabase(t)
-  const inserted = await insertOrders(db, Array.from({ length: 6 }, () => makeOrder()))
-  const rivals: number[] = []
-  let stop = false
-  let rival: Promise<void> | undefined
-  // A rival worker rescuing and leasing whatever it can, from when the batch holds its orders on.
-  const startRival = async () => {
-    while (!stop) {
-      await promoteDueOrders(db, { limit: 10 })
-      rivals.push(...(await leaseOrders(db, { limit: 10, workerId: 'rival', leaseMs: 10_000 })).map((l) => l.order.id))
-      await sleep(20)
+t.test(
+  'every order a batch holds keeps its lease, waiting, running or done, however long the batch takes',
+  async (t) => {
+    const { db } = await setUpDatabase(t)
+    const inserted = await insertOrders(
+      db,
+      Array.from({ length: 6 }, () => makeOrder()),
+    )
+    const rivals: number[] = []
+    let stop = false
+    let rival: Promise<void> | undefined
+    // A rival worker rescuing and leasing whatever it can, from when the batch holds its orders on.
+    const startRival = async () => {
+      while (!stop) {
+        await promoteDueOrders(db, { limit: 10 })
+        rivals.push(
+          ...(await leaseOrders(db, { limit: 10, workerId: 'rival', leaseMs: 10_000 })).map((l) => l.order.id),
+        )
+        await sleep(20)
+      }
     }
-  }
-  // One at a time, 150 ms each: the last order waits 750 ms and the first waits as long to be
-  // completed, both past the 300 ms lease, only a heartbeat of every held lease keeps them.
-  const processor: OrderProcessor = async (order, ctx) => {
-    rival ??= startRival()
-    await sleep(150)
-    return recordEffect(order.id, ctx.workerId)
-  }
-  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 300, concurrency: 1 }), log: silentLogger, ...running })
-  stop = true
-  await rival
-  t.same(rivals, [], 'the rival never got one')
-  for (const { id } of inserted) t.match(await getOrder(db, id), { status: 'completed', attempts: 1, leaseToken: 1 })
-  t.equal((await effectCounts(db)).size, 6)
-})
+    // One at a time, 150 ms each: the last order waits 750 ms and the first waits as long to be
+    // completed, both past the 300 ms lease, only a heartbeat of every held lease keeps them.
+    const processor: OrderProcessor = async (order, ctx) => {
+      rival ??= startRival()
+      await sleep(150)
+      return recordEffect(order.id, ctx.workerId)
+    }
+    await runLeaseBatch({
+      db,
+      processor,
+      config: leaseConfig({ leaseMs: 300, concurrency: 1 }),
+      log: silentLogger,
+      ...running,
+    })
+    stop = true
+    await rival
+    t.same(rivals, [], 'the rival never got one')
+    for (const { id } of inserted) t.match(await getOrder(db, id), { status: 'completed', attempts: 1, leaseToken: 1 })
+    t.equal((await effectCounts(db)).size, 6)
+  },
+)

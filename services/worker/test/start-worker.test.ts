@@ -14,7 +14,12 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
     processed.push(order.id)
   }
   // The schedule ticks once a year: only a wake-up can bring the order in.
-  const config = loadConfig({ DATABASE_URL: url, WORKER_NAME: 'embedded', WORKER_CRON: '0 0 1 1 *', LOG_LEVEL: 'silent' })
+  const config = loadConfig({
+    DATABASE_URL: url,
+    WORKER_NAME: 'embedded',
+    WORKER_CRON: '0 0 1 1 *',
+    LOG_LEVEL: 'silent',
+  })
   const worker = await startWorker({ processor, config })
   t.match(worker.id, /^embedded-\d+-[0-9a-f]+$/, 'an id of its own, from its name')
 

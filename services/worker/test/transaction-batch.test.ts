@@ -153,7 +153,10 @@ t.test('whatever a processor throws fails only its order, with a storable error;
     frozen: () => Object.freeze(new TypeError('frozen')),
   }
   const kinds = Object.keys(hostile)
-  const orders = await insertOrders(db, [...kinds, 'good'].map((customerId) => makeOrder({ customerId })))
+  const orders = await insertOrders(
+    db,
+    [...kinds, 'good'].map((customerId) => makeOrder({ customerId })),
+  )
   const processor: OrderProcessor = async (order, ctx) => {
     const make = hostile[order.customerId]
     if (make) throw make()
@@ -177,41 +180,55 @@ t.test('whatever a processor throws fails only its order, with a storable error;
   t.match(failures[0], { err: { type: 'Error', stack: /binary body/ } }, 'logged with its stack')
 })
 
-t.test('commit work past its time is cancelled in the database; its order fails, counted; the rest commit', async (t) => {
-  const { db } = await setUpDatabase(t)
-  const [stuck, good] = await insertOrders(db, [makeOrder({ customerId: 'hot-row' }), makeOrder()])
-  let lateWrite: unknown
-  const processor: OrderProcessor = async (order, ctx) => async (tx) => {
-    await recordEffect(order.id, ctx.workerId)(tx)
-    if (order.customerId !== 'hot-row') return
-    // A lock wait on a hot stock row: the statement outlives the order's time.
-    await tx.execute(sql`select pg_sleep(20)`).catch(() => {})
-    // It shrugs the cancel off and writes again, with its transaction long over.
-    await recordEffect(order.id, 'after-timeout')(tx).catch((err: unknown) => (lateWrite = err))
-  }
-  const started = performance.now()
-  await runTransactionBatch({ db, processor, config: testConfig({ orderTimeoutMs: 300 }), log: silentLogger, ...running })
-  t.ok(performance.now() - started < 5000, 'the batch did not wait for the statement')
-  t.match(await getOrder(db, stuck!.id), { status: 'pending', attempts: 1, lastError: /CommitWorkTimeoutError/ })
-  t.match(await getOrder(db, good!.id), { status: 'completed' })
-  await sleep(200)
-  t.type((lateWrite as Error | undefined)?.cause, Error, 'the late write was refused')
-  t.same(await effectCounts(db), new Map([[good!.id, 1]]), 'no effect of the stuck order, now or later')
-})
+t.test(
+  'commit work past its time is cancelled in the database; its order fails, counted; the rest commit',
+  async (t) => {
+    const { db } = await setUpDatabase(t)
+    const [stuck, good] = await insertOrders(db, [makeOrder({ customerId: 'hot-row' }), makeOrder()])
+    let lateWrite: unknown
+    const processor: OrderProcessor = async (order, ctx) => async (tx) => {
+      await recordEffect(order.id, ctx.workerId)(tx)
+      if (order.customerId !== 'hot-row') return
+      // A lock wait on a hot stock row: the statement outlives the order's time.
+      await tx.execute(sql`select pg_sleep(20)`).catch(() => {})
+      // It shrugs the cancel off and writes again, with its transaction long over.
+      await recordEffect(order.id, 'after-timeout')(tx).catch((err: unknown) => (lateWrite = err))
+    }
+    const started = performance.now()
+    await runTransactionBatch({
+      db,
+      processor,
+      config: testConfig({ orderTimeoutMs: 300 }),
+      log: silentLogger,
+      ...running,
+    })
+    t.ok(performance.now() - started < 5000, 'the batch did not wait for the statement')
+    t.match(await getOrder(db, stuck!.id), { status: 'pending', attempts: 1, lastError: /CommitWorkTimeoutError/ })
+    t.match(await getOrder(db, good!.id), { status: 'completed' })
+    await sleep(200)
+    t.type((lateWrite as Error | undefined)?.cause, Error, 'the late write was refused')
+    t.same(await effectCounts(db), new Map([[good!.id, 1]]), 'no effect of the stuck order, now or later')
+  },
+)
 
 t.test('an order that breaks its batch is isolated and its attempt counted; the others complete', async (t) => {
   const { db } = await setUpDatabase(t)
-  const orders = await insertOrders(db, Array.from({ length: 9 }, (_, i) => makeOrder({ customerId: i === 5 ? 'poison' : `c-${i}` })))
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 9 }, (_, i) => makeOrder({ customerId: i === 5 ? 'poison' : `c-${i}` })),
+  )
   const poison = orders[5]!
   // A rule of the team's, in the database: this order may not complete. It fails the completion
   // statement, so the whole batch's transaction, on every try.
-  await db.execute(sql.raw(`
+  await db.execute(
+    sql.raw(`
     create function refuse_poison() returns trigger language plpgsql as $$
     begin
       if new.status = 'completed' and new.customer_id = 'poison' then raise exception 'order % may not complete', new.id; end if;
       return new;
     end $$;
-    create trigger refuse_poison before update on orders for each row execute function refuse_poison()`))
+    create trigger refuse_poison before update on orders for each row execute function refuse_poison()`),
+  )
   const processed: number[] = []
   const processor: OrderProcessor = async (order, ctx) => {
     processed.push(order.id)
@@ -219,7 +236,11 @@ t.test('an order that breaks its batch is isolated and its attempt counted; the 
   }
   const { log, lines } = capturingLogger()
   await runIsolatingPoison({ db, processor, config: testConfig(), log, ...running })
-  t.match(await getOrder(db, poison.id), { status: 'pending', attempts: 1, lastError: /PoisonOrderError.*may not complete/ })
+  t.match(await getOrder(db, poison.id), {
+    status: 'pending',
+    attempts: 1,
+    lastError: /PoisonOrderError.*may not complete/,
+  })
   for (const order of orders.filter((o) => o.id !== poison.id)) {
     t.match(await getOrder(db, order.id), { status: 'completed', attempts: 1 }, `order ${order.id} completed`)
   }

@@ -6,7 +6,11 @@ import { processOrder } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'
 import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
-async function completedWithin(db: Parameters<typeof getOrder>[0], id: number, ms: number): Promise<number | undefined> {
+async function completedWithin(
+  db: Parameters<typeof getOrder>[0],
+  id: number,
+  ms: number,
+): Promise<number | undefined> {
   const started = Date.now()
   while (Date.now() - started < ms) {
     if ((await getOrder(db, id))?.status === 'completed') return Date.now() - started
@@ -18,7 +22,12 @@ async function completedWithin(db: Parameters<typeof getOrder>[0], id: number, m
 t.test('a notification wakes an idle worker at once, long before its next tick', async (t) => {
   const { db } = await setUpDatabase(t)
   // Hourly ticks: only the wake-up can explain a quick pickup.
-  const worker = createWorker({ db, processor: processOrder, config: testConfig({ cron: '0 0 * * * *' }), log: silentLogger })
+  const worker = createWorker({
+    db,
+    processor: processOrder,
+    config: testConfig({ cron: '0 0 * * * *' }),
+    log: silentLogger,
+  })
   t.teardown(() => worker.stop())
   await worker.start() // resolves once it listens
   const [order] = await insertOrders(db, [makeOrder()])
@@ -45,7 +54,12 @@ t.test('a lost wake-up costs at most one cron interval: the tick picks the order
 t.test('an order due later is picked up when it comes due, not at the next tick', async (t) => {
   const { db } = await setUpDatabase(t)
   // Hourly ticks again: only the promoter's timer can explain a pickup on time.
-  const worker = createWorker({ db, processor: processOrder, config: testConfig({ cron: '0 0 * * * *' }), log: silentLogger })
+  const worker = createWorker({
+    db,
+    processor: processOrder,
+    config: testConfig({ cron: '0 0 * * * *' }),
+    log: silentLogger,
+  })
   t.teardown(() => worker.stop())
   await worker.start()
   const dueAt = new Date(Date.now() + 1000)

@@ -13,19 +13,33 @@ const recordingProcessor: OrderProcessor = async (order, ctx) => recordEffect(or
 
 t.test('drain loops over batches until nothing is claimable', async (t) => {
   const { db } = await setUpDatabase(t)
-  await insertOrders(db, Array.from({ length: 120 }, () => makeOrder()))
-  const worker = createWorker({ db, processor: recordingProcessor, config: testConfig({ batchSize: 25 }), log: silentLogger })
+  await insertOrders(
+    db,
+    Array.from({ length: 120 }, () => makeOrder()),
+  )
+  const worker = createWorker({
+    db,
+    processor: recordingProcessor,
+    config: testConfig({ batchSize: 25 }),
+    log: silentLogger,
+  })
   await worker.drain()
   t.equal((await listOrders(db, { status: 'pending', limit: 500 })).length, 0)
   const counts = await effectCounts(db)
   t.equal(counts.size, 120)
-  t.ok([...counts.values()].every((n) => n === 1), 'each order processed once')
+  t.ok(
+    [...counts.values()].every((n) => n === 1),
+    'each order processed once',
+  )
 })
 
 for (const mode of ['transaction', 'lease'] as const) {
   t.test(`${mode} mode: three workers draining at once process every order exactly once, and all work`, async (t) => {
     const { db, url } = await setUpDatabase(t)
-    await insertOrders(db, Array.from({ length: 1000 }, () => makeOrder()))
+    await insertOrders(
+      db,
+      Array.from({ length: 1000 }, () => makeOrder()),
+    )
     const workers = ['w-1', 'w-2', 'w-3'].map((workerId) => {
       const pool = createDb(url, { maxConnections: 2 })
       t.teardown(() => closeDb(pool))
@@ -72,7 +86,10 @@ t.test('a second batch goes in flight only while claims come back full', async (
   t.same(claims, [1], 'one order, one claim: no second lane for a batch that was not full')
 
   claims.length = 0
-  await insertOrders(db, Array.from({ length: 40 }, () => makeOrder()))
+  await insertOrders(
+    db,
+    Array.from({ length: 40 }, () => makeOrder()),
+  )
   await worker.drain()
   t.equal(mostInHand, 2, 'with a backlog, two batches were processed at once')
   t.equal((await effectCounts(db)).size, 41)
@@ -100,8 +117,14 @@ t.test('a tick skipped while a drain runs is logged at debug, not as a warning',
   release()
   await worker.stop()
   const fromCron = lines.filter((line) => line.source === 'node-cron')
-  t.ok(fromCron.some((line) => /overlap/.test(String(line.msg))), 'node-cron skipped a tick')
-  t.notOk(fromCron.some((line) => Number(line.level) >= 40), 'and said so below warn')
+  t.ok(
+    fromCron.some((line) => /overlap/.test(String(line.msg))),
+    'node-cron skipped a tick',
+  )
+  t.notOk(
+    fromCron.some((line) => Number(line.level) >= 40),
+    'and said so below warn',
+  )
 })
 
 t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
@@ -125,7 +148,10 @@ t.test('a drain requested mid-drain makes the running drain look again', async (
 
 t.test('stop settles the order in hand and starts no other: they stay pending, unattempted', async (t) => {
   const { db } = await setUpDatabase(t)
-  await insertOrders(db, Array.from({ length: 10 }, () => makeOrder()))
+  await insertOrders(
+    db,
+    Array.from({ length: 10 }, () => makeOrder()),
+  )
   let stopping: Promise<void> | undefined
   const worker = createWorker({
     db,
@@ -149,27 +175,36 @@ t.test('stop settles the order in hand and starts no other: they stay pending, u
   t.ok(pending.every((o) => o.attempts === 0))
 })
 
-t.test('a full batch claims the next with its commit; a lane that stops gives that batch back unattempted', async (t) => {
-  const { db } = await setUpDatabase(t)
-  await insertOrders(db, Array.from({ length: 10 }, () => makeOrder()))
-  const deps = { db, processor: processOrder, config: testConfig({ batchSize: 5 }), log: silentLogger, ...running }
-  const results: BatchResult[] = []
-  await drainInLanes({
-    maxLanes: 1,
-    batchSize: 5,
-    runBatch: (claimed) => runIsolatingPoison(deps, { claimed }),
-    onBatch: (result) => results.push(result),
-    stopped: () => results.length > 0,
-  })
-  t.equal(results.length, 1, 'the lane stopped after one batch')
-  t.equal(results[0]?.next?.orders.length, 5, 'which had claimed the next five with its commit')
-  const pending = await listOrders(db, { status: 'pending', limit: 10 })
-  t.equal(pending.length, 5, 'those five are pending')
-  t.ok(pending.every((o) => o.attempts === 0), 'unattempted')
-  const { tx, orders } = await claimBatch(db, { limit: 10 })
-  await tx.rollback()
-  t.equal(orders.length, 5, 'and no longer locked: a claim takes them at once')
-})
+t.test(
+  'a full batch claims the next with its commit; a lane that stops gives that batch back unattempted',
+  async (t) => {
+    const { db } = await setUpDatabase(t)
+    await insertOrders(
+      db,
+      Array.from({ length: 10 }, () => makeOrder()),
+    )
+    const deps = { db, processor: processOrder, config: testConfig({ batchSize: 5 }), log: silentLogger, ...running }
+    const results: BatchResult[] = []
+    await drainInLanes({
+      maxLanes: 1,
+      batchSize: 5,
+      runBatch: (claimed) => runIsolatingPoison(deps, { claimed }),
+      onBatch: (result) => results.push(result),
+      stopped: () => results.length > 0,
+    })
+    t.equal(results.length, 1, 'the lane stopped after one batch')
+    t.equal(results[0]?.next?.orders.length, 5, 'which had claimed the next five with its commit')
+    const pending = await listOrders(db, { status: 'pending', limit: 10 })
+    t.equal(pending.length, 5, 'those five are pending')
+    t.ok(
+      pending.every((o) => o.attempts === 0),
+      'unattempted',
+    )
+    const { tx, orders } = await claimBatch(db, { limit: 10 })
+    await tx.rollback()
+    t.equal(orders.length, 5, 'and no longer locked: a claim takes them at once')
+  },
+)
 
 t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {
   const { db } = await setUpDatabase(t)

@@ -56,7 +56,10 @@ export interface ClaimedBatch {
  *
  * Transition: none (the rows change only when settleBatch commits).
  */
-export async function claimBatch(db: Db, { limit, ids }: { limit: number; ids?: readonly number[] }): Promise<ClaimedBatch> {
+export async function claimBatch(
+  db: Db,
+  { limit, ids }: { limit: number; ids?: readonly number[] },
+): Promise<ClaimedBatch> {
   const query = ids === undefined ? claimStatement.bind(db, { limit }) : claimOnlyStatement.bind(db, { limit, ids })
   const { tx, rows } = await BatchTransaction.begin(db, query)
   return { tx, orders: rows.map((row) => decodeOrderValues(row)) }
@@ -93,7 +96,12 @@ function claimQuery(only: SQL): SQL {
  */
 export async function settleBatch(
   tx: BatchTransaction,
-  { completed, failures, workerId, policy }: {
+  {
+    completed,
+    failures,
+    workerId,
+    policy,
+  }: {
     completed: readonly number[]
     failures: readonly OrderFailure[]
     workerId: string
@@ -134,7 +142,10 @@ export interface FailureValues extends Record<string, unknown> {
   failureTokens: number[]
 }
 
-export function failureValues(failures: readonly (OrderFailure & { token?: number })[], policy: RetryPolicy): FailureValues {
+export function failureValues(
+  failures: readonly (OrderFailure & { token?: number })[],
+  policy: RetryPolicy,
+): FailureValues {
   return {
     failureIds: failures.map((f) => f.id),
     failureErrors: failures.map((f) => f.error),

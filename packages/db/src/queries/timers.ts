@@ -28,7 +28,13 @@ export interface Promotion {
  * Transition: scheduled (due) -> pending; processing (lease lapsed) -> pending | failed.
  */
 export async function promoteDueOrders(db: Executor, { limit }: { limit: number }): Promise<Promotion> {
-  const rows = await db.execute<{ id: string; was: string; status: string; attempts: number; held_by: string | null }>(sql`
+  const rows = await db.execute<{
+    id: string
+    was: string
+    status: string
+    attempts: number
+    held_by: string | null
+  }>(sql`
     with due as materialized (
       select id, status, locked_by, attempts >= max_attempts as exhausted from ${orders}
       where status in ('scheduled', 'processing') and run_at <= now()

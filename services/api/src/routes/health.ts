@@ -27,15 +27,16 @@ const probe = (operationId: string, summary: string) => ({
 export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
   const liveness = probe('getHealth', 'Liveness: the process answers')
-  app.get(
-    '/health',
-    { ...liveness, schema: { ...liveness.schema, response: { 200: Health } } },
-    async () => ({ status: 'ok' as const }),
-  )
+  app.get('/health', { ...liveness, schema: { ...liveness.schema, response: { 200: Health } } }, async () => ({
+    status: 'ok' as const,
+  }))
 
   // Ready: the orders table answers within 2 s (a lock on it, not only a stopped server, makes the
   // api unready) and the intake's queue is not full.
-  const readiness = probe('getReadiness', 'Readiness: the orders table answers within 2 s and the intake is not saturated')
+  const readiness = probe(
+    'getReadiness',
+    'Readiness: the orders table answers within 2 s and the intake is not saturated',
+  )
   const readinessSchema = { ...readiness.schema, response: { 200: Readiness, 503: Readiness } }
   app.get('/ready', { ...readiness, schema: readinessSchema }, async (request, reply) => {
     if (intake.saturated()) {

@@ -120,7 +120,13 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     },
   )
 
-  const getSchema = { operationId: 'getOrder', tags, summary: 'Read one order', params: OrderParams, response: { 200: Order } }
+  const getSchema = {
+    operationId: 'getOrder',
+    tags,
+    summary: 'Read one order',
+    params: OrderParams,
+    response: { 200: Order },
+  }
   app.get('/orders/:id', { schema: getSchema, config: { errors: [404] } }, async (request) => {
     const order = await getOrder(db, request.params.id)
     if (order === undefined) throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${request.params.id} does not exist`)
