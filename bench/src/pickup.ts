@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { nowMs } from './clock.js'
 import type { BenchContext } from './context.js'
 import { type Child, waitUntil } from './processes.js'
-import { checkExactlyOnce, summarizeLatencies, type LatencySummary } from './stats.js'
+import { checkExactlyOnce, type LatencySummary, summarizeLatencies } from './stats.js'
 
 /** After the workers say ready, let their start-up work (first polls, first drains) finish: idle means idle. */
 const SETTLE_MS = 1000

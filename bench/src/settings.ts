@@ -101,7 +101,7 @@ export const PG_BOSS_SETTINGS = {
 export const PEER_QUEUE = 'bench'
 
 /** Server settings for the benchmark's cluster: durable commits, as production runs. */
-export const SERVER_SETTINGS = {
+const SERVER_SETTINGS = {
   shared_buffers: '1GB',
   fsync: 'on',
   synchronous_commit: 'on',

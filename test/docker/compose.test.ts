@@ -8,8 +8,8 @@ import semver from 'semver'
 import t, { type Test } from 'tap'
 import {
   type ComposeProject,
-  composeProject,
   type ContainerState,
+  composeProject,
   type DockerTools,
   findDocker,
   run,

@@ -3,8 +3,8 @@ import t from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { linesWith, stopService } from '../support/processes.js'
-import { holdsWork } from '../support/work.js'
 import { waitUntil } from '../support/wait.js'
+import { holdsWork } from '../support/work.js'
 
 const ORDERS = 30
 const BATCH_SIZE = 10

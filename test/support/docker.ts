@@ -86,7 +86,7 @@ function lastLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).trim().split('\n').at(-1)!.trim()
 }
 
-export interface DockerEvent {
+interface DockerEvent {
   Action: string
   time: number
   Actor: { ID: string; Attributes: Record<string, string> }
@@ -133,7 +133,7 @@ export interface ComposeProject {
   close(): void
 }
 
-export interface PsqlSession {
+interface PsqlSession {
   send(statements: string): void
   close(): Promise<void>
 }

@@ -4,7 +4,7 @@ import type { BenchContext } from '../context.js'
 import { runLoops } from '../loops.js'
 import type { EnqueueResult } from '../results.js'
 import { ENQUEUE } from '../settings.js'
-import { perSecond, percentile, round } from '../stats.js'
+import { percentile, perSecond, round } from '../stats.js'
 import { BENCH_ORDER, countOrders, createOurDatabase, dropOurDatabase } from './orders.js'
 import { startOurApi } from './services.js'
 

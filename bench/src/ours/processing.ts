@@ -1,5 +1,5 @@
-import type { BenchContext } from '../context.js'
 import { nowMs } from '../clock.js'
+import type { BenchContext } from '../context.js'
 import { stopAll, waitUntil } from '../processes.js'
 import type { ProcessingResult } from '../results.js'
 import type { WorkerMode } from '../settings.js'

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { freePort } from '@postgres-queue/devkit'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '@postgres-queue/devkit'
 import { type Child, scripts, startNode } from '../processes.js'
 import type { WorkerMode } from '../settings.js'
 

@@ -2,7 +2,7 @@ import type { BenchContext } from '../context.js'
 import { type LoopsResult, runLoops } from '../loops.js'
 import type { EnqueueResult } from '../results.js'
 import { ENQUEUE } from '../settings.js'
-import { perSecond, percentile, round } from '../stats.js'
+import { percentile, perSecond, round } from '../stats.js'
 import { PEERS, type PeerName } from './index.js'
 
 /**

@@ -1,5 +1,5 @@
 import type { BenchContext } from '../context.js'
-import { createOurDatabase, BENCH_ORDER, dropOurDatabase, verifyOrders } from '../ours/orders.js'
+import { BENCH_ORDER, createOurDatabase, dropOurDatabase, verifyOrders } from '../ours/orders.js'
 import { startOurApi, startOurWorkers } from '../ours/services.js'
 import { PEER_NAMES, PEERS, type PeerName } from '../peers/index.js'
 import { startPeerWorkers } from '../peers/workers.js'

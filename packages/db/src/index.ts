@@ -15,17 +15,11 @@ export * from './queries/health.js'
 export * from './queries/leases.js'
 export * from './queries/orders.js'
 export * from './queries/retention.js'
+export { type FailureOutcome, type Order, type OrderFailure, type RetryPolicy, retryDelayMs } from './queries/shared.js'
 export * from './queries/stats.js'
 export * from './queries/timers.js'
 export * from './queries/wakeups.js'
 export * from './queries/workers.js'
-export { type FailureOutcome, type Order, type OrderFailure, type RetryPolicy, retryDelayMs } from './queries/shared.js'
-export {
-  BatchTransaction,
-  SavepointClosedError,
-  type SavepointOutcome,
-  SavepointTimeoutError,
-} from './transaction.js'
 export {
   idempotencyKeys,
   type LineItem,
@@ -34,3 +28,9 @@ export {
   orders,
   type WorkerRow,
 } from './schema.js'
+export {
+  BatchTransaction,
+  SavepointClosedError,
+  type SavepointOutcome,
+  SavepointTimeoutError,
+} from './transaction.js'

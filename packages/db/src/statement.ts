@@ -23,7 +23,8 @@ export class Statement<Values extends Record<string, unknown>> {
   constructor(private readonly query: SQL) {}
 
   bind(db: Db, values: Values): BoundQuery {
-    const { sql, slots } = (this.compiled ??= this.compile(db))
+    this.compiled ??= this.compile(db)
+    const { sql, slots } = this.compiled
     const params = new Array<unknown>(slots.length)
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i] as Slot

@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket, connect } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { createTestDatabase, freePort } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import { isDatabaseUnavailable, migrateWhenReachable } from '../src/index.js'

@@ -34,9 +34,12 @@ t.test('scheduled orders become pending when due, keeping when they became due; 
   t.ok(Date.now() - promoted!.runAt.getTime() >= 2000, 'its wait counts from when it came due')
   t.equal((await getOrder(db, later!.id))!.status, 'scheduled')
   t.same(
-    (await claimBatch(db, { limit: 10 }).then(async ({ tx, orders }) => (await tx.rollback(), orders))).map(
-      (o) => o.id,
-    ),
+    (
+      await claimBatch(db, { limit: 10 }).then(async ({ tx, orders }) => {
+        await tx.rollback()
+        return orders
+      })
+    ).map((o) => o.id),
     [due!.id],
   )
 })

@@ -1,13 +1,13 @@
+export { type DocumentedMetric, documentedMetrics, type ServedMetric, servedMetrics } from './documented-metrics.js'
 export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
 export { makeOrder } from './fixtures.js'
+export { type Cluster, type ClusterOptions, freePort, startCluster, stopCluster } from './postgres-cluster.js'
 export {
   type InstalledPackage,
   installedPackages,
+  type ProductionPackages,
   packageId,
   productionPackages,
-  type ProductionPackages,
 } from './production-packages.js'
-export { type DocumentedMetric, documentedMetrics, type ServedMetric, servedMetrics } from './documented-metrics.js'
 export { settleNow } from './settle.js'
-export { type Cluster, type ClusterOptions, freePort, startCluster, stopCluster } from './postgres-cluster.js'
 export { createTestDatabase, startPrivateCluster } from './test-database.js'

@@ -150,14 +150,15 @@ function run(name: string, entry: string, childEnv: NodeJS.ProcessEnv): Promise<
 function onSignal(): void {
   if (!stopping) {
     stoppingSince = performance.now()
-    return beginStop('stopping (Ctrl-C again to force)')
+    beginStop('stopping (Ctrl-C again to force)')
+    return
   }
   if (forced || performance.now() - stoppingSince < SAME_CTRL_C_MS) return
   forced = true
   say('forcing stop')
   for (const child of running) {
     try {
-      process.kill(-child.pid!, 'SIGKILL') // the whole group: nothing the child started survives
+      process.kill(-(child.pid ?? 0), 'SIGKILL') // the whole group: nothing the child started survives
     } catch {
       child.kill('SIGKILL')
     }

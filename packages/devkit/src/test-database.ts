@@ -27,7 +27,7 @@ const stateDir = path.join(os.tmpdir(), 'postgres-queue-test')
 const stateFile = path.join(stateDir, `run-${process.ppid}.json`)
 
 /** Server settings for throwaway test clusters: fsync off (a process crash loses nothing). */
-export const testClusterSettings = { fsync: 'off', max_connections: 300 }
+const testClusterSettings = { fsync: 'off', max_connections: 300 }
 
 /** tap `before`: start (or reuse) the server and build the migrated template database. */
 export async function setUpTestRun(env: NodeJS.ProcessEnv): Promise<void> {

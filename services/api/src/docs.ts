@@ -73,7 +73,7 @@ const ERROR_STATUSES = {
     'The database is unreachable, busy or slow, or the intake queue is full (DATABASE_UNAVAILABLE, DATABASE_BUSY, ' +
     'DATABASE_TIMEOUT, INTAKE_SATURATED): nothing was changed; retry after Retry-After',
 } as const
-export type ErrorStatus = keyof typeof ERROR_STATUSES
+type ErrorStatus = keyof typeof ERROR_STATUSES
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 

@@ -1,7 +1,7 @@
 import { type Db, getQueueStats, orderStatuses } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { withTimeout } from './timeout.js'
 
 /**
@@ -10,7 +10,7 @@ import { withTimeout } from './timeout.js'
  */
 const QUEUE_STATS_TIMEOUT_MS = 2000
 
-export type SubmissionEndpoint = 'single' | 'batch'
+type SubmissionEndpoint = 'single' | 'batch'
 
 export interface ApiMetrics {
   /** Counts orders stored (replays of an Idempotency-Key are not new orders). */

@@ -9,6 +9,7 @@ import {
   type Order,
   type StoredKey,
   type Submission,
+  type SubmissionResult,
   sqlState,
 } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
@@ -96,7 +97,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
   }
 
   async function insertGroup(group: Pending[]): Promise<void> {
-    let results
+    let results: SubmissionResult[]
     try {
       results = await insertSubmissions(
         db,

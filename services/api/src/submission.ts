@@ -39,7 +39,7 @@ export function requestHash(body: unknown): string {
 }
 
 /** JSON with every object's keys sorted; array order is kept (an order's items are a sequence). */
-export function canonicalJson(value: unknown): string {
+function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
   if (typeof value === 'object' && value !== null) {
     const fields = value as Record<string, unknown>

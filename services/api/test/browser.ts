@@ -11,7 +11,7 @@ interface Teardown {
 }
 
 /** Debian's chromium package; CI installs it (.ci/run). */
-export const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM = '/usr/bin/chromium'
 
 /** Why the browser tests cannot run here, or false when they can. */
 export const noBrowser: string | false = existsSync(CHROMIUM)

@@ -39,8 +39,8 @@ async function listAllIds(query: string, limit: number): Promise<{ ids: number[]
 }
 
 t.test('returns an order by id, with its timestamps as ISO strings and no internal columns', async (t) => {
-  // The lease holder and its token are the server's business.
-  const { lockedBy: _holder, leaseToken: _token, ...stored } = inserted[0]!
+  // The lease holder and its token, and the trace context, are the server's business.
+  const { lockedBy: _holder, leaseToken: _token, traceparent: _trace, ...stored } = inserted[0]!
   const response = await app.inject({ method: 'GET', url: `/orders/${stored.id}` })
   t.equal(response.statusCode, 200)
   const order = response.json()

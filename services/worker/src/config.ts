@@ -1,7 +1,7 @@
-import type { RetryPolicy } from '@postgres-queue/db'
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
-import { commonEnv, ConfigError, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
+import type { RetryPolicy } from '@postgres-queue/db'
+import { ConfigError, commonEnv, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
 import { validate as isValidCron } from 'node-cron'
 import Type from 'typebox'
 
@@ -120,7 +120,7 @@ export const WorkerEnv = Type.Object({
   }),
 })
 
-export type WorkerMode = 'transaction' | 'lease'
+type WorkerMode = 'transaction' | 'lease'
 
 export interface WorkerConfig {
   databaseUrl: string

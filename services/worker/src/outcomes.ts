@@ -36,7 +36,7 @@ export async function runCommitWork(
   return { ...processed, result: { ok: false, error: describeError(thrown), thrown, processMs: result.processMs } }
 }
 
-export class CommitWorkTimeoutError extends Error {
+class CommitWorkTimeoutError extends Error {
   override readonly name = 'CommitWorkTimeoutError'
   constructor(timeoutMs: number) {
     super(
@@ -45,10 +45,10 @@ export class CommitWorkTimeoutError extends Error {
   }
 }
 
-export type SettledOutcome = 'completed' | 'retried' | 'dead_lettered'
+type SettledOutcome = 'completed' | 'retried' | 'dead_lettered'
 
 /** An order whose attempt is over and committed, for counters and metrics. */
-export interface OrderSettled {
+interface OrderSettled {
   orderId: number
   attempt: number
   outcome: SettledOutcome
@@ -69,9 +69,15 @@ export const ignoreProgress: WorkerObserver = { claimed() {}, settled() {}, leas
 /** Tells several observers the same thing. */
 export function observeAll(...observers: WorkerObserver[]): WorkerObserver {
   return {
-    claimed: (count) => observers.forEach((o) => o.claimed(count)),
-    settled: (event) => observers.forEach((o) => o.settled(event)),
-    leaseLost: (id) => observers.forEach((o) => o.leaseLost(id)),
+    claimed: (count) => {
+      for (const o of observers) o.claimed(count)
+    },
+    settled: (event) => {
+      for (const o of observers) o.settled(event)
+    },
+    leaseLost: (id) => {
+      for (const o of observers) o.leaseLost(id)
+    },
   }
 }
 

@@ -1,5 +1,5 @@
 import { type ClaimedBatch, claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
-import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
+import { type BatchDeps, BatchFailedError, type BatchResult } from './batch.js'
 import { describeError } from './thrown.js'
 import { runTransactionBatch } from './transaction-batch.js'
 

@@ -34,6 +34,7 @@ export type CommitWork = (tx: Executor) => Promise<void>
  * happen exactly once with the completion; work outside the database (calls to other services)
  * belongs in the function body.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: so that a processor written `async (order) => { ... }` (Promise<void>) fits
 export type OrderProcessor = (order: Order, ctx: ProcessContext) => Promise<CommitWork | void>
 
 /**

@@ -119,7 +119,8 @@ class Context implements ProcessContext {
   }
 
   get log(): Logger {
-    return (this.logger ??= this.options.log.child({ orderId: this.orderId }))
+    this.logger ??= this.options.log.child({ orderId: this.orderId })
+    return this.logger
   }
 
   /** Aborts the order once; false when it already was. */
@@ -147,7 +148,13 @@ function onAbort(signal: AbortSignal, fn: (reason: unknown) => void): () => void
     const set = new Set<(reason: unknown) => void>()
     callbacks = set
     watchers.set(signal, set)
-    signal.addEventListener('abort', () => set.forEach((callback) => callback(signal.reason)), { once: true })
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const callback of set) callback(signal.reason)
+      },
+      { once: true },
+    )
   }
   const set = callbacks
   set.add(fn)

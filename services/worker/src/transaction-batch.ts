@@ -1,12 +1,13 @@
 import {
   type ClaimedBatch,
   claimBatch,
+  type FailureOutcome,
   type Order,
   type OrderFailure,
   settleBatch,
   settleBatchAndClaimNext,
 } from '@postgres-queue/db'
-import { BatchFailedError, type BatchDeps, type BatchResult } from './batch.js'
+import { type BatchDeps, BatchFailedError, type BatchResult } from './batch.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
 
@@ -36,7 +37,7 @@ export async function runTransactionBatch(
   const { config, db } = deps
   const limit = only?.length ?? config.batchSize
   let claimed: Order[] = prefetched?.orders ?? []
-  let outcome
+  let outcome: { processed: ProcessedOrder[]; failed: FailureOutcome[]; next?: ClaimedBatch }
   try {
     const batch = prefetched ?? (await claimBatch(db, { limit, ids: only }))
     claimed = batch.orders

@@ -171,7 +171,7 @@ t.test('whatever a processor throws fails only its order, with a storable error;
       continue
     }
     t.match(stored, { status: 'pending', attempts: 1 }, `${order.customerId}: retried, its attempt counted`)
-    t.notMatch(stored!.lastError ?? '', /\u0000/, `${order.customerId}: no NUL stored`)
+    t.notOk((stored!.lastError ?? '').includes('\u0000'), `${order.customerId}: no NUL stored`)
     t.ok(Array.from(stored!.lastError ?? '').length <= MAX_ERROR_LENGTH, `${order.customerId}: bounded`)
   }
   t.match((await getOrder(db, orders[0]!.id))?.lastError, 'Error: binary body  from upstream')

@@ -1,7 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import type { BoundQuery } from '../statement.js'
 import { orders } from '../schema.js'
+import type { BoundQuery } from '../statement.js'
 import { Statement } from '../statement.js'
 import { BatchTransaction, runPrepared } from '../transaction.js'
 import { claimable, type FailureValues, failureTable, failureTransition, failureValues } from './claims.js'

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm'
-import { DEFAULT_SCHEMA, type Db, type Executor } from '../client.js'
-import { type OrderStatus, orderStatuses, orderThroughput, orders } from '../schema.js'
+import { type Db, DEFAULT_SCHEMA, type Executor } from '../client.js'
+import { type OrderStatus, orderStatuses, orders, orderThroughput } from '../schema.js'
 
 export interface QueueStats {
   /** Orders per status. `completed` is PostgreSQL's estimate (see below); the others are exact. */

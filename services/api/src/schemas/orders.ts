@@ -26,7 +26,7 @@ const OrderId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
 
 const Currency = Type.Enum(Intl.supportedValuesOf('currency'), { description: 'ISO 4217 currency code' })
 
-export const LineItem = Type.Object(
+const LineItem = Type.Object(
   {
     sku: Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS }),
     quantity: Type.Integer({ minimum: 1, maximum: MAX_QUANTITY }),
@@ -77,7 +77,7 @@ export const OrderBatchCreated = Type.Object({
 const Timestamp = Type.String({ format: 'date-time' })
 const NullableTimestamp = Type.Union([Timestamp, Type.Null()])
 
-export const OrderStatus = Type.Enum(orderStatuses)
+const OrderStatus = Type.Enum(orderStatuses)
 
 /** An order as clients see it. */
 export const Order = Type.Object({
