@@ -1,11 +1,9 @@
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/devkit'
 import { sql } from 'drizzle-orm'
 import t, { type Test } from 'tap'
 import {
   claimBatch,
   claimStatement,
-  closeDb,
-  createDb,
   type Db,
   getOrder,
   insertOrders,
@@ -14,11 +12,7 @@ import {
   settleBatchAndClaimNext,
 } from '../src/index.js'
 
-async function setUp(t: Test): Promise<Db> {
-  const db = createDb(await createTestDatabase(t), { maxConnections: 20 })
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test) => openTestDb(t, { maxConnections: 20 })
 
 /** Holds a claim open until `release` resolves, the way a worker holds its batch transaction. */
 function holdClaim(db: Db, limit: number, release: Promise<void>): { claimed: Promise<Order[]>; done: Promise<void> } {

@@ -1,9 +1,6 @@
-import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb, settleNow } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
-  closeDb,
-  createDb,
-  type Db,
   deleteExpiredIdempotencyKeys,
   deleteExpiredOrders,
   deleteStaleWorkers,
@@ -24,11 +21,7 @@ import {
 
 const box = (id: string, mode = 'transaction') => ({ id, host: 'box', pid: 1, mode, heartbeatMs: 5000 })
 
-async function setUp(t: Test): Promise<Db> {
-  const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test) => openTestDb(t, { maxConnections: 4 })
 
 t.test('workers register, heartbeat, stop, and go silent', async (t) => {
   const db = await setUp(t)

@@ -1,9 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
-  closeDb,
-  createDb,
   type Db,
   extendLeases,
   getOrder,
@@ -26,11 +24,7 @@ const complete = (db: Db, lease: Lease, workerId: string) =>
 const fail = (db: Db, lease: Lease, error: string, policy = noBackoff) =>
   settleLeasedOrders(db, { succeeded: [], failures: [{ ...lease, error }], workerId: 'w', policy })
 
-async function setUp(t: Test): Promise<Db> {
-  const db = createDb(await createTestDatabase(t))
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test) => openTestDb(t)
 
 async function leaseOne(db: Db, workerId: string, leaseMs = 30_000): Promise<Lease> {
   const [leased] = await leaseOrders(db, { limit: 1, workerId, leaseMs })

@@ -1,11 +1,9 @@
-import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb, settleNow } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
 import {
   cancelOrder,
   claimBatch,
-  closeDb,
   countOrdersByStatus,
-  createDb,
   type Db,
   findIdempotencyKeys,
   getOrder,
@@ -16,11 +14,7 @@ import {
   type Submission,
 } from '../src/index.js'
 
-async function setUp(t: Test, maxConnections = 10): Promise<Db> {
-  const db = createDb(await createTestDatabase(t), { maxConnections })
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test, maxConnections = 10) => openTestDb(t, { maxConnections })
 
 /** Fails `ids` until they are dead-lettered (max_attempts 1). */
 async function deadLetter(db: Db, ids: number[]): Promise<void> {

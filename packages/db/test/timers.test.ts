@@ -1,22 +1,8 @@
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/devkit'
 import t, { type Test } from 'tap'
-import {
-  claimBatch,
-  closeDb,
-  createDb,
-  type Db,
-  getOrder,
-  insertOrders,
-  nextDueAt,
-  promoteDueOrders,
-  sql,
-} from '../src/index.js'
+import { claimBatch, getOrder, insertOrders, nextDueAt, promoteDueOrders, sql } from '../src/index.js'
 
-async function setUp(t: Test): Promise<Db> {
-  const db = createDb(await createTestDatabase(t), { maxConnections: 6 })
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test) => openTestDb(t, { maxConnections: 6 })
 
 t.test('scheduled orders become pending when due, keeping when they became due; later ones wait', async (t) => {
   const db = await setUp(t)

@@ -10,4 +10,4 @@ export {
   productionPackages,
 } from './production-packages.js'
 export { settleNow } from './settle.js'
-export { createTestDatabase, startPrivateCluster } from './test-database.js'
+export { createTestDatabase, openTestDb, startPrivateCluster } from './test-database.js'

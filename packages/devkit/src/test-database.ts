@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { migrateDatabase } from '@postgres-queue/db'
+import { closeDb, createDb, type Db, type DbOptions, migrateDatabase } from '@postgres-queue/db'
 import postgres from 'postgres'
 import { type Cluster, startCluster, stopCluster } from './postgres-cluster.js'
 
@@ -131,4 +131,11 @@ function withDatabase(url: string, database: string): string {
   const parsed = new URL(url)
   parsed.pathname = `/${database}`
   return parsed.toString()
+}
+
+/** A pool on a migrated database of this test's own (createTestDatabase), closed when the test ends. */
+export async function openTestDb(t: Teardown, options: DbOptions = {}): Promise<Db> {
+  const db = createDb(await createTestDatabase(t), options)
+  t.teardown(() => closeDb(db))
+  return db
 }

@@ -7,7 +7,7 @@ import {
   listenForOrders,
   sql,
 } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/devkit'
 import { createLogger } from '@postgres-queue/runtime'
 import t, { type Test } from 'tap'
 import { createOrderIntake } from '../src/order-intake.js'
@@ -16,11 +16,7 @@ import { startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
 const log = createLogger({ level: 'silent', format: 'json' })
 const options = { maxBatch: 100, maxInFlight: 1, maxQueued: 10_000, maxWaitMs: 5000, log }
 
-async function setUp(t: Test): Promise<Db> {
-  const db = createDb(await createTestDatabase(t), { maxConnections: 4 })
-  t.teardown(() => closeDb(db))
-  return db
-}
+const setUp = (t: Test) => openTestDb(t, { maxConnections: 4 })
 
 /** Rows inserted by one transaction share its xmin: the count is the number of insert commits. */
 async function insertTransactions(db: Db): Promise<number> {
