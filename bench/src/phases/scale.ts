@@ -53,6 +53,7 @@ export async function runScalePhase(
   // nothing (it reads an index of due orders only), where a claim walking all of them in priority
   // order would step over every one before each due order.
   for (let pair = 0; pair < HISTORY_PAIRS; pair += 1) {
+    await run(ctx.sizes.historyWorkers)
     ctx.log(`loading ${ctx.sizes.delayedRows.toLocaleString('en')} delayed orders of higher priority`)
     await run(ctx.sizes.historyWorkers, 0, ctx.sizes.delayedRows)
   }
