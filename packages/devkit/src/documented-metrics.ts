@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
 
 /** A metric as docs/operations.md documents it: its name, type, and the label names it mentions. */
-export interface DocumentedMetric {
+interface DocumentedMetric {
   name: string
   type: string
   /** Every backticked word of the labels cell: the label names, and the values some list. */
@@ -19,7 +20,7 @@ export interface ServedMetric {
 const operationsDoc = fileURLToPath(new URL('../../../docs/operations.md', import.meta.url))
 
 /** The metrics table under the heading that starts with `heading` in docs/operations.md. */
-export async function documentedMetrics(heading: string): Promise<DocumentedMetric[]> {
+async function documentedMetrics(heading: string): Promise<DocumentedMetric[]> {
   const lines = (await readFile(operationsDoc, 'utf8')).split('\n')
   const start = lines.findIndex((line) => line.startsWith(`### ${heading}`))
   if (start < 0) throw new Error(`docs/operations.md has no heading "### ${heading}"`)
@@ -36,6 +37,24 @@ export async function documentedMetrics(heading: string): Promise<DocumentedMetr
       })
   }
   return metrics
+}
+
+/**
+ * Asserts that `served` (servedMetrics) are exactly the metrics documented under `heading` in
+ * docs/operations.md: the same names, each with its documented type, every label named in its row.
+ */
+export async function checkDocumentedMetrics(t: Test, heading: string, served: readonly ServedMetric[]): Promise<void> {
+  const documented = await documentedMetrics(heading)
+  t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
+  for (const metric of served) {
+    const doc = documented.find((m) => m.name === metric.name)
+    t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
+    t.same(
+      metric.labels.filter((label) => !doc?.labelWords.includes(label)),
+      [],
+      `${metric.name}: every label documented`,
+    )
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-export { type DocumentedMetric, documentedMetrics, type ServedMetric, servedMetrics } from './documented-metrics.js'
+export { checkDocumentedMetrics, servedMetrics } from './documented-metrics.js'
 export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
 export { makeOrder } from './fixtures.js'
 export { type Cluster, type ClusterOptions, freePort, startCluster, stopCluster } from './postgres-cluster.js'

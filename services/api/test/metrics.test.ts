@@ -1,5 +1,5 @@
 import { insertOrders, sql } from '@postgres-queue/db'
-import { documentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/devkit'
+import { checkDocumentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/devkit'
 import t from 'tap'
 import type { App } from '../src/app.js'
 import { captureLogs, insertFailedOrders, startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
@@ -93,16 +93,6 @@ t.test(
     const { app } = await startApi(t)
     await app.inject({ method: 'GET', url: '/queue/stats' }) // a request, so the duration histogram has a sample
     const served = servedMetrics(await scrape(app))
-    const documented = await documentedMetrics('The api')
-    t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
-    for (const metric of served) {
-      const doc = documented.find((m) => m.name === metric.name)
-      t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
-      t.same(
-        metric.labels.filter((label) => !doc?.labelWords.includes(label)),
-        [],
-        `${metric.name}: every label documented`,
-      )
-    }
+    await checkDocumentedMetrics(t, 'The api', served)
   },
 )

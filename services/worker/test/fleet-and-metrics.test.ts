@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
-import { documentedMetrics, freePort, makeOrder, servedMetrics } from '@postgres-queue/devkit'
+import { checkDocumentedMetrics, freePort, makeOrder, servedMetrics } from '@postgres-queue/devkit'
 import t from 'tap'
 import { joinFleet } from '../src/fleet.js'
 import { scheduleMaintenance } from '../src/maintenance.js'
@@ -98,16 +98,6 @@ t.test(
     )
     // worker and mode are on every series, and documented once, above the table.
     const served = servedMetrics(exposition, ['worker', 'mode'])
-    const documented = await documentedMetrics('Each worker')
-    t.same(documented.map((m) => m.name).sort(), served.map((m) => m.name).sort(), 'the same names')
-    for (const metric of served) {
-      const doc = documented.find((m) => m.name === metric.name)
-      t.equal(doc?.type, metric.type, `${metric.name} is a ${metric.type}`)
-      t.same(
-        metric.labels.filter((label) => !doc?.labelWords.includes(label)),
-        [],
-        `${metric.name}: every label documented`,
-      )
-    }
+    await checkDocumentedMetrics(t, 'Each worker', served)
   },
 )

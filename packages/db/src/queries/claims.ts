@@ -108,7 +108,7 @@ export async function settleBatch(
     policy: RetryPolicy
   },
 ): Promise<FailureOutcome[]> {
-  const query = settleStatement.bind(tx.db, { completed, workerId, ...failureValues(failures, policy) })
+  const query = bindSettlement(tx, { completed, failures, workerId, policy })
   return decodeOutcomeValues(await tx.commit(query))
 }
 
@@ -125,8 +125,7 @@ export async function settleBatchAndClaimNext(
   settlement: Parameters<typeof settleBatch>[1],
   { limit }: { limit: number },
 ): Promise<{ failed: FailureOutcome[]; next?: ClaimedBatch }> {
-  const { completed, failures, workerId, policy } = settlement
-  const settle = settleStatement.bind(tx.db, { completed, workerId, ...failureValues(failures, policy) })
+  const settle = bindSettlement(tx, settlement)
   const { rows, next } = await tx.commitAndBegin(settle, claimStatement.bind(tx.db, { limit }))
   return {
     failed: decodeOutcomeValues(rows),
@@ -195,3 +194,10 @@ const settleStatement = new Statement<{ completed: readonly number[]; workerId: 
       returning ${orders.id}, ${orders.status}, ${orders.runAt}
     )
     select * from failed`)
+
+function bindSettlement(
+  tx: BatchTransaction,
+  { completed, failures, workerId, policy }: Parameters<typeof settleBatch>[1],
+) {
+  return settleStatement.bind(tx.db, { completed, workerId, ...failureValues(failures, policy) })
+}

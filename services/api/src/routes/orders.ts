@@ -85,7 +85,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     // About 8 KiB per order at the largest batch; clients with bigger orders send smaller batches.
     {
       bodyLimit: 8 * KiB * KiB,
-      config: { errors: [410, 422] },
+      config: { errors: [422] },
       schema: {
         operationId: 'submitOrderBatch',
         tags,
