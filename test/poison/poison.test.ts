@@ -1,5 +1,5 @@
 import { countOrdersByStatus, type Db, getOrder, insertOrders, retryOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'

@@ -1,5 +1,5 @@
 import { closeDb, createDb, type Db, insertOrders, type NewOrder, sql } from '@postgres-queue/db'
-import { createEffectsTable, createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createEffectsTable, createTestDatabase, makeOrder } from '@postgres-queue/testkit'
 
 interface Teardown {
   teardown(fn: () => unknown): void

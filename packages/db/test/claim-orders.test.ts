@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/testkit'
 import { sql } from 'drizzle-orm'
 import t, { type Test } from 'tap'
 import {

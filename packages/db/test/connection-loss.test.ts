@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase } from '@postgres-queue/devkit'
+import { createTestDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
 import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
 

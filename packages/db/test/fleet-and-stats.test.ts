@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb, settleNow } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   deleteExpiredIdempotencyKeys,

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { makeOrder, openTestDb } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   type Db,

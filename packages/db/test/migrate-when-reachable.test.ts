@@ -1,5 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { createTestDatabase, freePort } from '@postgres-queue/devkit'
+import { freePort } from '@postgres-queue/devkit'
+import { createTestDatabase } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import { isDatabaseUnavailable, migrateWhenReachable } from '../src/index.js'
 

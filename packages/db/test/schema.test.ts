@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import t, { type Test } from 'tap'
 import {

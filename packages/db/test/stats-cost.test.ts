@@ -1,4 +1,4 @@
-import { createTestDatabase } from '@postgres-queue/devkit'
+import { createTestDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
 import { closeDb, createDb, getQueueStats, queueStatsStatement, sql } from '../src/index.js'
 

@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb } from '@postgres-queue/devkit'
+import { makeOrder, openTestDb } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import { claimBatch, getOrder, insertOrders, nextDueAt, promoteDueOrders, sql } from '../src/index.js'
 

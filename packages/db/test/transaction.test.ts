@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase } from '@postgres-queue/devkit'
+import { createTestDatabase } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   BatchTransaction,

@@ -1,5 +1,5 @@
 import { countOrdersByStatus, insertOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import Value from 'typebox/value'

@@ -1,5 +1,5 @@
 import { getOrder, insertOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { startApi } from './helpers.js'
 

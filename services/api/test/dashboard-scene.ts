@@ -11,7 +11,7 @@ import {
   settleLeasedOrders,
   sql,
 } from '@postgres-queue/db'
-import { makeOrder, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, settleNow } from '@postgres-queue/testkit'
 
 // A queue in use, for the README's screenshot: three workers (two in transaction mode, one in
 // lease mode) draining a wave of submissions, a week of history, a few dead letters. The workers

@@ -1,4 +1,4 @@
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { ErrorResponse } from '../src/schemas/errors.js'

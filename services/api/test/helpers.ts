@@ -1,7 +1,7 @@
 import { type AddressInfo, createServer, type Socket } from 'node:net'
 import { closeDb, type Db, insertOrders } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
+import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/testkit'
 import { type App, buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { createApiDb } from '../src/database.js'

@@ -1,5 +1,5 @@
 import { countOrdersByStatus, type Db, findIdempotencyKeys, sql } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { ErrorResponse } from '../src/schemas/errors.js'

@@ -1,5 +1,5 @@
 import { insertOrders, sql } from '@postgres-queue/db'
-import { checkDocumentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/devkit'
+import { checkDocumentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/testkit'
 import t from 'tap'
 import type { App } from '../src/app.js'
 import { captureLogs, insertFailedOrders, startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'

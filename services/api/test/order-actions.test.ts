@@ -1,5 +1,5 @@
 import { claimBatch, getOrder, insertOrders, listenForOrders } from '@postgres-queue/db'
-import { makeOrder, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, settleNow } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import Value from 'typebox/value'

@@ -7,8 +7,8 @@ import {
   listenForOrders,
   sql,
 } from '@postgres-queue/db'
-import { makeOrder, openTestDb } from '@postgres-queue/devkit'
 import { createLogger } from '@postgres-queue/runtime'
+import { makeOrder, openTestDb } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import { createOrderIntake } from '../src/order-intake.js'
 import { startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'

@@ -1,5 +1,6 @@
 import { countOrdersByStatus, type Db, migrateDatabase } from '@postgres-queue/db'
-import { makeOrder, startCluster, startPrivateCluster } from '@postgres-queue/devkit'
+import { startCluster } from '@postgres-queue/devkit'
+import { makeOrder, startPrivateCluster } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import type { App } from '../src/app.js'

@@ -1,5 +1,5 @@
 import { insertOrders, recordHeartbeat, registerWorker, sql } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { QueueStats, Throughput } from '../src/schemas/queue.js'

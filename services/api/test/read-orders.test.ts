@@ -1,5 +1,5 @@
 import { insertOrders, orderStatuses } from '@postgres-queue/db'
-import { makeOrder, settleNow } from '@postgres-queue/devkit'
+import { makeOrder, settleNow } from '@postgres-queue/testkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { ErrorResponse } from '../src/schemas/errors.js'

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, countOrdersByStatus, createDb, type Db, sql } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder } from '@postgres-queue/devkit'
+import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'

@@ -1,5 +1,5 @@
 import { claimBatch, getOrder } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { startApi } from './helpers.js'
 

@@ -1,5 +1,5 @@
 import { getOrder } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import Value from 'typebox/value'
 import { Order } from '../src/schemas/orders.js'

@@ -2,8 +2,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import { getOrder } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
 import { registerTracing } from '@postgres-queue/runtime'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { startApi } from './helpers.js'
 

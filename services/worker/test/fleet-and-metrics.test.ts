@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
-import { checkDocumentedMetrics, freePort, makeOrder, servedMetrics } from '@postgres-queue/devkit'
+import { freePort } from '@postgres-queue/devkit'
+import { checkDocumentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/testkit'
 import t from 'tap'
 import { joinFleet } from '../src/fleet.js'
 import { scheduleMaintenance } from '../src/maintenance.js'

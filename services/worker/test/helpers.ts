@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { closeDb, createDb, type Db } from '@postgres-queue/db'
-import { createEffectsTable, createTestDatabase } from '@postgres-queue/devkit'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
+import { createEffectsTable, createTestDatabase } from '@postgres-queue/testkit'
 import type { Test } from 'tap'
 import type { WorkerConfig } from '../src/config.js'
 import { ignoreProgress } from '../src/outcomes.js'

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, leaseOrders, listOrders, promoteDueOrders, sql } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
 import t from 'tap'
 import { runLeaseBatch } from '../src/lease-batch.js'
 import type { OrderProcessor } from '../src/processor.js'

@@ -1,5 +1,5 @@
 import { getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { loadConfig, type OrderProcessor, startWorker } from '../src/index.js'
 import { setUpDatabase } from './helpers.js'

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, listOrders, sql } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
 import t from 'tap'
 import { runIsolatingPoison } from '../src/poison.js'
 import type { OrderProcessor } from '../src/processor.js'

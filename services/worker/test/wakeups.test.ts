@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, notifyOrdersWaiting } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/devkit'
+import { makeOrder } from '@postgres-queue/testkit'
 import t from 'tap'
 import { processOrder } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { claimBatch, closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/devkit'
+import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
 import t from 'tap'
 import type { BatchResult } from '../src/batch.js'
 import { drainInLanes } from '../src/lanes.js'

@@ -3,8 +3,8 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { closeDb, createDb, type Db, type DbOptions, migrateDatabase } from '@postgres-queue/db'
+import { type Cluster, startCluster, stopCluster } from '@postgres-queue/devkit'
 import postgres from 'postgres'
-import { type Cluster, startCluster, stopCluster } from './postgres-cluster.js'
 
 /**
  * The test run's PostgreSQL: `DATABASE_URL` when set, otherwise one embedded cluster started by

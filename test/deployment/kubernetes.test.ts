@@ -13,7 +13,7 @@ import { parse, parseAllDocuments } from 'yaml'
 // Then what the manifests must mean: probes, grace periods, where configuration and the database
 // URL come from, and a scaler that counts exactly what the product calls queue depth.
 
-const dir = fileURLToPath(new URL('../../../deploy/kubernetes/', import.meta.url))
+const dir = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url))
 
 interface Manifest {
   apiVersion: string

@@ -1,15 +1,15 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '@postgres-queue/devkit'
+import { createTestDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
-import { freePort } from '../src/index.js'
-import { createTestDatabase } from '../src/test-database.js'
 
 // `pnpm start` as a user runs it (the built launcher, after `pnpm build`), on a test database:
 // every worker serves its metrics on a port of its own under a stable name, the hint says where
 // things are without leaking the URL's password, and Ctrl-C ends everything with exit code 0.
 
-const launcher = fileURLToPath(new URL('../dist/start.js', import.meta.url))
+const launcher = fileURLToPath(new URL('../../packages/devkit/dist/start.js', import.meta.url))
 
 t.test(
   'pnpm start: one metrics port per worker, a usable hint, and a clean exit on Ctrl-C (relayed twice)',

@@ -6,13 +6,13 @@ import { Ajv } from 'ajv'
 import semver from 'semver'
 import t from 'tap'
 import { parse } from 'yaml'
-import { productionPackages } from '../src/production-packages.js'
+import { productionPackages } from '../support/production-packages.js'
 
 // The deployment files, checked statically: against the Compose specification's schema, and against
 // what `pnpm build` and `pnpm deploy` produce. test/docker/compose.test.ts runs them for real where
 // a Docker engine can run.
 
-const root = fileURLToPath(new URL('../../../', import.meta.url))
+const root = fileURLToPath(new URL('../../', import.meta.url))
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8')
 
 interface DependsOn {

@@ -1,0 +1,5 @@
+export { checkDocumentedMetrics, servedMetrics } from './documented-metrics.js'
+export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
+export { makeOrder } from './fixtures.js'
+export { settleNow } from './settle.js'
+export { createTestDatabase, openTestDb, startPrivateCluster } from './test-database.js'
