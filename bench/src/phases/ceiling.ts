@@ -2,6 +2,7 @@ import { claimableText, DEFAULT_SCHEMA } from '@postgres-queue/db'
 import postgres from 'postgres'
 import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
+import { orderColumns } from '../ours/columns.js'
 import { BENCH_ORDER, createOurDatabase, dropOurDatabase, preloadOrders } from '../ours/orders.js'
 import type { CeilingResult, ExactlyOnce } from '../results.js'
 import { DEFAULT_BATCH_SIZE } from '../settings.js'
@@ -101,7 +102,7 @@ const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
 }
 
 const insertOne: Step = async (sql) => {
-  await sql`insert into orders (customer_id, currency, items, total_cents) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)`
+  await sql`insert into orders (${orderColumns(sql, 'customerId', 'currency', 'items', 'totalCents')}) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)`
   return 1
 }
 
@@ -109,7 +110,7 @@ const insertOne: Step = async (sql) => {
 const insertOneAndNotify: Step = async (sql) => {
   await sql`
     with inserted as (
-      insert into orders (customer_id, currency, items, total_cents) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)
+      insert into orders (${orderColumns(sql, 'customerId', 'currency', 'items', 'totalCents')}) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)
       returning id
     )
     select pg_notify('bench_orders', id::text) from inserted`

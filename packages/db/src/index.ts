@@ -15,7 +15,14 @@ export * from './queries/health.js'
 export * from './queries/leases.js'
 export * from './queries/orders.js'
 export * from './queries/retention.js'
-export { type FailureOutcome, type Order, type OrderFailure, type RetryPolicy, retryDelayMs } from './queries/shared.js'
+export {
+  type FailureOutcome,
+  type Order,
+  type OrderFailure,
+  orderColumnName,
+  type RetryPolicy,
+  retryDelayMs,
+} from './queries/shared.js'
 export * from './queries/stats.js'
 export * from './queries/timers.js'
 export * from './queries/wakeups.js'

@@ -39,9 +39,14 @@ export function retryDelayMs(attempt: number, policy: RetryPolicy, random = Math
   return Math.round(nominal * (0.5 + random / 2))
 }
 
+/** The SQL name of an orders column: its key in schema.ts, as the client's snake_case casing maps it. */
+export function orderColumnName(key: keyof typeof orders.$inferSelect): string {
+  return toSnakeCase(key)
+}
+
 const orderColumns = Object.entries(getTableColumns(orders)).map(([key, column]) => ({
   key,
-  name: toSnakeCase(key),
+  name: orderColumnName(key as keyof typeof orders.$inferSelect),
   column,
 }))
 
