@@ -57,12 +57,13 @@ function noiseWarning(r: BenchResults): string[] {
 function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
   const rows: string[][] = []
   const ceiling = (pattern: string) => r.ceiling.find((c) => c.pattern === pattern)
-  const processing = (system: System, workers: number, mode?: string) =>
+  const processing = (system: System, workers: number, mode?: string, logLevel = 'warn') =>
     r.processing.find(
       (p) =>
         p.system === system &&
         p.workers === workers &&
-        (system !== 'ours' || (p.mode === mode && p.batchSize === DEFAULT_BATCH_SIZE)),
+        (system !== 'ours' ||
+          (p.mode === mode && p.batchSize === DEFAULT_BATCH_SIZE && (p.logLevel ?? 'warn') === logLevel)),
     )
 
   for (const mode of WORKER_MODES) {
@@ -81,6 +82,18 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
         ratio(ours.rate, limit?.rate),
         processingTarget(mode, workers, ours.rate, gw?.rate, limit?.rate),
       ])
+      const info = processing('ours', workers, mode, 'info')
+      if (info)
+        rows.push([
+          `the same at LOG_LEVEL=info (a line per order)`,
+          rate(info.rate, '/s') + flag(info.exactlyOnce),
+          '',
+          '',
+          '',
+          ratio(info.rate, gw?.rate),
+          ratio(info.rate, limit?.rate),
+          target('>= 0.9x the warn figure', info.rate >= 0.9 * ours.rate, `${ratio(info.rate, ours.rate)} of warn`),
+        ])
     }
   }
 

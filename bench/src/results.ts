@@ -17,6 +17,8 @@ export interface ProcessingResult {
   label: string
   mode?: string
   batchSize?: number
+  /** Ours: the workers' LOG_LEVEL (warn unless the measure is of info's cost). */
+  logLevel?: string
   workers: number
   jobs: number
   /** Completed rows already in the table before the run (the history measure). */

@@ -17,6 +17,7 @@ export interface OurProcessingOptions {
   batchSize: number
   historyRows?: number
   delayedRows?: number
+  logLevel?: 'warn' | 'info'
 }
 
 /**
@@ -28,10 +29,11 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
   const jobs = ctx.sizes.processingOrders
   const historyRows = options.historyRows ?? 0
   const delayedRows = options.delayedRows ?? 0
-  const label = `${options.mode} mode, batch ${options.batchSize}`
+  const logLevel = options.logLevel ?? 'warn'
+  const label = `${options.mode} mode, batch ${options.batchSize}${logLevel === 'warn' ? '' : `, LOG_LEVEL=${logLevel}`}`
   const { url, db } = await createOurDatabase(
     ctx,
-    `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d`,
+    `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d_${logLevel}`,
   )
   try {
     if (historyRows > 0) await loadHistory(url, historyRows)
@@ -65,6 +67,7 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
       label,
       mode: options.mode,
       batchSize: options.batchSize,
+      logLevel,
       workers: options.workers,
       jobs,
       historyRows,

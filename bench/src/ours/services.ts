@@ -7,14 +7,16 @@ import type { WorkerMode } from '../settings.js'
 export interface OurWorkerOptions {
   mode: WorkerMode
   batchSize: number
+  /** warn unless given: info logs a line per order, the product's default. */
+  logLevel?: 'warn' | 'info'
   /** The stock entry point, or the bench's latency worker (same loop, recording processor). */
   script?: string
   extraEnv?: Record<string, string>
 }
 
 /**
- * Starts `count` worker processes as production runs them. LOG_LEVEL=warn so the per-order info line
- * does not dominate a no-op processor; a drain tick every second (the worker drains at start and on
+ * Starts `count` worker processes as production runs them, at LOG_LEVEL=warn unless told otherwise
+ * (the processing phase measures info, the default, beside it); a drain tick every second (the worker drains at start and on
  * every wake-up, so the tick is only the safety net).
  */
 export function startOurWorkers(url: string, count: number, options: OurWorkerOptions): Child[] {
@@ -30,7 +32,7 @@ export function startOurWorkers(url: string, count: number, options: OurWorkerOp
         WORKER_MODE: options.mode,
         WORKER_BATCH_SIZE: String(options.batchSize),
         WORKER_CRON: '* * * * * *',
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: options.logLevel ?? 'warn',
         ...options.extraEnv,
       },
       { ipc: script !== scripts.worker },

@@ -35,6 +35,7 @@ export async function runScalePhase(
         r.system === 'ours' &&
         r.mode === mode &&
         r.batchSize === DEFAULT_BATCH_SIZE &&
+        (r.logLevel ?? 'warn') === 'warn' &&
         r.workers === workers &&
         r.historyRows === 0 &&
         r.delayedRows === 0,
