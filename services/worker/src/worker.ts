@@ -1,6 +1,5 @@
 import { type ClaimedBatch, type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
-import cron, { type ScheduledTask } from 'node-cron'
 import type { BatchDeps, BatchResult } from './batch.js'
 import type { WorkerConfig } from './config.js'
 import { drainInLanes } from './lanes.js'
@@ -9,6 +8,7 @@ import { ignoreProgress, type WorkerObserver } from './outcomes.js'
 import { runIsolatingPoison } from './poison.js'
 import type { OrderProcessor } from './processor.js'
 import { createPromoter } from './promoter.js'
+import { createSchedule } from './schedule.js'
 import { createWakeups } from './wakeups.js'
 
 export interface WorkerDeps {
@@ -50,7 +50,6 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     config.mode === 'lease'
       ? () => runLeaseBatch(deps)
       : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
-  let task: ScheduledTask | undefined
   let inFlight: Promise<void> | undefined
   // Set when a drain is requested while one runs: the running drain makes one more pass, so an
   // order that arrived mid-drain is not left waiting for the next tick.
@@ -114,22 +113,23 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     return inFlight
   }
 
-  async function tick(): Promise<void> {
-    await wakeups.ensure()
-    await promoter.run()
-    await drain()
-  }
+  const schedule = createSchedule({
+    cron: config.cron,
+    name: `drain ${config.workerId}`,
+    jitterMs: config.jitterMs,
+    log,
+    async onTick() {
+      await wakeups.ensure()
+      await promoter.run()
+      await drain()
+    },
+  })
 
   let started: Promise<void> | undefined
   return {
     start() {
       started ??= (async () => {
-        task = cron.schedule(config.cron, tick, {
-          name: `drain ${config.workerId}`,
-          noOverlap: true,
-          maxRandomDelay: config.jitterMs,
-          logger: cronLogger(log),
-        })
+        schedule.start()
         await wakeups.ensure()
         await promoter.run()
         void drain()
@@ -143,8 +143,7 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
       stopped = true
       draining.abort()
       promoter.stop()
-      await task?.destroy()
-      task = undefined
+      await schedule.stop()
       await wakeups.close()
       const running = inFlight
       if (running && !(await settlesWithin(running, config.shutdownTimeoutMs))) {
@@ -172,20 +171,4 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   ])
   clearTimeout(timer)
   return settled
-}
-
-/** node-cron's own warnings (e.g. a missed tick on a blocked event loop) go through pino. */
-function cronLogger(log: Logger) {
-  return {
-    info: (message: string) => log.debug({ source: 'node-cron' }, message),
-    // A tick skipped because the drain still runs is noOverlap doing its job, not a problem; at warn
-    // it would be a line a second for as long as a backlog lasts.
-    warn: (message: string) =>
-      /overlap/i.test(message)
-        ? log.debug({ source: 'node-cron' }, message)
-        : log.warn({ source: 'node-cron' }, message),
-    error: (message: string | Error, err?: Error) =>
-      log.error({ source: 'node-cron', err: err ?? message }, 'node-cron error'),
-    debug: (message: string | Error) => log.debug({ source: 'node-cron' }, String(message)),
-  }
 }
