@@ -1,8 +1,8 @@
-import { type ClaimedBatch, type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
+import { type Db, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
-import type { BatchDeps, BatchResult } from './batch.js'
+import type { BatchDeps } from './batch.js'
 import type { WorkerConfig } from './config.js'
-import { drainInLanes } from './lanes.js'
+import { createDrainer } from './drains.js'
 import { runLeaseBatch } from './lease-batch.js'
 import { ignoreProgress, type WorkerObserver } from './outcomes.js'
 import { runIsolatingPoison } from './poison.js'
@@ -37,26 +37,29 @@ export interface Worker {
 }
 
 /**
- * The worker loop, from its parts: lanes of batches (lanes.ts) drain the queue; a drain starts on
- * the schedule's tick, on a wake-up (wakeups.ts), or when the promoter (promoter.ts) made orders
- * due; stopping is two steps, as River stops: first start no more orders, then, past the shutdown
- * timeout, abandon the ones in hand.
+ * The worker loop, wired from its parts: lanes of batches drain the queue (drains.ts, lanes.ts); a
+ * drain starts on the schedule's tick (schedule.ts), on a wake-up (wakeups.ts), or when the
+ * promoter (promoter.ts) made orders due; stopping is two steps, as River stops: first start no
+ * more orders, then, past the shutdown timeout, abandon the ones in hand.
  */
 export function createWorker({ db, processor, config, log, observer = ignoreProgress }: WorkerDeps): Worker {
   const draining = new AbortController()
   const forced = new AbortController()
   const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
-  const runBatch =
-    config.mode === 'lease'
-      ? () => runLeaseBatch(deps)
-      : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
-  let inFlight: Promise<void> | undefined
-  // Set when a drain is requested while one runs: the running drain makes one more pass, so an
-  // order that arrived mid-drain is not left waiting for the next tick.
-  let drainAgain = false
-  let databaseDown = false
-  let stopped = false
-
+  const drainer = createDrainer({
+    maxLanes: config.batchesInFlight,
+    batchSize: config.batchSize,
+    runBatch: config.mode === 'lease' ? () => runLeaseBatch(deps) : (claimed) => runIsolatingPoison(deps, { claimed }),
+    log,
+    draining: draining.signal,
+    forced: forced.signal,
+    onBatch(result) {
+      if (result.retryAt) promoter.dueAt(result.retryAt)
+    },
+    // The LISTEN connection died with the database.
+    onRecovered: () => void wakeups.renew(),
+  })
+  const drain = drainer.drain
   const promoter = createPromoter({
     db,
     log,
@@ -68,51 +71,6 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     },
   })
   const wakeups = createWakeups({ db, log, onWake: (dueAt) => (dueAt ? promoter.dueAt(dueAt) : void drain()) })
-
-  function afterBatch(result: BatchResult): void {
-    if (result.retryAt) promoter.dueAt(result.retryAt)
-    if (databaseDown) {
-      databaseDown = false
-      log.info('database reachable again')
-      void wakeups.renew()
-    }
-  }
-
-  async function drainUntilEmpty(): Promise<void> {
-    do {
-      drainAgain = false
-      await drainInLanes({
-        maxLanes: config.batchesInFlight,
-        batchSize: config.batchSize,
-        runBatch,
-        onBatch: afterBatch,
-        stopped: () => stopped,
-      })
-    } while (drainAgain && !stopped)
-  }
-
-  function drain(): Promise<void> {
-    if (inFlight) {
-      drainAgain = true
-      return inFlight
-    }
-    inFlight = drainUntilEmpty()
-      .catch((err: unknown) => {
-        if (forced.signal.aborted) return // the forced stop's rollback, expected
-        if (isDatabaseUnavailable(err)) {
-          // Back off until the next tick; say so once per outage, not once per tick.
-          if (!databaseDown) log.warn({ err }, 'database unavailable; retrying on the next tick')
-          databaseDown = true
-        } else {
-          log.error({ err }, 'drain failed; retrying on the next tick')
-        }
-      })
-      .finally(() => {
-        inFlight = undefined
-      })
-    return inFlight
-  }
-
   const schedule = createSchedule({
     cron: config.cron,
     name: `drain ${config.workerId}`,
@@ -139,13 +97,12 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     },
 
     async stop() {
-      if (stopped) return
-      stopped = true
+      if (draining.signal.aborted) return
       draining.abort()
       promoter.stop()
       await schedule.stop()
       await wakeups.close()
-      const running = inFlight
+      const running = drainer.inFlight()
       if (running && !(await settlesWithin(running, config.shutdownTimeoutMs))) {
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'batch still running at shutdown; rolling it back')
         forced.abort(new Error('worker stopped'))
