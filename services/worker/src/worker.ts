@@ -1,14 +1,14 @@
-import { type ClaimedBatch, type Db, isDatabaseUnavailable, notifyOrdersWaiting } from '@postgres-queue/db'
+import { type Db, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
-import cron, { type ScheduledTask } from 'node-cron'
-import type { BatchDeps, BatchResult } from './batch.js'
+import type { BatchDeps } from './batch.js'
 import type { WorkerConfig } from './config.js'
-import { drainInLanes } from './lanes.js'
+import { createDrainer } from './drains.js'
 import { runLeaseBatch } from './lease-batch.js'
 import { ignoreProgress, type WorkerObserver } from './outcomes.js'
 import { runIsolatingPoison } from './poison.js'
 import type { OrderProcessor } from './processor.js'
 import { createPromoter } from './promoter.js'
+import { createSchedule } from './schedule.js'
 import { createWakeups } from './wakeups.js'
 
 export interface WorkerDeps {
@@ -37,27 +37,29 @@ export interface Worker {
 }
 
 /**
- * The worker loop, from its parts: lanes of batches (lanes.ts) drain the queue; a drain starts on
- * the schedule's tick, on a wake-up (wakeups.ts), or when the promoter (promoter.ts) made orders
- * due; stopping is two steps, as River stops: first start no more orders, then, past the shutdown
- * timeout, abandon the ones in hand.
+ * The worker loop, wired from its parts: lanes of batches drain the queue (drains.ts, lanes.ts); a
+ * drain starts on the schedule's tick (schedule.ts), on a wake-up (wakeups.ts), or when the
+ * promoter (promoter.ts) made orders due; stopping is two steps, as River stops: first start no
+ * more orders, then, past the shutdown timeout, abandon the ones in hand.
  */
 export function createWorker({ db, processor, config, log, observer = ignoreProgress }: WorkerDeps): Worker {
   const draining = new AbortController()
   const forced = new AbortController()
   const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
-  const runBatch =
-    config.mode === 'lease'
-      ? () => runLeaseBatch(deps)
-      : (claimed?: ClaimedBatch) => runIsolatingPoison(deps, { claimed })
-  let task: ScheduledTask | undefined
-  let inFlight: Promise<void> | undefined
-  // Set when a drain is requested while one runs: the running drain makes one more pass, so an
-  // order that arrived mid-drain is not left waiting for the next tick.
-  let drainAgain = false
-  let databaseDown = false
-  let stopped = false
-
+  const drainer = createDrainer({
+    maxLanes: config.batchesInFlight,
+    batchSize: config.batchSize,
+    runBatch: config.mode === 'lease' ? () => runLeaseBatch(deps) : (claimed) => runIsolatingPoison(deps, { claimed }),
+    log,
+    draining: draining.signal,
+    forced: forced.signal,
+    onBatch(result) {
+      if (result.retryAt) promoter.dueAt(result.retryAt)
+    },
+    // The LISTEN connection died with the database.
+    onRecovered: () => void wakeups.renew(),
+  })
+  const drain = drainer.drain
   const promoter = createPromoter({
     db,
     log,
@@ -69,67 +71,23 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     },
   })
   const wakeups = createWakeups({ db, log, onWake: (dueAt) => (dueAt ? promoter.dueAt(dueAt) : void drain()) })
-
-  function afterBatch(result: BatchResult): void {
-    if (result.retryAt) promoter.dueAt(result.retryAt)
-    if (databaseDown) {
-      databaseDown = false
-      log.info('database reachable again')
-      void wakeups.renew()
-    }
-  }
-
-  async function drainUntilEmpty(): Promise<void> {
-    do {
-      drainAgain = false
-      await drainInLanes({
-        maxLanes: config.batchesInFlight,
-        batchSize: config.batchSize,
-        runBatch,
-        onBatch: afterBatch,
-        stopped: () => stopped,
-      })
-    } while (drainAgain && !stopped)
-  }
-
-  function drain(): Promise<void> {
-    if (inFlight) {
-      drainAgain = true
-      return inFlight
-    }
-    inFlight = drainUntilEmpty()
-      .catch((err: unknown) => {
-        if (forced.signal.aborted) return // the forced stop's rollback, expected
-        if (isDatabaseUnavailable(err)) {
-          // Back off until the next tick; say so once per outage, not once per tick.
-          if (!databaseDown) log.warn({ err }, 'database unavailable; retrying on the next tick')
-          databaseDown = true
-        } else {
-          log.error({ err }, 'drain failed; retrying on the next tick')
-        }
-      })
-      .finally(() => {
-        inFlight = undefined
-      })
-    return inFlight
-  }
-
-  async function tick(): Promise<void> {
-    await wakeups.ensure()
-    await promoter.run()
-    await drain()
-  }
+  const schedule = createSchedule({
+    cron: config.cron,
+    name: `drain ${config.workerId}`,
+    jitterMs: config.jitterMs,
+    log,
+    async onTick() {
+      await wakeups.ensure()
+      await promoter.run()
+      await drain()
+    },
+  })
 
   let started: Promise<void> | undefined
   return {
     start() {
       started ??= (async () => {
-        task = cron.schedule(config.cron, tick, {
-          name: `drain ${config.workerId}`,
-          noOverlap: true,
-          maxRandomDelay: config.jitterMs,
-          logger: cronLogger(log),
-        })
+        schedule.start()
         await wakeups.ensure()
         await promoter.run()
         void drain()
@@ -139,14 +97,12 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
     },
 
     async stop() {
-      if (stopped) return
-      stopped = true
+      if (draining.signal.aborted) return
       draining.abort()
       promoter.stop()
-      await task?.destroy()
-      task = undefined
+      await schedule.stop()
       await wakeups.close()
-      const running = inFlight
+      const running = drainer.inFlight()
       if (running && !(await settlesWithin(running, config.shutdownTimeoutMs))) {
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'batch still running at shutdown; rolling it back')
         forced.abort(new Error('worker stopped'))
@@ -172,20 +128,4 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   ])
   clearTimeout(timer)
   return settled
-}
-
-/** node-cron's own warnings (e.g. a missed tick on a blocked event loop) go through pino. */
-function cronLogger(log: Logger) {
-  return {
-    info: (message: string) => log.debug({ source: 'node-cron' }, message),
-    // A tick skipped because the drain still runs is noOverlap doing its job, not a problem; at warn
-    // it would be a line a second for as long as a backlog lasts.
-    warn: (message: string) =>
-      /overlap/i.test(message)
-        ? log.debug({ source: 'node-cron' }, message)
-        : log.warn({ source: 'node-cron' }, message),
-    error: (message: string | Error, err?: Error) =>
-      log.error({ source: 'node-cron', err: err ?? message }, 'node-cron error'),
-    debug: (message: string | Error) => log.debug({ source: 'node-cron' }, String(message)),
-  }
 }
