@@ -11,3 +11,4 @@ export {
 } from './production-packages.js'
 export { settleNow } from './settle.js'
 export { createTestDatabase, openTestDb, startPrivateCluster } from './test-database.js'
+export { type WaitForOptions, waitFor } from './wait-for.js'
