@@ -12,6 +12,8 @@ export interface WaitForOptions {
   intervalMs?: number
 }
 
+type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>
+
 /**
  * For tests: checks `condition` until it returns a truthy value, and returns that value. Throws
  * `timed out after <timeoutMs> ms waiting for <message>` if it has not by then, so a test waits for
@@ -22,11 +24,11 @@ export interface WaitForOptions {
 export async function waitFor<T>(
   condition: () => T | Promise<T>,
   { message, timeoutMs = 10_000, intervalMs = 10 }: WaitForOptions,
-): Promise<T> {
+): Promise<Truthy<T>> {
   const deadline = performance.now() + timeoutMs
   for (;;) {
     const value = await condition()
-    if (value) return value
+    if (value) return value as Truthy<T>
     if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}`)
     await sleep(intervalMs)
   }
