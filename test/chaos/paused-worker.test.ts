@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { countOrdersByStatus, type Db, sql } from '@postgres-queue/db'
+import { waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { linesWith, type ServiceProcess, stopService } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 
 const ORDERS = 40
 const LEASE_MS = 1000
@@ -32,7 +32,11 @@ t.test(
     workers.push(paused)
 
     // Alone, it leases its first batch at once; freeze it right then, with orders in hand.
-    await waitUntil(async () => (await heldBy(db, 'paused')).length > 0, 60_000, 10)
+    await waitFor(async () => (await heldBy(db, 'paused')).length > 0, {
+      message: 'the paused worker to hold orders',
+      timeoutMs: 60_000,
+      intervalMs: 10,
+    })
     paused.child.kill('SIGSTOP')
     const pausedAt = performance.now()
     const held = await heldBy(db, 'paused')
@@ -40,18 +44,24 @@ t.test(
     // Its heartbeats stop, its leases lapse, and the other worker takes those orders over.
     const taker = startEffectWorker('taker', env)
     workers.push(taker)
-    await waitUntil(async () => (await completedBy(db, held)).every((by) => by === 'taker'), 60_000)
+    await waitFor(async () => (await completedBy(db, held)).every((by) => by === 'taker'), {
+      message: 'the taker to complete every order the paused worker held',
+      timeoutMs: 60_000,
+    })
     await sleep(Math.max(0, 3 * LEASE_MS - (performance.now() - pausedAt)))
     const pausedMs = Math.round(performance.now() - pausedAt)
     paused.child.kill('SIGCONT')
 
     // Resumed, its next heartbeat finds every lease taken over: the orders it was running are
     // aborted and left to their new holder, the ones still waiting are not started at all.
-    await waitUntil(
+    await waitFor(
       async () =>
         held.every((id) => linesWith(paused, LOST).some((l) => l.orderId === id)) &&
         linesWith(paused, LAPSED).length > 0,
-      30_000,
+      {
+        message: "the resumed worker to log each held order's lost lease, and a lapsed one",
+        timeoutMs: 30_000,
+      },
     )
     const lost = linesWith(paused, LOST)
     t.comment(
@@ -71,7 +81,11 @@ t.test(
       'the taker completed every order the paused worker held',
     )
 
-    await waitUntil(async () => (await countOrdersByStatus(db)).completed === ORDERS, 30_000)
+    await waitFor(async () => (await countOrdersByStatus(db)).completed === ORDERS, {
+      message: 'every order completed',
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    })
     const audit = await auditEffects(db, ids)
     t.same(
       audit,

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from '@postgres-queue/devkit'
-import { makeOrder } from '@postgres-queue/testkit'
+import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import semver from 'semver'
 import t, { type Test } from 'tap'
 import {
@@ -16,7 +16,6 @@ import {
   run,
 } from '../support/docker.js'
 import { installedPackages, packageId, productionPackages } from '../support/production-packages.js'
-import { waitUntil } from '../support/wait.js'
 
 // The compose stack as a user runs it: the unmodified docker-compose.yml and Dockerfiles, built and
 // started with `up --build --scale worker=3`, orders over HTTP, then what production does to it:
@@ -182,14 +181,17 @@ t.test(
         const workers = await followWorkers(project, workersSeen)
         // Every wake-up reaches every replica, and the first to claim wins: over the trickle and a
         // few small batches, each takes a share.
-        await waitUntil(
+        await waitFor(
           async () => {
             if (processedPerContainer(project, workers).every((n) => n > 0)) return true
             await submitted.batch(10)
             return false
           },
-          120_000,
-          1000,
+          {
+            message: 'every worker container to process an order',
+            timeoutMs: 120_000,
+            intervalMs: 1000,
+          },
         )
         t.pass(`all ${WORKERS.peak} workers process orders`)
 
@@ -217,11 +219,11 @@ t.test(
           const [postgres] = await project.containerIds('postgres')
           await project.compose(['restart', 'postgres'])
           expectedExits.set(postgres!, { why: 'restarted', codes: [0] })
-          await waitUntil(
-            async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200,
-            120_000,
-            250,
-          )
+          await waitFor(async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200, {
+            message: 'the api to answer /ready with 200',
+            timeoutMs: 120_000,
+            intervalMs: 250,
+          })
         })
         t.comment(`PostgreSQL restarted, api ready again, in ${seconds(restartMs)}`)
         const cutOff = workers
@@ -234,7 +236,11 @@ t.test(
         t.comment(`${cutOff.length} batches were cut off by the restart and rolled back`)
         // The api takes orders again after the restart.
         const afterRestart = submitted.ids.size
-        await waitUntil(async () => submitted.ids.size > afterRestart + 50, 60_000, 250)
+        await waitFor(async () => submitted.ids.size > afterRestart + 50, {
+          message: '50 more orders accepted after the restart',
+          timeoutMs: 60_000,
+          intervalMs: 250,
+        })
 
         const before = new Set(await project.containerIds('worker'))
         await project.compose(['up', '-d', '--no-build', '--no-recreate', '--scale', `worker=${WORKERS.end}`])
@@ -242,7 +248,11 @@ t.test(
         for (const id of before)
           if (!after.has(id) && !expectedExits.has(id)) expectedExits.set(id, { why: 'scaled in', codes: [0] })
         t.equal(after.size, WORKERS.end, `scaled in to ${WORKERS.end} worker`)
-        await waitUntil(async () => submitted.ids.size > afterRestart + 100, 60_000, 250)
+        await waitFor(async () => submitted.ids.size > afterRestart + 100, {
+          message: '100 more orders accepted after the restart',
+          timeoutMs: 60_000,
+          intervalMs: 250,
+        })
 
         const { acknowledged, retried } = await flow.stop()
         t.comment(
@@ -413,7 +423,7 @@ async function holdCompletions<T>(project: ComposeProject, act: (applicationName
   try {
     gate.send(`select pg_advisory_lock(${GATE_LOCK});`)
     let held: string | undefined
-    await waitUntil(
+    await waitFor(
       async () => {
         const [row] = await project.psql(`select application_name from pg_stat_activity
         where application_name like 'postgres-queue worker %' and wait_event_type = 'Lock' and wait_event = 'advisory'
@@ -421,19 +431,25 @@ async function holdCompletions<T>(project: ComposeProject, act: (applicationName
         held = row?.[0]
         return held !== undefined
       },
-      60_000,
-      100,
+      {
+        message: 'a worker whose completion waits at the gate',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      },
     )
     const result = await act(held!)
     gate.send(`select pg_advisory_unlock(${GATE_LOCK});`)
     // The killed worker's backend ends when the gate opens: its batch rolls back, or commits if the
     // worker had already sent its COMMIT with the completing UPDATE (one write): the work was done.
-    await waitUntil(
+    await waitFor(
       async () =>
         (await project.psql(`select count(*) from pg_stat_activity where application_name = '${held}'`))[0]?.[0] ===
         '0',
-      60_000,
-      100,
+      {
+        message: "the killed worker's session to end",
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      },
     )
     return result
   } finally {
@@ -538,7 +554,7 @@ async function checkImage(t: Test, docker: DockerTools, image: string): Promise<
 
 /** Waits until the api and `workers` workers are running and healthy. */
 async function waitForHealthy(project: ComposeProject, workers: number): Promise<void> {
-  await waitUntil(
+  await waitFor(
     async () => {
       const ids = [...(await project.containerIds('api')), ...(await project.containerIds('worker'))]
       const states = await project.inspect(ids)
@@ -551,17 +567,23 @@ async function waitForHealthy(project: ComposeProject, workers: number): Promise
         healthyWorkers.length === workers
       )
     },
-    300_000,
-    1000,
+    {
+      message: 'every api and worker container running and healthy',
+      timeoutMs: 300_000,
+      intervalMs: 1000,
+    },
   )
 }
 
 async function waitForCompleted(project: ComposeProject, count: number, timeoutMs = 120_000): Promise<void> {
-  await waitUntil(
+  await waitFor(
     async () =>
       (await project.psql(`select count(*) from orders where status = 'completed'`))[0]?.[0] === String(count),
-    timeoutMs,
-    500,
+    {
+      message: 'every submitted order completed',
+      timeoutMs: timeoutMs,
+      intervalMs: 500,
+    },
   )
 }
 

@@ -1,9 +1,8 @@
 import { closeDb, countOrdersByStatus, createDb, type Db, listOrders, type Order } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
-import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
+import { createTestDatabase, makeOrder, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { entryPoints, type ServiceProcess, startService, stopService } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 
 const ORDERS = 5000
 const SINGLE = 1000 // submitted one POST at a time (20 in flight); the rest in batches of 1000
@@ -26,7 +25,11 @@ t.test('the real api and three real workers drain 5,000 orders, each exactly onc
   t.teardown(() => Promise.all(all.map((p) => stopService(p))))
   await Promise.all(workers.map((w) => w.waitForLine((l) => l.msg === 'worker started')))
   const base = `http://127.0.0.1:${port}`
-  await waitUntil(async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200, 30_000)
+  await waitFor(async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200, {
+    message: 'the api to answer /ready with 200',
+    timeoutMs: 30_000,
+    intervalMs: 100,
+  })
 
   const started = Date.now()
   const ids: number[] = []
@@ -47,7 +50,11 @@ t.test('the real api and three real workers drain 5,000 orders, each exactly onc
   }
   t.equal(new Set(ids).size, ORDERS, 'every submission got its own id')
 
-  await waitUntil(async () => (await countOrdersByStatus(db)).completed === ORDERS, 120_000)
+  await waitFor(async () => (await countOrdersByStatus(db)).completed === ORDERS, {
+    message: 'every order completed',
+    timeoutMs: 120_000,
+    intervalMs: 100,
+  })
   const drainedMs = Date.now() - started
   t.comment(`submitted and drained ${ORDERS} orders in ${drainedMs} ms`)
 

@@ -2,10 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { closeDb, createDb, type Db, insertOrders, migrateDatabase, sql } from '@postgres-queue/db'
 import { freePort, startCluster } from '@postgres-queue/devkit'
-import { createEffectsTable, makeOrder, startPrivateCluster } from '@postgres-queue/testkit'
+import { createEffectsTable, makeOrder, startPrivateCluster, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { entryPoints, isRunning, type ServiceProcess, startService, stopService } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 
 // The standing proof of the guarantees: real worker processes in both modes and the real api,
 // against a real PostgreSQL, with a processor that misbehaves at random (test/fixtures/faults.ts:
@@ -205,14 +204,17 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   await Promise.all(submitters)
   const settleStarted = now()
   const progress: string[] = []
-  await waitUntil(
+  await waitFor(
     async () => {
       const left = await unfinished(db)
       progress.push(`${Math.round((now() - settleStarted) / 1000)}s:${left}`)
       return left === 0
     },
-    SETTLE_MS,
-    1000,
+    {
+      message: 'every order final after the faults stopped',
+      timeoutMs: SETTLE_MS,
+      intervalMs: 1000,
+    },
   ).catch(async (err: unknown) => {
     throw new Error(`seed ${SEED}: ${await unfinished(db)} orders not final ${SETTLE_MS} ms after the faults stopped`, {
       cause: err,

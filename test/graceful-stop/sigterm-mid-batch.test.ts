@@ -1,9 +1,9 @@
 import { countOrdersByStatus, listOrders } from '@postgres-queue/db'
+import { waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { linesWith, stopService } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 import { holdsWork } from '../support/work.js'
 
 const ORDERS = 30
@@ -34,7 +34,11 @@ for (const mode of ['transaction', 'lease'] as const) {
 
       // Past the first batch, and into the next one.
       await worker.waitForLine((line) => line.msg === 'order processed', 60_000)
-      await waitUntil(() => holdsWork(db, mode, worker.name), 10_000, 10)
+      await waitFor(() => holdsWork(db, mode, worker.name), {
+        message: 'the worker to hold a batch',
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      })
       const signalledAt = performance.now()
       worker.child.kill('SIGTERM')
       const exitCode = await worker.exited

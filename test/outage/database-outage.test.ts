@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, createDb, type Db, migrateDatabase, sql } from '@postgres-queue/db'
 import { freePort, startCluster } from '@postgres-queue/devkit'
-import { createEffectsTable, makeOrder, startPrivateCluster } from '@postgres-queue/testkit'
+import { createEffectsTable, makeOrder, startPrivateCluster, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
@@ -13,7 +13,6 @@ import {
   startService,
   stopService,
 } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 
 const OUTAGE_MS = 5000
 /** "Quickly": well under a client's patience, and under the pool's 5 s connect timeout. */
@@ -62,7 +61,11 @@ for (const mode of ['transaction', 'lease'] as const) {
       t.teardown(() => Promise.all(all.map((p) => stopService(p))))
       const base = `http://127.0.0.1:${port}`
       await Promise.all(workers.map((w) => w.waitForLine((l) => l.msg === 'worker started', 60_000)))
-      await waitUntil(async () => (await exchange(`${base}/ready`)).status === 200, 60_000)
+      await waitFor(async () => (await exchange(`${base}/ready`)).status === 200, {
+        message: 'the api to answer /ready with 200',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
 
       const submissions: Exchange[] = []
       let submitting = true
@@ -73,7 +76,11 @@ for (const mode of ['transaction', 'lease'] as const) {
         }
       })
       const acked = () => submissions.filter((s) => s.status === 201).length
-      await waitUntil(async () => acked() >= 100, 30_000)
+      await waitFor(async () => acked() >= 100, {
+        message: '100 orders acknowledged',
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      })
 
       await cluster.stop()
       const downAt = performance.now()
@@ -92,14 +99,26 @@ for (const mode of ['transaction', 'lease'] as const) {
       const upAt = performance.now()
       const upAtWall = Date.now()
       await readinessProbe
-      await waitUntil(async () => (await exchange(`${base}/ready`)).status === 200, 30_000)
+      await waitFor(async () => (await exchange(`${base}/ready`)).status === 200, {
+        message: 'the api to answer /ready with 200',
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      })
       const ackedBeforeRestart = acked()
-      await waitUntil(async () => acked() >= ackedBeforeRestart + 100, 60_000)
+      await waitFor(async () => acked() >= ackedBeforeRestart + 100, {
+        message: '100 more orders acknowledged after the restart',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
       submitting = false
       await Promise.all(submitters)
 
       const ids = submissions.flatMap((s) => (s.id === undefined ? [] : [s.id]))
-      await waitUntil(async () => (await completedCount(db, ids)) === ids.length, 60_000)
+      await waitFor(async () => (await completedCount(db, ids)) === ids.length, {
+        message: 'every acknowledged order completed',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
 
       const during = submissions.filter((s) => s.startedAt >= downAt && s.endedAt <= restartAt)
       const statuses = countBy(submissions.map((s) => s.status))

@@ -1,10 +1,9 @@
 import { countOrdersByStatus, type Db, getOrder, insertOrders, retryOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/testkit'
+import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
-import { waitUntil } from '../support/wait.js'
 
 const POISON_CUSTOMER = 'poison-customer'
 const MAX_ATTEMPTS = 3
@@ -33,7 +32,11 @@ for (const mode of ['transaction', 'lease'] as const) {
       const worker = startEffectWorker(`${mode}-poisoned`, env)
       workers.push(worker)
       const started = performance.now()
-      await waitUntil(async () => (await countOrdersByStatus(db)).failed === 1, 60_000)
+      await waitFor(async () => (await countOrdersByStatus(db)).failed === 1, {
+        message: 'the poison order dead-lettered',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
       t.comment(`${mode}: dead-lettered after ${Math.round(performance.now() - started)} ms (incl. worker start-up)`)
 
       const poison = await getOrder(db, poisonId)
@@ -51,7 +54,11 @@ for (const mode of ['transaction', 'lease'] as const) {
         'each attempt failed alone and was logged',
       )
       const others = ids.filter((id) => id !== poisonId)
-      await waitUntil(async () => (await countOrdersByStatus(db)).completed === others.length, 30_000)
+      await waitFor(async () => (await countOrdersByStatus(db)).completed === others.length, {
+        message: 'every other order completed',
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      })
       const completedFirstTime = await Promise.all(others.map(async (id) => (await getOrder(db, id))?.attempts))
       t.ok(
         completedFirstTime.every((a) => a === 1),
@@ -81,7 +88,10 @@ for (const mode of ['transaction', 'lease'] as const) {
       // Once the processor is fixed, the redriven order completes like any other.
       const fixed = startEffectWorker(`${mode}-fixed`, { ...env, POISON_CUSTOMER: '' })
       workers.push(fixed)
-      await waitUntil(async () => (await getOrder(db, poisonId))?.status === 'completed', 60_000)
+      await waitFor(async () => (await getOrder(db, poisonId))?.status === 'completed', {
+        message: 'the redriven order completed',
+        timeoutMs: 60_000,
+      })
       t.same(
         await auditEffects(db, ids),
         { missing: [], doubled: [], foreign: 0 },
@@ -118,7 +128,11 @@ t.test(
       if (performance.now() - started > 120_000) throw new Error(`not settled after ${deaths.length} deaths`)
       const worker = startEffectWorker(`lease-w${workers.length + 1}`, env)
       workers.push(worker)
-      await waitUntil(async () => !isRunning(worker) || (await done()), 60_000)
+      await waitFor(async () => !isRunning(worker) || (await done()), {
+        message: 'the worker to exit or the orders to be final',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
       if (!isRunning(worker)) deaths.push(await worker.exited)
     }
     t.comment(

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '@postgres-queue/devkit'
-import { createTestDatabase } from '@postgres-queue/testkit'
+import { createTestDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 
 // `pnpm start` as a user runs it (the built launcher, after `pnpm build`), on a test database:
@@ -32,10 +32,11 @@ t.test(
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
 
-    const deadline = Date.now() + 60_000
-    while (!output.includes('worker metrics on') && Date.now() < deadline && child.exitCode === null) {
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
+    // The hint's last line, or an early exit that the assertions below then report.
+    await waitFor(() => output.includes('worker metrics on') || child.exitCode !== null, {
+      timeoutMs: 60_000,
+      message: 'the launcher to print its hint',
+    })
     t.match(output, `api on http://localhost:${port}, 2 workers, database`)
     t.notMatch(output, `:${new URL(databaseUrl).password}@`, 'the password of a given DATABASE_URL is never printed')
     t.match(output, `worker metrics on http://localhost:${metricsPort}/metrics to :${metricsPort + 1}`)
@@ -59,14 +60,17 @@ t.test(
   },
 )
 
-async function waitForMetrics(port: number): Promise<string> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const body = await fetch(`http://localhost:${port}/metrics`).then(
-      (res) => (res.ok ? res.text() : ''),
-      () => '',
-    )
-    if (body.includes('postgres_queue_orders_processed_total') || Date.now() > deadline) return body
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
+/** The worker's metrics once they list processed orders (its metrics server may not be up yet). */
+function waitForMetrics(port: number): Promise<string> {
+  return waitFor(
+    () =>
+      fetch(`http://localhost:${port}/metrics`).then(
+        async (res) => {
+          const body = res.ok ? await res.text() : ''
+          return body.includes('postgres_queue_orders_processed_total') ? body : undefined
+        },
+        () => undefined,
+      ),
+    { timeoutMs: 30_000, intervalMs: 200, message: `metrics on port ${port}` },
+  )
 }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase } from '@postgres-queue/testkit'
+import { createTestDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
 
@@ -15,14 +15,23 @@ t.test('a transaction whose connection is killed runs none of its later statemen
   await db.execute(sql`create table marks (n int)`)
 
   let late: unknown
+  let closeArrived: () => void = () => {}
+  const closed = new Promise<void>((resolve) => (closeArrived = resolve))
+  let lateSettled = false
   const transaction = db.transaction(async (tx) => {
     const [row] = await tx.execute<{ pid: number }>(sql`select pg_backend_pid() as pid`)
     await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
-    await sleep(200) // the close arrives; the pool's connection object reconnects for others
-    await tx.execute(sql`insert into marks values (1)`).catch((err: unknown) => (late = err))
+    // Once the close has arrived (the pool's connection object then reconnects for others):
+    await closed
+    await tx
+      .execute(sql`insert into marks values (1)`)
+      .catch((err: unknown) => (late = err))
+      .finally(() => (lateSettled = true))
   })
-  await t.rejects(transaction, 'the transaction fails')
-  await sleep(300)
+  // postgres.js rejects the transaction when its connection closes, while the work still runs.
+  await t.rejects(transaction.finally(closeArrived), 'the transaction fails')
+  // Unpatched, it may never be answered: a deadline, not a bare await.
+  await waitFor(() => lateSettled, { message: 'the late statement to be answered' })
   t.ok(isDatabaseUnavailable(late), 'its later statement was refused as a lost connection')
   const [marks] = await db.execute<{ n: number }>(sql`select count(*)::int as n from marks`)
   t.equal(marks!.n, 0, 'and did not run outside the transaction')
@@ -63,7 +72,15 @@ t.test('queries queued behind a reserved connection that dies are refused, not l
   // More than postgres.js pipelines on one connection (100): the rest wait in the reservation's queue.
   const queries = [reserved`select pg_sleep(5)`, ...Array.from({ length: 150 }, () => reserved`select 1`)]
   const settled = Promise.allSettled(queries)
-  await sleep(100)
+  await waitFor(
+    async () => {
+      const [running] = await killer.execute<{ n: number }>(
+        sql`select count(*)::int as n from pg_stat_activity where pid = ${row!.pid} and state = 'active' and query like '%pg_sleep(5)%'`,
+      )
+      return running!.n === 1
+    },
+    { message: "the reservation's first query to be running" },
+  )
   await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
   const outcome = await Promise.race([settled, sleep(3000).then(() => 'still waiting' as const)])
   t.not(outcome, 'still waiting', 'every query settled once the connection died')

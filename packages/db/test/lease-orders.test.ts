@@ -118,6 +118,7 @@ t.test('a heartbeat keeps a lease alive, and extends one that lapsed but was not
   const db = await setUp(t)
   const [order] = await insertOrders(db, [makeOrder()])
   const lease = await leaseOne(db, 'a', 100)
+  // Time passing is the point: 200 ms, twice the lease, kept by a heartbeat every 50 ms.
   for (let i = 0; i < 4; i++) {
     await sleep(50)
     t.same(await extendLeases(db, { leases: [lease], leaseMs: 100 }), [order!.id])

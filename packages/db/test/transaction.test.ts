@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase } from '@postgres-queue/testkit'
+import { createTestDatabase, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   BatchTransaction,
@@ -116,10 +115,14 @@ t.test('work that keeps its transaction and writes after its time ran out writes
   let late: unknown
   let lateSettled: () => void = () => {}
   const settled = new Promise<void>((resolve) => (lateSettled = resolve))
+  let committed: () => void = () => {}
+  const transactionOver = new Promise<void>((resolve) => (committed = resolve))
   const outcome = await inTransaction(db, async (tx) => {
     const result = await tx.runInSavepoint(
       async (sp) => {
-        await sleep(400) // in JavaScript, past the timeout: nothing to cancel on the server
+        // Busy in JavaScript past the timeout (nothing to cancel on the server) until the
+        // transaction has committed and its connection is back in the pool.
+        await transactionOver
         await mark(sp, 'late')
           .catch((err: unknown) => (late = err))
           .finally(lateSettled)
@@ -129,6 +132,7 @@ t.test('work that keeps its transaction and writes after its time ran out writes
     await mark(tx, 'outer')
     return result
   })
+  committed()
   t.match(outcome, { ok: false, timedOut: true })
   await settled // long after the transaction committed, its connection back in the pool
   t.type(causeOf(late), SavepointClosedError, 'the late statement is refused before it reaches the server')
@@ -137,19 +141,23 @@ t.test('work that keeps its transaction and writes after its time ran out writes
 
 t.test('a statement the work started but did not await belongs to it, and a later one is refused', async (t) => {
   const db = await setUp(t)
-  let afterwards: unknown
+  let later: () => Promise<void> = async () => {}
   await inTransaction(db, async (tx) => {
     const outcome = await tx.runInSavepoint(
       async (sp) => {
         // (drizzle's queries are lazy: `catch` is what starts one without awaiting it)
         mark(sp, 'not awaited').catch(() => {})
-        setTimeout(() => void mark(sp, 'after return').catch((err: unknown) => (afterwards = err)), 50)
+        later = () => mark(sp, 'after return') // the work keeps its executor, to use it later
       },
       { timeoutMs: 1000 },
     )
     t.same(outcome, { ok: true })
   })
-  await sleep(150)
+  // Later: the work has returned and its transaction committed.
+  const afterwards = await later().then(
+    () => undefined,
+    (err: unknown) => err,
+  )
   t.type(causeOf(afterwards), SavepointClosedError)
   t.same(await marks(db), ['not awaited'])
 })
@@ -177,18 +185,24 @@ t.test('nested transactions inside the work are savepoints of its savepoint', as
 
 t.test('a nested transaction stuck past the time leaves the outer transaction usable', async (t) => {
   const db = await setUp(t)
+  let timedOut: () => void = () => {}
+  const timeRanOut = new Promise<void>((resolve) => (timedOut = resolve))
+  let nested: Promise<unknown> = Promise.resolve()
   await inTransaction(db, async (tx) => {
     const outcome = await tx.runInSavepoint(
       (sp) =>
-        sp.transaction(async (inner) => {
+        (nested = sp.transaction(async (inner) => {
           await mark(inner, 'undone')
-          await sleep(300)
+          await timeRanOut
           throw new Error('fails after the time ran out')
-        }),
+        })),
       { timeoutMs: 100 },
     )
     t.match(outcome, { timedOut: true })
-    await sleep(400) // the nested one throws now; postgres.js must not send its rollback into this transaction
+    timedOut()
+    // The nested one throws now and settles once its rollback was sent or refused: postgres.js must
+    // not send that rollback into this transaction.
+    await nested.catch(() => {})
     await mark(tx, 'outer')
   })
   t.same(await marks(db), ['outer'])
@@ -212,8 +226,24 @@ t.test('a transaction whose connection is killed refuses its later statements, a
   const { tx, rows } = await BatchTransaction.begin(db, { sql: 'select pg_backend_pid()', params: [] })
   await tx.execute({ sql: "insert into marks values ('lost with the transaction')", params: [] })
   await db.execute(sql`insert into marks values ('before')`)
+  // A statement in flight when the backend dies is refused when its connection closes: that
+  // refusal is the sign that the close has arrived (the pool's connection object then reconnects
+  // for others), and only then does the test send the next statement.
+  const inFlight = t.rejects(
+    tx.execute({ sql: 'select pg_sleep(30)', params: [] }),
+    'the statement in flight is refused',
+  )
+  await waitFor(
+    async () => {
+      const [running] = await db.execute<{ n: number }>(
+        sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and query like '%pg_sleep(30)%' and state = 'active' and pid <> pg_backend_pid()`,
+      )
+      return running!.n === 1
+    },
+    { message: 'the in-flight statement to be running' },
+  )
   await db.execute(sql`select pg_terminate_backend(${rows[0]![0] as number})`)
-  await sleep(100) // the close arrives; the pool's connection object reconnects for others
+  await inFlight
   await t.rejects(tx.execute({ sql: "insert into marks values ('lost')", params: [] }), 'a later statement is refused')
   await t.rejects(tx.commit({ sql: "insert into marks values ('lost too')", params: [] }), 'and so is the commit')
   t.same(await marks(db), ['before'], 'nothing ran in another session')

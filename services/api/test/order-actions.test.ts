@@ -1,5 +1,5 @@
 import { claimBatch, getOrder, insertOrders, listenForOrders } from '@postgres-queue/db'
-import { makeOrder, settleNow } from '@postgres-queue/testkit'
+import { makeOrder, settleNow, waitFor } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import Value from 'typebox/value'
@@ -114,8 +114,7 @@ t.test('a retry wakes the listening workers, so they need not wait for their nex
   for (const request of [() => post(`/orders/${failed[0]}/retry`), () => post('/orders/retry', { payload: {} })]) {
     const before = wakes
     t.equal((await request()).statusCode, 200)
-    const deadline = Date.now() + 2000
-    while (wakes === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    await waitFor(() => wakes > before, { message: 'a wake-up after the retry' })
     t.ok(wakes > before, 'the workers were woken')
   }
 })

@@ -5,10 +5,11 @@ import {
   type Db,
   isDatabaseUnavailable,
   listenForOrders,
+  notifyOrdersWaiting,
   sql,
 } from '@postgres-queue/db'
 import { createLogger } from '@postgres-queue/runtime'
-import { makeOrder, openTestDb } from '@postgres-queue/testkit'
+import { makeOrder, openTestDb, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import { createOrderIntake } from '../src/order-intake.js'
 import { startApi, UNREACHABLE_DATABASE_URL } from './helpers.js'
@@ -83,16 +84,26 @@ t.test('an order the database refuses fails alone, not the group it was coalesce
 
 t.test('each commit wakes the listening workers', async (t) => {
   const db = await setUp(t)
-  let wakeups = 0
-  const subscription = await listenForOrders(db, () => wakeups++)
+  const wakes: (Date | undefined)[] = []
+  const subscription = await listenForOrders(db, (dueAt) => wakes.push(dueAt))
   t.teardown(() => subscription.unsubscribe())
-  const before = wakeups // listenForOrders also wakes once when the subscription starts
+  wakes.length = 0 // listenForOrders also wakes once when the subscription starts
   const intake = createOrderIntake(db, options)
   await intake.submit(makeOrder())
   await intake.submitBatch([makeOrder(), makeOrder()])
-  await intake.flush()
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  t.ok(wakeups - before >= 1, `woken ${wakeups - before} times`)
+  await intake.flush() // its wake-ups are sent
+  // A marker sent after them: notifications arrive in commit order, so once the marker is in,
+  // every wake-up the intake sent is in too, and no later one can still come.
+  const marker = new Date(1)
+  await notifyOrdersWaiting(db, { dueAt: marker })
+  await waitFor(() => wakes.some((dueAt) => dueAt?.getTime() === marker.getTime()), {
+    message: 'the marker notification',
+  })
+  t.same(
+    wakes.map((dueAt) => dueAt?.getTime() ?? 'due now'),
+    ['due now', 'due now', marker.getTime()],
+    'two commits, two wake-ups for orders due now, then the marker',
+  )
 })
 
 t.test('an unreachable database rejects every waiting submission as unavailable', async (t) => {

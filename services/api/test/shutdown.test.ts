@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { startApi } from './helpers.js'
 
@@ -13,10 +14,12 @@ t.test('on close, finishes the requests in flight and closes their keep-alive co
     await released
     return { done: true }
   })
-  // Lets the request finish just after close() has stopped the server, so its connection is busy then
-  // and not among the idle ones Node closes at once.
+  // Lets the request finish once close() has stopped the server listening, so its connection is busy
+  // then and not among the idle ones Node closes at once. (preClose runs before that: not awaited.)
   app.addHook('preClose', async () => {
-    setTimeout(release, 50)
+    void waitFor(() => !app.server.listening, { message: 'close() to stop the server listening' })
+      .catch((err: unknown) => t.threw(err))
+      .finally(release)
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }

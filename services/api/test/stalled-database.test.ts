@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, countOrdersByStatus, createDb, type Db, sql } from '@postgres-queue/db'
-import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
+import { createTestDatabase, makeOrder, waitFor } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
@@ -100,10 +100,14 @@ t.test('a full intake queue refuses more submissions at once, and /ready says so
   const { app, db, url } = await setUp(t, { API_INTAKE_QUEUE_LIMIT: '5', DATABASE_STATEMENT_TIMEOUT_MS: '3000' })
   const unlock = await lockOrders(t, url)
   // One insert waits on the lock; five more queue behind it; the rest find the queue full.
+  let refusedSoFar = 0
   const submissions = Array.from({ length: 12 }, () =>
-    timed(app, { method: 'POST', url: '/orders', payload: makeOrder() }),
+    timed(app, { method: 'POST', url: '/orders', payload: makeOrder() }).then((answer) => {
+      if (answer.code === 'INTAKE_SATURATED') refusedSoFar++
+      return answer
+    }),
   )
-  await sleep(200)
+  await waitFor(() => refusedSoFar > 0, { message: 'a submission refused by the full intake queue' })
   const ready = await timed(app, { method: 'GET', url: '/ready' })
   t.equal(ready.status, 503, 'not ready while the queue is full')
   t.ok(ready.ms < 100, 'said at once, without asking the database')

@@ -1,7 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
-import { checkDocumentedMetrics, makeOrder, servedMetrics } from '@postgres-queue/testkit'
+import { checkDocumentedMetrics, makeOrder, servedMetrics, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { joinFleet } from '../src/fleet.js'
 import { scheduleMaintenance } from '../src/maintenance.js'
@@ -22,10 +21,9 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
   }
   await createWorker({ db, processor, config, log: silentLogger, observer: fleet.observer }).drain()
   // The next heartbeats carry the counts.
-  for (let seen = await listWorkers(db); seen[0]?.processed !== 2; ) {
-    await sleep(20)
-    seen = await listWorkers(db)
-  }
+  await waitFor(async () => (await listWorkers(db))[0]?.processed === 2, {
+    message: 'a heartbeat to report 2 orders processed',
+  })
   t.match(await listWorkers(db), [{ id: 'fleet-1', processed: 2, failed: 1 }])
   t.match(await getQueueStats(db), { completedLastMinute: 2, failedLast5Minutes: 1 })
   await fleet.leave()

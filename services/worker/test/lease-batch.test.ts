@@ -40,7 +40,7 @@ t.test('orders of a lease batch run concurrently, up to the configured concurren
   let peak = 0
   const processor: OrderProcessor = async () => {
     peak = Math.max(peak, ++running_)
-    await sleep(50)
+    await sleep(50) // work that takes a moment, so that orders overlap
     running_--
   }
   await runLeaseBatch({ db, processor, config: leaseConfig({ concurrency: 4 }), log: silentLogger, ...running })
@@ -97,6 +97,7 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
     await db.execute(
       sql`update orders set locked_by = 'usurper', lease_token = lease_token + 1, attempts = attempts + 1 where id = ${o.id}`,
     )
+    // Work longer than the 150 ms lease: only the heartbeat's abort can end it early.
     await sleep(1000, undefined, { signal: ctx.signal }).catch(() => (aborted = true))
     return recordEffect(o.id, ctx.workerId)
   }
@@ -154,7 +155,7 @@ t.test(
         rivals.push(
           ...(await leaseOrders(db, { limit: 10, workerId: 'rival', leaseMs: 10_000 })).map((l) => l.order.id),
         )
-        await sleep(20)
+        await sleep(20) // the rival's poll interval
       }
     }
     // One at a time, 150 ms each: the last order waits 750 ms and the first waits as long to be

@@ -3,6 +3,7 @@ import { getEventListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { Order } from '@postgres-queue/db'
+import { waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import type { ProcessContext } from '../src/processor.js'
 import { runProcessor } from '../src/run-processor.js'
@@ -58,14 +59,14 @@ t.test('a signal first read after the timeout is already aborted', async (t) => 
   let late: AbortSignal | undefined
   const result = await runProcessor(
     async (_order, ctx) => {
-      await sleep(150)
+      await sleep(150) // work that outlives its 50 ms
       late = ctx.signal
     },
     order,
     options({ timeoutMs: 50 }),
   )
   t.equal(result.ok, false)
-  await sleep(150)
+  await waitFor(() => late, { message: 'the late work to read its signal' })
   t.equal(late?.aborted, true, 'it does not let late work believe it still has time')
   t.match(late?.reason, { name: 'OrderTimeoutError' })
 })

@@ -1,5 +1,5 @@
 import { getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/testkit'
+import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { loadConfig, type OrderProcessor, startWorker } from '../src/index.js'
 import { setUpDatabase } from './helpers.js'
@@ -25,10 +25,9 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
 
   const [order] = await insertOrders(db, [makeOrder()])
   await notifyOrdersWaiting(db)
-  const deadline = Date.now() + 10_000
-  while ((await getOrder(db, order!.id))?.status !== 'completed' && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await waitFor(async () => (await getOrder(db, order!.id))?.status === 'completed', {
+    message: `order ${order!.id} to be completed`,
+  })
   t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: worker.id }, 'picked up by its wake-up')
   t.same(processed, [order!.id])
   t.match(await worker.metrics.metrics(), /postgres_queue_orders_processed_total\{[^}]*outcome="completed"[^}]*\} 1/)

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, listOrders, sql } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
+import { effectCounts, makeOrder, recordEffect, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { runIsolatingPoison } from '../src/poison.js'
 import type { OrderProcessor } from '../src/processor.js'
@@ -186,13 +186,19 @@ t.test(
     const { db } = await setUpDatabase(t)
     const [stuck, good] = await insertOrders(db, [makeOrder({ customerId: 'hot-row' }), makeOrder()])
     let lateWrite: unknown
+    let lateWriteSettled = false
     const processor: OrderProcessor = async (order, ctx) => async (tx) => {
       await recordEffect(order.id, ctx.workerId)(tx)
       if (order.customerId !== 'hot-row') return
       // A lock wait on a hot stock row: the statement outlives the order's time.
       await tx.execute(sql`select pg_sleep(20)`).catch(() => {})
       // It shrugs the cancel off and writes again, with its transaction long over.
-      await recordEffect(order.id, 'after-timeout')(tx).catch((err: unknown) => (lateWrite = err))
+      await recordEffect(
+        order.id,
+        'after-timeout',
+      )(tx)
+        .catch((err: unknown) => (lateWrite = err))
+        .finally(() => (lateWriteSettled = true))
     }
     const started = performance.now()
     await runTransactionBatch({
@@ -205,7 +211,8 @@ t.test(
     t.ok(performance.now() - started < 5000, 'the batch did not wait for the statement')
     t.match(await getOrder(db, stuck!.id), { status: 'pending', attempts: 1, lastError: /CommitWorkTimeoutError/ })
     t.match(await getOrder(db, good!.id), { status: 'completed' })
-    await sleep(200)
+    // The batch has moved on; the stuck work gets its cancel, then tries its late write.
+    await waitFor(() => lateWriteSettled, { message: "the stuck work's late write to be answered" })
     t.type((lateWrite as Error | undefined)?.cause, Error, 'the late write was refused')
     t.same(await effectCounts(db), new Map([[good!.id, 1]]), 'no effect of the stuck order, now or later')
   },

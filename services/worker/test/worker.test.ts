@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { claimBatch, closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
+import { effectCounts, makeOrder, recordEffect, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import type { BatchResult } from '../src/batch.js'
 import { drainInLanes } from '../src/lanes.js'
@@ -73,7 +73,7 @@ t.test('a second batch goes in flight only while claims come back full', async (
     db,
     processor: async (order, ctx) => {
       mostInHand = Math.max(mostInHand, ++inHand)
-      await sleep(5)
+      await sleep(5) // work that takes a moment, so that a second batch can be in hand meanwhile
       inHand -= 1
       return recordEffect(order.id, ctx.workerId)
     },
@@ -113,16 +113,19 @@ t.test('a tick skipped while a drain runs is logged at debug, not as a warning',
     log,
   })
   worker.start()
-  await sleep(2500) // two ticks or more while the first drain is held
+  const fromCron = () => lines.filter((line) => line.source === 'node-cron')
+  // A second tick while the first drain is held: node-cron skips it, and says so.
+  await waitFor(() => fromCron().some((line) => /overlap/.test(String(line.msg))), {
+    message: 'node-cron to log a skipped tick',
+  })
   release()
   await worker.stop()
-  const fromCron = lines.filter((line) => line.source === 'node-cron')
   t.ok(
-    fromCron.some((line) => /overlap/.test(String(line.msg))),
+    fromCron().some((line) => /overlap/.test(String(line.msg))),
     'node-cron skipped a tick',
   )
   t.notOk(
-    fromCron.some((line) => Number(line.level) >= 40),
+    fromCron().some((line) => Number(line.level) >= 40),
     'and said so below warn',
   )
 })
@@ -152,23 +155,22 @@ t.test('stop settles the order in hand and starts no other: they stay pending, u
     db,
     Array.from({ length: 10 }, () => makeOrder()),
   )
-  let stopping: Promise<void> | undefined
+  let stopRequested: ((stopped: Promise<void>) => void) | undefined
+  const stopping = new Promise<void>((resolve) => (stopRequested = resolve))
   const worker = createWorker({
     db,
     processor: async (order, ctx) => {
-      stopping ??= worker.stop()
-      await sleep(20)
+      // The first order in hand asks the worker to stop, once.
+      stopRequested?.(worker.stop())
+      stopRequested = undefined
+      await sleep(20) // the order is still in hand while the stop begins
       return recordEffect(order.id, ctx.workerId)
     },
     config: testConfig({ batchSize: 5 }),
     log: silentLogger,
   })
   await worker.start()
-  await new Promise<void>((resolve) => {
-    const check = () => (stopping ? resolve() : setTimeout(check, 5))
-    check()
-  })
-  await stopping
+  await stopping // resolves once the stop that the order in hand requested has finished
   t.equal((await effectCounts(db)).size, 1, 'the order in hand completed')
   const pending = await listOrders(db, { status: 'pending', limit: 10 })
   t.equal(pending.length, 9, 'no other order was started')
