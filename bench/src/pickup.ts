@@ -13,6 +13,9 @@ export interface PickupMeasure {
   latencyMs: LatencySummary
   /** Problems with the handlers' start messages: a job started twice, or never. */
   problems: string[]
+  /** Each job's key: when its submitting call began, and when its handler first started. */
+  submittedAt: ReadonlyMap<number, number>
+  startedAt: ReadonlyMap<number, number>
 }
 
 /**
@@ -58,5 +61,7 @@ export async function measurePickup(
   return {
     latencyMs: summarizeLatencies(latencies),
     problems: checkExactlyOnce(startedKeys, [...submitted.keys()]),
+    submittedAt: submitted,
+    startedAt: starts,
   }
 }

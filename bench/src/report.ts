@@ -351,6 +351,20 @@ function detailSections(r: BenchResults): string[] {
     '',
     "From just before the submitting call to the handler's (processor's) first line, clocks of two processes on one machine.",
   )
+  const hopped = r.latency.filter((l) => l.hopsMs)
+  if (hopped.length > 0) {
+    out.push('', "Ours, hop by hop: milliseconds from the client's send to each hop (p50 / p99).", '')
+    const hops = Object.keys(hopped[0]?.hopsMs ?? {})
+    out.push(
+      ...table(
+        ['setup', ...hops],
+        hopped.map((l) => [
+          l.label.split(',')[0] ?? l.label,
+          ...hops.map((hop) => `${l.hopsMs?.[hop]?.p50} / ${l.hopsMs?.[hop]?.p99}`),
+        ]),
+      ),
+    )
+  }
   out.push('', '## PostgreSQL ceiling (plain SQL, postgres.js, our schema)', '')
   out.push(
     ...table(

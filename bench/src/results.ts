@@ -62,6 +62,11 @@ export interface LatencyResult {
   workers: number
   submitted: number
   latencyMs: LatencySummary
+  /**
+   * Ours: milliseconds from the client's send to each hop on the way to the handler (the insert's
+   * statement start, the api's answer, a NOTIFY reaching a listener, the handler's start).
+   */
+  hopsMs?: Record<string, LatencySummary>
   exactlyOnce: ExactlyOnce
 }
 

@@ -1,12 +1,15 @@
+import { listenForOrders } from '@postgres-queue/db'
+import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
 import { BENCH_ORDER, createOurDatabase, dropOurDatabase, verifyOrders } from '../ours/orders.js'
 import { startOurApi, startOurWorkers } from '../ours/services.js'
 import { PEER_NAMES, PEERS, type PeerName } from '../peers/index.js'
 import { startPeerWorkers } from '../peers/workers.js'
-import { measurePickup } from '../pickup.js'
+import { measurePickup, type PickupMeasure } from '../pickup.js'
 import { scripts, stopAll, waitUntil } from '../processes.js'
 import type { LatencyResult } from '../results.js'
 import { DEFAULT_BATCH_SIZE, WORKER_MODES, type WorkerMode } from '../settings.js'
+import { summarizeLatencies } from '../stats.js'
 import { REPORT_STARTS_ENV } from '../workers/protocol.js'
 import { describeLatency } from './describe.js'
 
@@ -32,7 +35,9 @@ export async function runLatencyPhase(ctx: BenchContext): Promise<LatencyResult[
  * Ours: the real api takes each order (POST /orders, one at a time, the client's clock started just
  * before the request), and three processes of the real worker loop with a recording processor pick
  * them up, by whatever wakes the worker: the drain tick (every second here, after up to
- * WORKER_JITTER_MS) and any wake-up the worker has.
+ * WORKER_JITTER_MS) and any wake-up the worker has. Timed per hop too: the insert's statement
+ * start (the order's createdAt, the server's clock on this machine), the api's answer, and the
+ * arrival of the api's NOTIFY at a listener of the bench's own, as at a worker's.
  */
 async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<LatencyResult> {
   const { url, db } = await createOurDatabase(ctx, `ours_latency_${mode}`)
@@ -44,11 +49,17 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
     extraEnv: { [REPORT_STARTS_ENV]: '1' },
   })
   const body = JSON.stringify(BENCH_ORDER)
+  const hops: Hops = { stored: new Map(), answered: new Map(), notified: [] }
+  const subscription = await listenForOrders(db, () => hops.notified.push(nowMs()))
   try {
     const measure = await measurePickup(ctx, workers, async () => {
       const res = await fetch(`${api.baseUrl}/orders`, { method: 'POST', body, headers: api.headers })
+      const answeredAt = nowMs()
       if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${await res.text()}`)
-      return ((await res.json()) as { id: number }).id
+      const order = (await res.json()) as { id: number; createdAt: string }
+      hops.stored.set(order.id, Date.parse(order.createdAt))
+      hops.answered.set(order.id, answeredAt)
+      return order.id
     })
     await stopAll(workers)
     const stored = await verifyOrders(db, { after: 0, expected: ctx.sizes.latencyOrders })
@@ -59,6 +70,7 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
       workers: LATENCY_WORKERS,
       submitted: ctx.sizes.latencyOrders,
       latencyMs: measure.latencyMs,
+      hopsMs: hopTimes(measure, hops),
       exactlyOnce: {
         ok: problems.length === 0,
         how: 'one processor start per order, and every order read back completed with attempts = 1',
@@ -66,9 +78,38 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
       },
     }
   } finally {
+    await subscription.unsubscribe()
     await stopAll([...workers, api.child])
     await dropOurDatabase(ctx, url, db)
   }
+}
+
+interface Hops {
+  stored: Map<number, number>
+  answered: Map<number, number>
+  /** When each notification arrived, in order. */
+  notified: number[]
+}
+
+/** Each hop's time from the send, per order; a notification counts for the first order sent before it. */
+function hopTimes(measure: PickupMeasure, hops: Hops): Record<string, ReturnType<typeof summarizeLatencies>> {
+  const sent = [...measure.submittedAt].sort((a, b) => a[1] - b[1])
+  const notifiedAfter = (at: number, before: number) => hops.notified.find((n) => n >= at && n < before)
+  const times = { 'insert began': [], 'api answered': [], 'NOTIFY arrived': [], 'handler started': [] } as Record<
+    string,
+    number[]
+  >
+  sent.forEach(([id, at], i) => {
+    const next = sent[i + 1]?.[1] ?? Infinity
+    const values: [string, number | undefined][] = [
+      ['insert began', hops.stored.get(id)],
+      ['api answered', hops.answered.get(id)],
+      ['NOTIFY arrived', notifiedAfter(at, next)],
+      ['handler started', measure.startedAt.get(id)],
+    ]
+    for (const [hop, value] of values) if (value !== undefined) times[hop]?.push(value - at)
+  })
+  return Object.fromEntries(Object.entries(times).map(([hop, values]) => [hop, summarizeLatencies(values)]))
 }
 
 async function latencyPeer(ctx: BenchContext, system: PeerName): Promise<LatencyResult> {
