@@ -236,8 +236,9 @@ t.test('insertSubmissionsAndWake: the due-now wake-up arrives once the orders ar
   t.same(seen, [{ dueAt: undefined, visible: 2 }], 'due now, and both orders visible when it arrived')
 
   // A refused insert stores nothing and is reported as the insert's error.
-  await t.rejects(insertSubmissionsAndWake(db, [{ orders: [makeOrder({ currency: 'eur' })] }], { returnRows: false }), {
-    cause: { constraint_name: 'orders_currency_iso4217' },
-  })
+  await t.rejects(
+    insertSubmissionsAndWake(db, [{ orders: [makeOrder({ currency: 'eur' })] }], { returnRows: false }),
+    /orders_currency_iso4217/,
+  )
   t.equal((await countOrdersByStatus(db)).pending, 2)
 })

@@ -1,4 +1,4 @@
-import { and, asc, DrizzleQueryError, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
 import type { Db, Executor } from '../client.js'
 import { idempotencyKeys, type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
 import { drizzleOf } from '../transaction.js'
@@ -86,12 +86,7 @@ export async function insertSubmissionsAndWake(
   return storeSubmissions(submissions, returnRows, async (statement) => {
     const insert = drizzleOf(db).dialect.sqlToQuery(statement)
     const wake = dueNowNotification(db)
-    // Failures wrapped as drizzle wraps them on every other path (DrizzleQueryError, the cause
-    // inside), so callers and the logs see the same error whichever path stored the orders.
-    const failed = (err: unknown) => new DrizzleQueryError(insert.sql, insert.params, err as Error)
-    const connection = await db.$client.reserve().catch((err: unknown) => {
-      throw failed(err)
-    })
+    const connection = await db.$client.reserve()
     try {
       // Settled, not all: the insert's outcome is the answer. A failed wake-up delays pickup until
       // the workers' next tick; it loses nothing.
@@ -99,7 +94,7 @@ export async function insertSubmissionsAndWake(
         connection.unsafe(insert.sql, insert.params as never[]),
         connection.unsafe(wake.sql, wake.params as never[]),
       ])
-      if (stored.status === 'rejected') throw failed(stored.reason)
+      if (stored.status === 'rejected') throw stored.reason
       return stored.value as unknown as Record<string, unknown>[]
     } finally {
       connection.release()
