@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb, settleNow, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openTestDb, settleNow } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   cancelOrder,
@@ -9,12 +9,9 @@ import {
   getOrder,
   insertOrders,
   insertSubmissions,
-  insertSubmissionsAndWake,
-  listenForOrders,
   listOrders,
   retryOrders,
   type Submission,
-  sql,
 } from '../src/index.js'
 
 const setUp = (t: Test, maxConnections = 10) => openTestDb(t, { maxConnections })
@@ -210,35 +207,4 @@ t.test('listOrders pages oldest first by default and newest first with order des
   t.same(await page({ limit: 2, order: 'desc', after: ids[3] }), [ids[2], ids[1]], 'after: ids below the cursor')
   t.same(await page({ limit: 10, order: 'desc', status: 'failed' }), [ids[4], ids[2], ids[1]], 'latest failed first')
   t.same(await page({ limit: 10, order: 'desc', status: 'failed', after: ids[1] }), [], 'past the oldest: empty')
-})
-
-t.test('insertSubmissionsAndWake: the due-now wake-up arrives once the orders are committed', async (t) => {
-  const db = await setUp(t)
-  const seen: { dueAt: Date | undefined; visible: number }[] = []
-  const subscription = await listenForOrders(db, (dueAt) => {
-    // Read at once, on another connection: the orders must already be there.
-    void countOrdersByStatus(db).then(({ pending }) => seen.push({ dueAt, visible: pending }))
-  })
-  t.teardown(() => subscription.unsubscribe())
-  await waitFor(() => seen.length === 1, { message: 'the wake-up every subscription starts with' })
-  seen.length = 0
-  // The insert takes 300 ms: a wake-up sent beside it, not behind it, would arrive before its commit.
-  await db.execute(sql`create function slow_insert() returns trigger language plpgsql
-    as $$ begin perform pg_sleep(0.3); return null; end $$`)
-  await db.execute(
-    sql`create trigger slow_insert before insert on orders for each statement execute function slow_insert()`,
-  )
-  t.teardown(() => db.execute(sql`drop trigger slow_insert on orders`))
-
-  const [result] = await insertSubmissionsAndWake(db, [{ orders: [makeOrder(), makeOrder()] }], { returnRows: true })
-  t.match(result, { stored: true, ids: [Number, Number] })
-  await waitFor(() => seen.length === 1, { message: 'the wake-up behind the insert' })
-  t.same(seen, [{ dueAt: undefined, visible: 2 }], 'due now, and both orders visible when it arrived')
-
-  // A refused insert stores nothing and is reported as the insert's error.
-  await t.rejects(
-    insertSubmissionsAndWake(db, [{ orders: [makeOrder({ currency: 'eur' })] }], { returnRows: false }),
-    /orders_currency_iso4217/,
-  )
-  t.equal((await countOrdersByStatus(db)).pending, 2)
 })

@@ -3,7 +3,6 @@ import {
   findIdempotencyKeys,
   type IdempotencyKey,
   insertSubmissions,
-  insertSubmissionsAndWake,
   isTransientDatabaseError,
   type NewOrder,
   notifyOrdersWaiting,
@@ -98,13 +97,12 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
   }
 
   async function insertGroup(group: Pending[]): Promise<void> {
-    const sentAt = Date.now()
     let results: SubmissionResult[]
     try {
-      results = await insertAndWake(
+      results = await insertSubmissions(
+        db,
         group.map((p) => p.submission),
         { returnRows: true },
-        sentAt,
       )
     } catch (err) {
       if (group.length > 1 && refusedByServer(err)) {
@@ -124,10 +122,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       if (result.stored) p.resolve(result)
       else taken.push(p)
     })
-    wakeForScheduled(
-      group.flatMap((p) => p.submission.orders),
-      sentAt,
-    )
+    wake(group.flatMap((p) => p.submission.orders))
     if (taken.length > 0) await resolveTaken(taken)
   }
 
@@ -150,23 +145,6 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     }
   }
 
-  /**
-   * The insert, with the due-now wake-up pipelined behind it when any order is due now (it reaches
-   * the workers a round trip sooner than one sent after the answer); scheduled orders are told of
-   * afterwards, by wakeForScheduled. `now`: when the insert was sent, for both, so that an order
-   * is either due now or scheduled for both however long the insert takes.
-   */
-  function insertAndWake(submissions: readonly Submission[], options: { returnRows: boolean }, now: number) {
-    const dueNow = submissions.some((s) => s.orders.some((o) => o.runAt === undefined || o.runAt.getTime() <= now))
-    return dueNow ? insertSubmissionsAndWake(db, submissions, options) : insertSubmissions(db, submissions, options)
-  }
-
-  /** The wake-up naming when the earliest of `orders` scheduled for later comes due, if any is. */
-  function wakeForScheduled(orders: readonly NewOrder[], now: number): void {
-    const scheduled = orders.filter((o) => o.runAt !== undefined && o.runAt.getTime() > now)
-    if (scheduled.length > 0) wake(scheduled)
-  }
-
   function enqueue(p: Pending): void {
     queue.push(p)
     pump()
@@ -183,10 +161,9 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
 
     async submitBatch(orders, idempotency) {
       const submission = idempotency === undefined ? { orders } : { orders, idempotency }
-      const sentAt = Date.now()
-      const [result] = await insertAndWake([submission], { returnRows: false }, sentAt)
+      const [result] = await insertSubmissions(db, [submission], { returnRows: false })
       if (result?.stored) {
-        wakeForScheduled(orders, sentAt)
+        wake(orders)
         return result
       }
       const key = (await findIdempotencyKeys(db, [idempotency?.key ?? ''])).get(idempotency?.key ?? '')

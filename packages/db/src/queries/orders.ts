@@ -1,9 +1,7 @@
 import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
-import type { Db, Executor } from '../client.js'
+import type { Executor } from '../client.js'
 import { idempotencyKeys, type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
-import { drizzleOf } from '../transaction.js'
 import { decodeOrder, type Order } from './shared.js'
-import { dueNowNotification } from './wakeups.js'
 
 /** What a client submits; the server derives the total and everything else. */
 export interface NewOrder {
@@ -67,46 +65,6 @@ export async function insertSubmissions(
   submissions: readonly Submission[],
   { returnRows }: { returnRows: boolean },
 ): Promise<SubmissionResult[]> {
-  return storeSubmissions(submissions, returnRows, (statement) => db.execute(statement))
-}
-
-/**
- * insertSubmissions, with the due-now NOTIFY (notifyOrdersWaiting's) pipelined right behind the
- * insert, on the same connection, as a statement of its own: the server runs it the moment the
- * insert has committed, so listening workers hear of the orders one round trip sooner than from a
- * notification sent once the insert has answered, and the insert's commit still takes no notify
- * lock. A notification behind an insert that stored nothing (its key was taken) is a harmless
- * wake-up.
- */
-export async function insertSubmissionsAndWake(
-  db: Db,
-  submissions: readonly Submission[],
-  { returnRows }: { returnRows: boolean },
-): Promise<SubmissionResult[]> {
-  return storeSubmissions(submissions, returnRows, async (statement) => {
-    const insert = drizzleOf(db).dialect.sqlToQuery(statement)
-    const wake = dueNowNotification(db)
-    const connection = await db.$client.reserve()
-    try {
-      // Settled, not all: the insert's outcome is the answer. A failed wake-up delays pickup until
-      // the workers' next tick; it loses nothing.
-      const [stored] = await Promise.allSettled([
-        connection.unsafe(insert.sql, insert.params as never[]),
-        connection.unsafe(wake.sql, wake.params as never[]),
-      ])
-      if (stored.status === 'rejected') throw stored.reason
-      return stored.value as unknown as Record<string, unknown>[]
-    } finally {
-      connection.release()
-    }
-  })
-}
-
-async function storeSubmissions(
-  submissions: readonly Submission[],
-  returnRows: boolean,
-  run: (statement: SQL) => Promise<Iterable<Record<string, unknown>>>,
-): Promise<SubmissionResult[]> {
   const firstWithKey = new Map<string, number>()
   const included = submissions.map((s, i) => {
     const key = s.idempotency?.key
@@ -118,7 +76,7 @@ async function storeSubmissions(
   const rows = submissions.flatMap((s, i) =>
     included[i] ? s.orders.map((order) => ({ submission: i, order, idempotency: s.idempotency })) : [],
   )
-  const stored = rows.length === 0 ? [] : await run(insertStatement(rows, returnRows))
+  const stored = rows.length === 0 ? [] : await db.execute(insertStatement(rows, returnRows))
   const bySubmission = new Map<number, Record<string, unknown>[]>()
   for (const row of stored) {
     const i = Number(row.submission)

@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import type { BoundQuery } from '../statement.js'
 
 /** The LISTEN/NOTIFY channel that tells a queue's workers orders are waiting: one per schema. */
 const channelOf = (db: Db) => `${db.$queueSchema}_orders`
@@ -13,11 +12,6 @@ const channelOf = (db: Db) => `${db.$queueSchema}_orders`
  * not share an fsync with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at
  * 8 clients). Callers coalesce: one notification covers every commit before it.
  */
-/** notifyOrdersWaiting's statement for orders due now, for a caller that pipelines it behind its insert. */
-export function dueNowNotification(db: Db): BoundQuery {
-  return { sql: 'select pg_notify($1, $2)', params: [channelOf(db), ''] }
-}
-
 export async function notifyOrdersWaiting(db: Db, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
   await db.execute(sql`select pg_notify(${channelOf(db)}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
 }
