@@ -1,4 +1,5 @@
 import { type Context, context, propagation, ROOT_CONTEXT, type Span, SpanKind, trace } from '@opentelemetry/api'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace'
 
 /**
  * OpenTelemetry tracing: one trace per order, from `POST /orders` through its wait to its
@@ -22,31 +23,43 @@ export async function startTracing(
   const exporter = env.OTEL_TRACES_EXPORTER || (endpoint ? 'otlp' : 'none')
   if (exporter !== 'otlp' || env.OTEL_SDK_DISABLED === 'true') return async () => {}
   // Loaded only when asked for: a service that does not trace pays nothing at start-up.
-  const [sdk, otlp, hooks, core, resources] = await Promise.all([
+  const [sdk, otlp] = await Promise.all([
     import('@opentelemetry/sdk-trace'),
     import('@opentelemetry/exporter-trace-otlp-http'),
+  ])
+  const provider = await registerTracing(new sdk.BatchSpanProcessor({ exporter: new otlp.OTLPTraceExporter() }), {
+    serviceName: env.OTEL_SERVICE_NAME || serviceName,
+  })
+  return () => provider.shutdown()
+}
+
+/**
+ * Makes a tracer provider exporting through `spanProcessor` the process's own, with async-hooks
+ * context and W3C trace context: what startTracing does with OTLP, and tests with an in-memory
+ * exporter. Returns the provider (its `shutdown` flushes).
+ */
+export async function registerTracing(
+  spanProcessor: SpanProcessor,
+  { serviceName }: { serviceName?: string } = {},
+): Promise<{ shutdown(): Promise<void> }> {
+  const [sdk, hooks, core, resources] = await Promise.all([
+    import('@opentelemetry/sdk-trace'),
     import('@opentelemetry/context-async-hooks'),
     import('@opentelemetry/core'),
     import('@opentelemetry/resources'),
   ])
   const provider = new sdk.TracerProvider({
-    resource: resources.resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME || serviceName }),
-    spanProcessors: [new sdk.BatchSpanProcessor({ exporter: new otlp.OTLPTraceExporter() })],
+    ...(serviceName === undefined
+      ? {}
+      : { resource: resources.resourceFromAttributes({ 'service.name': serviceName }) }),
+    spanProcessors: [spanProcessor],
   })
-  registerTracing(provider, new hooks.AsyncLocalStorageContextManager(), new core.W3CTraceContextPropagator())
-  return () => provider.shutdown()
-}
-
-/** Makes `provider` the process's tracer provider, with W3C trace context (tests pass an in-memory one). */
-export function registerTracing(
-  provider: Parameters<typeof trace.setGlobalTracerProvider>[0],
-  contextManager: Parameters<typeof context.setGlobalContextManager>[0] & { enable(): unknown },
-  propagator: Parameters<typeof propagation.setGlobalPropagator>[0],
-): void {
+  const contextManager = new hooks.AsyncLocalStorageContextManager()
   contextManager.enable()
   context.setGlobalContextManager(contextManager)
-  propagation.setGlobalPropagator(propagator)
+  propagation.setGlobalPropagator(new core.W3CTraceContextPropagator())
   trace.setGlobalTracerProvider(provider)
+  return provider
 }
 
 /**

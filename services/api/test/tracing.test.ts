@@ -1,6 +1,4 @@
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import { getOrder } from '@postgres-queue/db'
 import { registerTracing } from '@postgres-queue/runtime'
 import { makeOrder } from '@postgres-queue/testkit'
@@ -12,11 +10,7 @@ import { startApi } from './helpers.js'
 // (services/worker/test/tracing.test.ts picks it up from there).
 
 const exporter = new InMemorySpanExporter()
-registerTracing(
-  new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }),
-  new AsyncLocalStorageContextManager(),
-  new W3CTraceContextPropagator(),
-)
+await registerTracing(new SimpleSpanProcessor({ exporter }))
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CALLER_SPAN = '00f067aa0ba902b7'

@@ -1,7 +1,5 @@
 import { trace } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import { insertOrders } from '@postgres-queue/db'
 import { registerTracing } from '@postgres-queue/runtime'
 import { makeOrder } from '@postgres-queue/testkit'
@@ -15,11 +13,7 @@ import { running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
 // processing; a processor's own spans nest under it.
 
 const exporter = new InMemorySpanExporter()
-registerTracing(
-  new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }),
-  new AsyncLocalStorageContextManager(),
-  new W3CTraceContextPropagator(),
-)
+await registerTracing(new SimpleSpanProcessor({ exporter }))
 
 const SUBMIT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const SUBMIT_SPAN = 'b7ad6b7169203331'
