@@ -41,6 +41,15 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
       claimThenCompleteInTwoTransactions,
     ),
   )
+  record(
+    await drainCeiling(
+      ctx,
+      'hot-lease-2tx',
+      `HOT lease: status stays pending, expiry in an unindexed column (fillfactor ${HOT_LEASE_FILLFACTOR}), claim ${DEFAULT_BATCH_SIZE} rows stepping over held leases, complete in a 2nd tx, ${CLAIM_CLIENTS} clients`,
+      hotLeaseThenComplete,
+      prepareHotLease,
+    ),
+  )
   record(await insertCeiling(ctx, 'insert', `insert 1 row/tx, ${INSERT_CLIENTS} clients`, insertOne))
   record(
     await insertCeiling(
@@ -101,6 +110,48 @@ const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
   return rows.length
 }
 
+/** Leaves room on each page for a lease's new row version, so the lease can be a HOT update. */
+const HOT_LEASE_FILLFACTOR = 80
+
+/**
+ * The candidate lease shape (issue 9), before the product adopts it: the lease's expiry lives in a
+ * column no index or index predicate names, so taking a lease changes no indexed column and is a HOT
+ * update; leased rows stay pending and in the claim index, and the claim steps over those whose
+ * lease has not lapsed.
+ */
+async function prepareHotLease(sql: postgres.Sql): Promise<void> {
+  await sql`alter table orders add column lease_expires_at timestamptz`
+  await sql.unsafe(`alter table orders set (fillfactor = ${HOT_LEASE_FILLFACTOR})`)
+}
+
+const hotLeaseThenComplete: Step = async (sql, client) => {
+  const rows = await sql<{ id: string; lease_token: number }[]>`
+    with claimed as materialized (
+      select id from orders
+      where ${claimableHeld(sql)}
+      limit ${DEFAULT_BATCH_SIZE}
+      for update skip locked
+    )
+    update orders o set attempts = o.attempts + 1, lease_token = o.lease_token + 1, locked_by = ${client},
+                        lease_expires_at = clock_timestamp() + interval '30 seconds'
+    from claimed
+    where o.id = claimed.id
+    returning o.id, o.lease_token`
+  if (rows.length === 0) return 0
+  await sql`
+    update orders set status = 'completed', completed_at = statement_timestamp(), completed_by = ${client},
+                      locked_by = null, lease_expires_at = null, updated_at = statement_timestamp()
+    from unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.lease_token))}::int[]) as lease(id, token)
+    where orders.id = lease.id and orders.lease_token = lease.token and orders.status = 'pending'`
+  return rows.length
+}
+
+/** The claim's predicate and order, stepping over orders under a lease that has not lapsed. */
+const claimableHeld = (sql: postgres.Sql) =>
+  sql.unsafe(
+    `${claimableText.where} and (lease_expires_at is null or lease_expires_at < clock_timestamp()) order by ${claimableText.orderBy}`,
+  )
+
 const insertOne: Step = async (sql) => {
   await sql`insert into orders (${orderColumns(sql, 'customerId', 'currency', 'items', 'totalCents')}) values ('c-1', 'EUR', ${sql.json(ITEMS)}, 2500)`
   return 1
@@ -118,9 +169,16 @@ const insertOneAndNotify: Step = async (sql) => {
 }
 
 /** Preloads the orders, then `CLAIM_CLIENTS` loops of `step` until each finds nothing to claim. */
-async function drainCeiling(ctx: BenchContext, pattern: string, label: string, step: Step): Promise<CeilingResult> {
+async function drainCeiling(
+  ctx: BenchContext,
+  pattern: string,
+  label: string,
+  step: Step,
+  prepare?: (sql: postgres.Sql) => Promise<void>,
+): Promise<CeilingResult> {
   const rows = ctx.sizes.processingOrders
   return withCeilingDatabase(ctx, pattern, async (db, sql) => {
+    await prepare?.(sql)
     await preloadOrders(db, rows)
     await ctx.server.checkpoint()
     const measure = await ctx.startCpuMeter(() => [])

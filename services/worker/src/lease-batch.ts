@@ -64,7 +64,10 @@ export async function runLeaseBatch(deps: BatchDeps): Promise<BatchResult> {
 
 /** The leases a batch holds until each order is completed or released, and how long they last. */
 class HeldLeases {
-  private readonly leases = new Map<number, { lease: Lease; lost?: AbortController; settling?: boolean }>()
+  private readonly leases = new Map<
+    number,
+    { lease: Lease; abortProcessor?: (reason: unknown) => void; settling?: boolean }
+  >()
   /** Until when every lease still held surely lasts: the last successful extension + leaseMs. */
   lastsUntil: number
 
@@ -89,12 +92,17 @@ class HeldLeases {
     return this.leases.has(id)
   }
 
-  /** Aborted when the order's lease is found taken over. */
-  lostSignal(id: number): AbortSignal | undefined {
+  /** Keeps the order's abort, called when its lease is found taken over (at once if it was). */
+  watchLost(id: number, abort: (reason: unknown) => void): () => void {
     const held = this.leases.get(id)
-    if (!held) return AbortSignal.abort(new Error('lease lost'))
-    held.lost ??= new AbortController()
-    return held.lost.signal
+    if (!held) {
+      abort(new Error('lease lost'))
+      return () => {}
+    }
+    held.abortProcessor = abort
+    return () => {
+      held.abortProcessor = undefined
+    }
   }
 
   /**
@@ -109,7 +117,7 @@ class HeldLeases {
       const held = this.leases.get(lease.id)
       if (!held || held.settling || stillHeld.has(lease.id)) continue
       lost.push(lease)
-      held.lost?.abort(new Error('lease lost: the order was rescued after its lease lapsed'))
+      held.abortProcessor?.(new Error('lease lost: the order was rescued after its lease lapsed'))
       this.leases.delete(lease.id)
     }
     return lost
@@ -167,7 +175,7 @@ async function processAll(
         attempt: lease.attempt,
         timeoutMs: deps.config.orderTimeoutMs,
         stop: deps.stop,
-        lost: held.lostSignal(order.id),
+        watchLost: (abort) => held.watchLost(order.id, abort),
         log: deps.log,
       })
       processed.push({ order, attempt: lease.attempt, waitMs, result, lease })

@@ -101,7 +101,7 @@ t.test('the long-lived signals keep nothing of an order once it is done (no leak
     const log = { child: () => log }
     const stop = new AbortController().signal
     const order = { id: 1 }
-    const options = () => ({ workerId: 'w', attempt: 1, timeoutMs: 1000, stop, lost: new AbortController().signal, log })
+    const options = () => ({ workerId: 'w', attempt: 1, timeoutMs: 1000, stop, log })
     const growth = async (run) => {
       for (let i = 0; i < 20000; i++) await run()
       gc()
@@ -122,7 +122,7 @@ t.test('the long-lived signals keep nothing of an order once it is done (no leak
   t.ok(ours < 2 * 1024 * 1024, `runProcessor grew ${mb(ours)} MB over 200,000 orders`)
   const stopSignal = new AbortController().signal
   for (let i = 0; i < 1000; i++) {
-    await runProcessor(async () => {}, order, options({ stop: stopSignal, lost: new AbortController().signal }))
+    await runProcessor(async () => {}, order, options({ stop: stopSignal }))
   }
   t.equal(getEventListeners(stopSignal, 'abort').length, 1, 'one listener on the stop signal, however many orders')
 })
