@@ -111,7 +111,7 @@ const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
 }
 
 /** Leaves room on each page for a lease's new row version, so the lease can be a HOT update. */
-const HOT_LEASE_FILLFACTOR = 80
+const HOT_LEASE_FILLFACTOR = 50
 
 /**
  * The candidate lease shape (issue 9), before the product adopts it: the lease's expiry lives in a
