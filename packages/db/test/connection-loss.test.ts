@@ -3,7 +3,7 @@ import { createTestDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
 
-// Three postgres.js 3.4.9 defects, patched in patches/postgres@3.4.9.patch: each is a way a lost
+// Four postgres.js 3.4.9 defects, patched in patches/postgres@3.4.9.patch: each is a way a lost
 // connection (an outage, or the server ending an idle transaction) could crash a worker, hang it,
 // or, worst, complete orders outside the transaction that held their locks and their processors' writes.
 
@@ -89,4 +89,39 @@ t.test('queries queued behind a reserved connection that dies are refused, not l
       outcome.every((o) => o.status === 'rejected'),
       'each refused',
     )
+})
+
+t.test('a new connection whose type fetch fails fails its first query, not the process', async (t) => {
+  // postgres.js runs a catalog query of its own (array types) as the first statement of every new
+  // connection, and dropped its promise: when it failed (a restart cutting the connection mid-fetch,
+  // the statement cancelled), the rejection went unhandled and ended the process. A worker died so
+  // in the fault-injection test. Here the fetch fails for sure: the role may not read pg_type.
+  const url = await createTestDatabase(t)
+  const admin = createDb(url, { maxConnections: 1 })
+  const role = `no_types_${process.pid}_${Date.now()}`
+  await admin.execute(sql.raw(`create role ${role} login password 'no-types'`))
+  await admin.execute(sql`revoke select on pg_catalog.pg_type from public`)
+  t.teardown(async () => {
+    await admin.execute(sql.raw(`drop role if exists ${role}`)).catch(() => {})
+    await closeDb(admin)
+  })
+  const unhandled: unknown[] = []
+  const record = (err: unknown) => unhandled.push(err)
+  process.on('unhandledRejection', record)
+  t.teardown(() => process.off('unhandledRejection', record))
+
+  const roleUrl = new URL(url)
+  roleUrl.username = role
+  roleUrl.password = 'no-types'
+  const db = createDb(roleUrl.toString(), { maxConnections: 1 })
+  t.teardown(() => closeDb(db))
+  await t.rejects(
+    db.$client`select 1`,
+    { code: '42501' },
+    'the fetch failed, and with it the query that opened the connection',
+  )
+  const [row] = await db.$client<{ n: number }[]>`select 1 as n`
+  t.equal(row?.n, 1, 'the connection serves the next query')
+  for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve))
+  t.same(unhandled, [], 'no rejection went unhandled')
 })
