@@ -6,6 +6,8 @@ import type { WorkerObserver } from './outcomes.js'
 const PROMOTE_BATCH = 1000
 /** The longest a timer is set for; the schedule's ticks promote too, so a far date is not missed. */
 const MAX_TIMER_MS = 60_000
+/** After a failed run (the database away, a statement timed out), the next try. */
+const RETRY_AFTER_FAILURE_MS = 1000
 
 export interface Promoter {
   /** Promotes what is due now, then sets a timer for the next thing to come due. Never rejects. */
@@ -83,10 +85,12 @@ export function createPromoter({
         try {
           await promoteAll()
         } catch (err) {
-          // The schedule's next tick runs it again.
           if (isDatabaseUnavailable(err)) log.debug({ err }, 'could not promote due orders')
           else log.warn({ err }, 'could not promote due orders')
           again = false
+          // The timer that would have been set for the next due time was not: without this, a retry
+          // due now would wait for the schedule's next tick (minutes, on a slow schedule).
+          arm(Date.now() + RETRY_AFTER_FAILURE_MS)
         }
       } while (again && !stopped)
     })().finally(() => {

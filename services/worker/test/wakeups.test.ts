@@ -1,4 +1,5 @@
-import { getOrder, insertOrders, notifyOrdersWaiting } from '@postgres-queue/db'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { closeDb, createDb, getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
 import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { processOrder } from '../src/processor.js'
@@ -88,5 +89,38 @@ t.test('a retry is picked up when its backoff ends, not at the next tick', async
   // builds); the hourly schedule could not explain a pickup either way.
   const ms = await msUntilCompleted(db, order!.id, 30_000)
   t.ok(ms >= 400, `retried after its backoff of 400-800 ms, done ${ms} ms after it was stored`)
+  t.equal(attempts, 2)
+})
+
+t.test('a promotion that fails is tried again within a second, not left to the next tick', async (t) => {
+  const { db, url } = await setUpDatabase(t)
+  // The worker's statements give up after 200 ms: a lock held past the backoff's end fails the
+  // promotion that its timer starts.
+  const workerDb = createDb(url, { maxConnections: 4, statementTimeoutMs: 200 })
+  t.teardown(() => closeDb(workerDb))
+  let attempts = 0
+  const worker = createWorker({
+    db: workerDb,
+    processor: async () => {
+      if (++attempts === 1) throw new Error('the first attempt fails')
+    },
+    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
+    log: silentLogger,
+  })
+  t.teardown(() => worker.stop())
+  await worker.start()
+  const [order] = await insertOrders(db, [makeOrder()])
+  await notifyOrdersWaiting(db)
+  await waitFor(async () => (await getOrder(db, order!.id))?.status === 'scheduled', {
+    message: 'the first attempt to fail and schedule its retry',
+  })
+  const retryAt = (await getOrder(db, order!.id))!.runAt.getTime()
+  // Locked from before the retry is due until well after, then released.
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`lock table orders in access exclusive mode`)
+    await sleep(Math.max(0, retryAt - Date.now()) + 1000)
+  })
+  const ms = await msUntilCompleted(db, order!.id, 10_000)
+  t.ok(ms <= 3000, `picked up ${ms} ms after the lock was released, not at the hourly tick`)
   t.equal(attempts, 2)
 })
