@@ -29,7 +29,9 @@ export function createLogger(config: LoggerConfig, destination?: DestinationStre
     serializers: { err: serializeError },
   }
   if (config.format === 'pretty') {
-    // Loaded only when asked for: JSON, the default, need not pay for it at every start-up.
+    // Loaded only when asked for: JSON, the default, need not pay for it at every start-up. Resolved
+    // from the running file: in a service's bundled dist/main.js that is the service, which depends
+    // on pino-pretty for this reason.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
     // One line per entry, fields inline: a person reads one line per order, as with JSON.
     return pino(
