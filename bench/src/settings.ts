@@ -13,6 +13,15 @@ export type WorkerMode = (typeof WORKER_MODES)[number]
 
 /** The worker's own default (WORKER_BATCH_SIZE), measured in every run. */
 export const DEFAULT_BATCH_SIZE = 50
+/** WORKER_MAX_BATCH_SIZE's default, left as it is: claims that come back full grow to it. */
+export const DEFAULT_MAX_BATCH_SIZE = 200
+
+/** How a run's batches are sized, as the worker sizes them. */
+export function describeBatches(batchSize: number): string {
+  return batchSize < DEFAULT_MAX_BATCH_SIZE
+    ? `batch ${batchSize} growing to ${DEFAULT_MAX_BATCH_SIZE}`
+    : `batch ${batchSize}`
+}
 
 export interface Sizes {
   /** Orders (jobs) preloaded for each processing run. */

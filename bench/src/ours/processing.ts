@@ -2,7 +2,7 @@ import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
 import { stopAll, waitUntil } from '../processes.js'
 import type { ProcessingResult } from '../results.js'
-import type { WorkerMode } from '../settings.js'
+import { describeBatches, type WorkerMode } from '../settings.js'
 import { perSecond } from '../stats.js'
 import { loadDelayedBacklog, loadHistory } from './history.js'
 import { createOurDatabase, dropOurDatabase, nonePending, preloadOrders, verifyOrders } from './orders.js'
@@ -30,7 +30,7 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
   const historyRows = options.historyRows ?? 0
   const delayedRows = options.delayedRows ?? 0
   const logLevel = options.logLevel ?? 'warn'
-  const label = `${options.mode} mode, batch ${options.batchSize}${logLevel === 'warn' ? '' : `, LOG_LEVEL=${logLevel}`}`
+  const label = `${options.mode} mode, ${describeBatches(options.batchSize)}${logLevel === 'warn' ? '' : `, LOG_LEVEL=${logLevel}`}`
   const { url, db } = await createOurDatabase(
     ctx,
     `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d_${logLevel}`,

@@ -36,7 +36,19 @@ export const WorkerEnv = Type.Object({
     default: 'transaction',
     description: 'transaction: one short transaction per batch; lease: claims commit at once, for slow processors',
   }),
-  WORKER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 50, description: 'Orders claimed per batch' }),
+  WORKER_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 50,
+    description: "Orders a drain's first claim takes",
+  }),
+  WORKER_MAX_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 200,
+    description:
+      'A claim that comes back full doubles the next, up to this: a deep queue is taken in fewer, larger batches (never below WORKER_BATCH_SIZE)',
+  }),
   WORKER_BATCHES_IN_FLIGHT: Type.Integer({
     minimum: 1,
     maximum: 16,
@@ -133,6 +145,8 @@ export interface WorkerConfig {
   cron: string
   jitterMs: number
   batchSize: number
+  /** Claims grow to this while they come back full; at least batchSize. */
+  maxBatchSize: number
   batchesInFlight: number
   leaseMs: number
   concurrency: number
@@ -197,6 +211,7 @@ export function loadConfig(
     cron: e.WORKER_CRON,
     jitterMs: e.WORKER_JITTER_MS,
     batchSize: e.WORKER_BATCH_SIZE,
+    maxBatchSize: Math.max(e.WORKER_MAX_BATCH_SIZE, e.WORKER_BATCH_SIZE),
     batchesInFlight: e.WORKER_BATCHES_IN_FLIGHT,
     leaseMs: e.WORKER_LEASE_MS,
     concurrency: e.WORKER_CONCURRENCY,

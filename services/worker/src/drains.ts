@@ -1,7 +1,7 @@
 import { type ClaimedBatch, isDatabaseUnavailable } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { BatchResult } from './batch.js'
-import { drainInLanes } from './lanes.js'
+import { type ClaimSize, drainInLanes } from './lanes.js'
 
 export interface Drainer {
   /** Drains until nothing is claimable. Joins a drain in progress, which then looks once more. Never rejects. */
@@ -11,10 +11,11 @@ export interface Drainer {
 }
 
 export interface DrainerOptions {
-  /** The most batches in flight at once, and the size of each (lanes.ts). */
+  /** The most batches in flight at once, and the size of their claims (lanes.ts). */
   maxLanes: number
   batchSize: number
-  runBatch: (claimed?: ClaimedBatch) => Promise<BatchResult>
+  maxBatchSize: number
+  runBatch: (size: ClaimSize, claimed?: ClaimedBatch) => Promise<BatchResult>
   log: Logger
   /** Graceful stop: no batch starts after it, and no drain passes again. */
   draining: AbortSignal
@@ -38,6 +39,7 @@ export interface DrainerOptions {
 export function createDrainer({
   maxLanes,
   batchSize,
+  maxBatchSize,
   runBatch,
   log,
   draining,
@@ -61,7 +63,14 @@ export function createDrainer({
   async function drainUntilEmpty(): Promise<void> {
     do {
       again = false
-      await drainInLanes({ maxLanes, batchSize, runBatch, onBatch: afterBatch, stopped: () => draining.aborted })
+      await drainInLanes({
+        maxLanes,
+        batchSize,
+        maxBatchSize,
+        runBatch,
+        onBatch: afterBatch,
+        stopped: () => draining.aborted,
+      })
     } while (again && !draining.aborted)
   }
 

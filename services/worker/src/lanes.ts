@@ -1,12 +1,21 @@
 import type { ClaimedBatch } from '@postgres-queue/db'
 import type { BatchResult } from './batch.js'
 
+/** How many orders a batch claims: `limit` now, and `next` in a claim made ahead with its commit. */
+export interface ClaimSize {
+  limit: number
+  next: number
+}
+
 export interface LaneOptions {
   /** The most batches in flight at once (WORKER_BATCHES_IN_FLIGHT). */
   maxLanes: number
+  /** A lane's first claim (WORKER_BATCH_SIZE). */
   batchSize: number
+  /** A claim that comes back full doubles the lane's next one, up to this (WORKER_MAX_BATCH_SIZE). */
+  maxBatchSize: number
   /** Runs a batch: the one the previous batch claimed with its commit, if any, else a new claim. */
-  runBatch: (claimed?: ClaimedBatch) => Promise<BatchResult>
+  runBatch: (size: ClaimSize, claimed?: ClaimedBatch) => Promise<BatchResult>
   /** After each batch that completed (not one that threw). */
   onBatch: (result: BatchResult) => void
   /** Checked before every batch: a stop ends every lane after the batch in hand. */
@@ -19,19 +28,34 @@ export interface LaneOptions {
  * lane opens only when a claim comes back full, so a wake-up for one order costs a worker one
  * claim, not one per lane. Settles when every lane has found less than a full batch; rejects with
  * the first failure, once every lane has ended.
+ *
+ * A lane's claims grow while they come back full (batchSize, twice that, ... up to maxBatchSize):
+ * a deep queue is taken in fewer, larger batches, and every claim walks past the rows the fleet's
+ * other batches hold locked, so fewer claims cost the server less (docs/performance.md). A trickle
+ * is still claimed `batchSize` at a time, so a burst is spread over the fleet.
  */
-export function drainInLanes({ maxLanes, batchSize, runBatch, onBatch, stopped }: LaneOptions): Promise<void> {
+export function drainInLanes({
+  maxLanes,
+  batchSize,
+  maxBatchSize,
+  runBatch,
+  onBatch,
+  stopped,
+}: LaneOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     let open = 0
     let failure: { err: unknown } | undefined
     const lane = async (): Promise<void> => {
       let next: ClaimedBatch | undefined
+      let limit = batchSize
       try {
         while (!stopped() && failure === undefined) {
-          const result = await runBatch(next)
+          const grown = Math.max(limit, Math.min(limit * 2, maxBatchSize))
+          const result = await runBatch({ limit, next: grown }, next)
           next = result.next
           onBatch(result)
-          if (result.claimed < batchSize) return
+          if (result.claimed < limit) return
+          limit = grown
           if (open < maxLanes) openLane()
         }
       } finally {

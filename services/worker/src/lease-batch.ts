@@ -13,6 +13,7 @@ import {
   settleLeasedOrders,
 } from '@postgres-queue/db'
 import type { BatchDeps, BatchResult } from './batch.js'
+import type { ClaimSize } from './lanes.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
 import { describeError } from './thrown.js'
@@ -40,9 +41,10 @@ const SETTLE_RETRY_MS = [100, 250, 500, 1000, 2000]
  * Two writes per order (lease, completion). A dead worker's orders are rescued once their lease
  * lapses (promoteDueOrders). A graceful stop releases the leases of orders not yet started at once.
  */
-export async function runLeaseBatch(deps: BatchDeps): Promise<BatchResult> {
+export async function runLeaseBatch(deps: BatchDeps, size?: ClaimSize): Promise<BatchResult> {
   const { db, config } = deps
-  const leased = await leaseOrders(db, { limit: config.batchSize, workerId: config.workerId, leaseMs: config.leaseMs })
+  const limit = size?.limit ?? config.batchSize
+  const leased = await leaseOrders(db, { limit, workerId: config.workerId, leaseMs: config.leaseMs })
   deps.observer.claimed(leased.length)
   if (leased.length === 0) return { claimed: 0 }
 

@@ -1,5 +1,6 @@
 import { type ClaimedBatch, claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
 import { type BatchDeps, BatchFailedError, type BatchResult } from './batch.js'
+import type { ClaimSize } from './lanes.js'
 import { describeError } from './thrown.js'
 import { runTransactionBatch } from './transaction-batch.js'
 
@@ -18,10 +19,10 @@ import { runTransactionBatch } from './transaction-batch.js'
  */
 export async function runIsolatingPoison(
   deps: BatchDeps,
-  { only, claimed }: { only?: readonly number[]; claimed?: ClaimedBatch } = {},
+  { only, claimed, size }: { only?: readonly number[]; claimed?: ClaimedBatch; size?: ClaimSize } = {},
 ): Promise<BatchResult> {
   try {
-    return await runTransactionBatch(deps, { only, claimed })
+    return await runTransactionBatch(deps, { only, claimed, size })
   } catch (err) {
     if (!(err instanceof BatchFailedError) || deps.stop.aborted || isTransientDatabaseError(err.cause)) throw err
     const { ids } = err

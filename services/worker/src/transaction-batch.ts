@@ -8,6 +8,7 @@ import {
   settleBatchAndClaimNext,
 } from '@postgres-queue/db'
 import { type BatchDeps, BatchFailedError, type BatchResult } from './batch.js'
+import type { ClaimSize } from './lanes.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
 
@@ -32,10 +33,10 @@ import { runProcessor } from './run-processor.js'
  */
 export async function runTransactionBatch(
   deps: BatchDeps,
-  { only, claimed: prefetched }: { only?: readonly number[]; claimed?: ClaimedBatch } = {},
+  { only, claimed: prefetched, size }: { only?: readonly number[]; claimed?: ClaimedBatch; size?: ClaimSize } = {},
 ): Promise<BatchResult> {
   const { config, db } = deps
-  const limit = only?.length ?? config.batchSize
+  const limit = only?.length ?? size?.limit ?? config.batchSize
   let claimed: Order[] = prefetched?.orders ?? []
   let outcome: { processed: ProcessedOrder[]; failed: FailureOutcome[]; next?: ClaimedBatch }
   try {
@@ -68,7 +69,7 @@ export async function runTransactionBatch(
       const settlement = { completed, failures, workerId: config.workerId, policy: config.retry }
       const claimNext = only === undefined && claimed.length === limit && !deps.draining.aborted && !deps.stop.aborted
       outcome = claimNext
-        ? { processed, ...(await settleBatchAndClaimNext(batch.tx, settlement, { limit })) }
+        ? { processed, ...(await settleBatchAndClaimNext(batch.tx, settlement, { limit: size?.next ?? limit })) }
         : { processed, failed: await settleBatch(batch.tx, settlement) }
     } catch (err) {
       await batch.tx.rollback()

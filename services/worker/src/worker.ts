@@ -49,7 +49,11 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
   const drainer = createDrainer({
     maxLanes: config.batchesInFlight,
     batchSize: config.batchSize,
-    runBatch: config.mode === 'lease' ? () => runLeaseBatch(deps) : (claimed) => runIsolatingPoison(deps, { claimed }),
+    maxBatchSize: config.maxBatchSize,
+    runBatch:
+      config.mode === 'lease'
+        ? (size) => runLeaseBatch(deps, size)
+        : (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
     log,
     draining: draining.signal,
     forced: forced.signal,
@@ -91,7 +95,10 @@ export function createWorker({ db, processor, config, log, observer = ignoreProg
         await wakeups.ensure()
         await promoter.run()
         void drain()
-        log.info({ mode: config.mode, cron: config.cron, batchSize: config.batchSize }, 'worker started')
+        log.info(
+          { mode: config.mode, cron: config.cron, batchSize: config.batchSize, maxBatchSize: config.maxBatchSize },
+          'worker started',
+        )
       })()
       return started
     },

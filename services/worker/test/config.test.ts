@@ -11,6 +11,7 @@ t.test('defaults fill every optional variable', async (t) => {
     workerId: 'box-42-a1b2',
     cron: '*/5 * * * * *',
     batchSize: 50,
+    maxBatchSize: 200,
     orderTimeoutMs: 10_000,
     batchTimeoutMs: 30_000,
     shutdownTimeoutMs: 10_000,
@@ -22,6 +23,15 @@ t.test('defaults fill every optional variable', async (t) => {
 t.test('values are converted from strings', async (t) => {
   const config = loadConfig({ ...required, WORKER_BATCH_SIZE: '200', WORKER_ID: 'w-7', LOG_FORMAT: 'pretty' }, host)
   t.match(config, { batchSize: 200, workerId: 'w-7', log: { format: 'pretty' } })
+})
+
+t.test('claims never grow to less than the first one: WORKER_MAX_BATCH_SIZE below WORKER_BATCH_SIZE', async (t) => {
+  t.match(loadConfig({ ...required, WORKER_BATCH_SIZE: '500' }, host), { batchSize: 500, maxBatchSize: 500 })
+  t.match(loadConfig({ ...required, WORKER_BATCH_SIZE: '10', WORKER_MAX_BATCH_SIZE: '1' }, host), {
+    batchSize: 10,
+    maxBatchSize: 10,
+  })
+  t.match(loadConfig({ ...required, WORKER_MAX_BATCH_SIZE: '50' }, host), { batchSize: 50, maxBatchSize: 50 })
 })
 
 t.test('each bad variable is named in the error', async (t) => {

@@ -16,6 +16,7 @@ function drainerWith(runBatch: () => Promise<BatchResult>, overrides: Partial<Dr
   const drainer = createDrainer({
     maxLanes: 1,
     batchSize: 10,
+    maxBatchSize: 10,
     runBatch,
     log,
     draining: draining.signal,

@@ -25,6 +25,7 @@ export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig 
     cron: '*/5 * * * * *',
     jitterMs: 0,
     batchSize: 50,
+    maxBatchSize: 50,
     batchesInFlight: 1,
     leaseMs: 30_000,
     concurrency: 10,

@@ -190,7 +190,8 @@ t.test(
     await drainInLanes({
       maxLanes: 1,
       batchSize: 5,
-      runBatch: (claimed) => runIsolatingPoison(deps, { claimed }),
+      maxBatchSize: 5,
+      runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
       onBatch: (result) => results.push(result),
       stopped: () => results.length > 0,
     })
@@ -207,6 +208,38 @@ t.test(
     t.equal(orders.length, 5, 'and no longer locked: a claim takes them at once')
   },
 )
+
+t.test('claims that come back full double, up to the maximum; each order is completed once', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const inserted = await insertOrders(
+    db,
+    Array.from({ length: 60 }, () => makeOrder()),
+  )
+  const config = testConfig({ batchSize: 5, maxBatchSize: 20 })
+  const deps = { db, processor: processOrder, config, log: silentLogger, ...running }
+  const claims: number[] = []
+  await drainInLanes({
+    maxLanes: 1,
+    batchSize: 5,
+    maxBatchSize: 20,
+    runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
+    onBatch: (result) => claims.push(result.claimed),
+    stopped: () => false,
+  })
+  // Each full claim takes the next with its commit, twice as large up to 20; the last 5 come back
+  // short, and the lane ends.
+  t.same(claims, [5, 10, 20, 20, 5])
+  const completed = await listOrders(db, { status: 'completed', limit: 100 })
+  t.same(
+    completed.map((o) => o.id).sort((a, b) => a - b),
+    inserted.map((o) => o.id),
+    'every order completed',
+  )
+  t.ok(
+    completed.every((o) => o.attempts === 1),
+    'each once',
+  )
+})
 
 t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {
   const { db } = await setUpDatabase(t)
