@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { closeDb, createDb, getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
+import { closeDb, createDb, type Db, getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
 import { makeOrder, waitFor } from '@postgres-queue/testkit'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { processOrder } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'
 import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
@@ -14,6 +14,27 @@ async function msUntilCompleted(db: Parameters<typeof getOrder>[0], id: number, 
     message: `order ${id} to be completed`,
   })
   return Date.now() - started
+}
+
+/**
+ * Starts a worker on `workerDb` with an hourly schedule (only its own timers can explain a pickup)
+ * whose processor fails each order's first attempt, retried 400-800 ms later; submits one order.
+ */
+async function submitToWorkerFailingOnce(t: Test, db: Db, workerDb: Db) {
+  let attempts = 0
+  const worker = createWorker({
+    db: workerDb,
+    processor: async () => {
+      if (++attempts === 1) throw new Error('the first attempt fails')
+    },
+    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
+    log: silentLogger,
+  })
+  t.teardown(() => worker.stop())
+  await worker.start()
+  const [order] = await insertOrders(db, [makeOrder()])
+  await notifyOrdersWaiting(db)
+  return { order: order!, attempts: () => attempts }
 }
 
 t.test('a notification wakes an idle worker at once, long before its next tick', async (t) => {
@@ -72,24 +93,12 @@ t.test('an order due later is picked up when it comes due, not at the next tick'
 
 t.test('a retry is picked up when its backoff ends, not at the next tick', async (t) => {
   const { db } = await setUpDatabase(t)
-  let attempts = 0
-  const worker = createWorker({
-    db,
-    processor: async () => {
-      if (++attempts === 1) throw new Error('the first attempt fails')
-    },
-    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
-    log: silentLogger,
-  })
-  t.teardown(() => worker.stop())
-  await worker.start()
-  const [order] = await insertOrders(db, [makeOrder()])
-  await notifyOrdersWaiting(db)
+  const { order, attempts } = await submitToWorkerFailingOnce(t, db, db)
   // Generous for a loaded machine (10 s timed out twice in full runs beside the compose test's image
   // builds); the hourly schedule could not explain a pickup either way.
-  const ms = await msUntilCompleted(db, order!.id, 30_000)
+  const ms = await msUntilCompleted(db, order.id, 30_000)
   t.ok(ms >= 400, `retried after its backoff of 400-800 ms, done ${ms} ms after it was stored`)
-  t.equal(attempts, 2)
+  t.equal(attempts(), 2)
 })
 
 t.test('a promotion that fails is tried again within a second, not left to the next tick', async (t) => {
@@ -98,29 +107,17 @@ t.test('a promotion that fails is tried again within a second, not left to the n
   // promotion that its timer starts.
   const workerDb = createDb(url, { maxConnections: 4, statementTimeoutMs: 200 })
   t.teardown(() => closeDb(workerDb))
-  let attempts = 0
-  const worker = createWorker({
-    db: workerDb,
-    processor: async () => {
-      if (++attempts === 1) throw new Error('the first attempt fails')
-    },
-    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
-    log: silentLogger,
-  })
-  t.teardown(() => worker.stop())
-  await worker.start()
-  const [order] = await insertOrders(db, [makeOrder()])
-  await notifyOrdersWaiting(db)
-  await waitFor(async () => (await getOrder(db, order!.id))?.status === 'scheduled', {
+  const { order, attempts } = await submitToWorkerFailingOnce(t, db, workerDb)
+  await waitFor(async () => (await getOrder(db, order.id))?.status === 'scheduled', {
     message: 'the first attempt to fail and schedule its retry',
   })
-  const retryAt = (await getOrder(db, order!.id))!.runAt.getTime()
+  const retryAt = (await getOrder(db, order.id))!.runAt.getTime()
   // Locked from before the retry is due until well after, then released.
   await db.transaction(async (tx) => {
     await tx.execute(sql`lock table orders in access exclusive mode`)
     await sleep(Math.max(0, retryAt - Date.now()) + 1000)
   })
-  const ms = await msUntilCompleted(db, order!.id, 10_000)
+  const ms = await msUntilCompleted(db, order.id, 10_000)
   t.ok(ms <= 3000, `picked up ${ms} ms after the lock was released, not at the hourly tick`)
-  t.equal(attempts, 2)
+  t.equal(attempts(), 2)
 })
