@@ -2,6 +2,7 @@
  * Every knob of a run in one place: the sizes (full or quick), the worker modes measured, and each
  * peer's settings, which the report prints verbatim.
  */
+import { loadConfig } from '@postgres-queue/worker'
 
 /**
  * The worker's processing modes, as `WORKER_MODE` names them in services/worker/src/config.ts:
@@ -11,10 +12,12 @@
 export const WORKER_MODES = ['transaction', 'lease'] as const
 export type WorkerMode = (typeof WORKER_MODES)[number]
 
+/** The worker's own configuration with nothing set but the database: its defaults, as it reads them. */
+const workerDefaults = loadConfig({ DATABASE_URL: 'postgres://unused' })
 /** The worker's own default (WORKER_BATCH_SIZE), measured in every run. */
-export const DEFAULT_BATCH_SIZE = 50
+export const DEFAULT_BATCH_SIZE = workerDefaults.batchSize
 /** WORKER_MAX_BATCH_SIZE's default, left as it is: claims that come back full grow to it. */
-export const DEFAULT_MAX_BATCH_SIZE = 200
+export const DEFAULT_MAX_BATCH_SIZE = workerDefaults.maxBatchSize
 
 /** How a run's batches are sized, as the worker sizes them. */
 export function describeBatches(batchSize: number): string {
