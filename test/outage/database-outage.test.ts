@@ -170,7 +170,7 @@ for (const mode of ['transaction', 'lease'] as const) {
         const resumed = await worker
           .waitForLine((l) => l.msg === 'database reachable again', 30_000)
           .catch(() => undefined)
-        t.ok(resumed, `${worker.name} resumed within 30 s of the restart`)
+        t.ok(resumed, `${worker.name} resumed within 30 s of the restart`, { lastLines: lastLines(worker) })
         if (resumed) resumedAfterMs[worker.name] = Date.parse(resumed.time as string) - upAtWall
       }
       t.comment(`${mode}: workers resumed after the restart (ms): ${JSON.stringify(resumedAfterMs)}`)
@@ -227,6 +227,15 @@ async function completedCount(db: Db, ids: readonly number[]): Promise<number> {
   const [row] = await db.execute<{ n: number }>(sql`
     select count(*)::int as n from orders where status = 'completed' and id = any(${sql.param(ids)}::bigint[])`)
   return row?.n ?? 0
+}
+
+/** The process's last few lines, short: what it was doing when it went quiet. */
+function lastLines(service: ServiceProcess): Record<string, unknown>[] {
+  return service.lines.slice(-8).map((l) => ({
+    time: l.time,
+    msg: l.msg,
+    err: (l.err as { message?: string } | undefined)?.message,
+  }))
 }
 
 /** The process's last error-level lines (pino level 50 and up), as `msg: err.message`. */
