@@ -80,7 +80,9 @@ export async function insertSubmissions(
   const bySubmission = new Map<number, Record<string, unknown>[]>()
   for (const row of stored) {
     const i = Number(row.submission)
-    bySubmission.set(i, [...(bySubmission.get(i) ?? []), row])
+    const mine = bySubmission.get(i)
+    if (mine) mine.push(row)
+    else bySubmission.set(i, [row])
   }
   return submissions.map((s, i) => {
     const mine = bySubmission.get(i)
