@@ -104,12 +104,11 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`, now))
       const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
       // One statement, so the batch is stored whole or not at all.
-      const result = await traced('order batch submit', request.headers, orders.length, (traceparent) =>
-        intake.submitBatch(
-          orders.map((order) => ({ ...order, traceparent })),
-          idempotency,
-        ),
-      )
+      const result = await traced('order batch submit', request.headers, orders.length, (traceparent) => {
+        // In place, not a copy of each: the orders are this request's own, made by toNewOrder.
+        for (const order of orders) order.traceparent = traceparent
+        return intake.submitBatch(orders, idempotency)
+      })
       if (result.stored) {
         metrics.submitted('batch', result.ids.length)
         return reply.code(201).send({ ids: result.ids })
@@ -169,7 +168,8 @@ async function traced<T extends IntakeResult>(
   const { span, traceparent } = startSubmitSpan(name, headers, { 'order.count': count })
   try {
     const result = await submit(traceparent)
-    if (result.stored) span.setAttribute('order.ids', result.ids.join(','))
+    // A batch's 1,000 ids joined only when the span is kept (tracing on).
+    if (result.stored && span.isRecording()) span.setAttribute('order.ids', result.ids.join(','))
     return result
   } catch (err) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) })
