@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb, settleNow } from '@postgres-queue/testkit'
+import { makeOrder, openTestDb, settleNow, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   cancelOrder,
@@ -9,7 +9,9 @@ import {
   getOrder,
   insertOrders,
   insertSubmissions,
+  listenForOrders,
   listOrders,
+  notifyOrdersWaiting,
   retryOrders,
   type Submission,
 } from '../src/index.js'
@@ -64,6 +66,27 @@ t.test('insertSubmissions without rows stores a batch and answers with its ids i
     stored.every((o) => o?.status === 'pending' && o.totalCents === 10),
     'pending, with the total computed',
   )
+})
+
+t.test('insertSubmissions with notify wakes listening workers itself, for orders due now only', async (t) => {
+  const db = await setUp(t)
+  const wakes: string[] = []
+  const subscription = await listenForOrders(db, (dueAt) => wakes.push(dueAt === undefined ? 'due now' : 'at'))
+  t.teardown(() => subscription.unsubscribe())
+  const later = new Date(Date.now() + 3_600_000)
+  await insertSubmissions(db, [{ orders: [makeOrder()] }], { returnRows: false })
+  wakes.length = 0 // listenForOrders also wakes once when the subscription starts
+  await insertSubmissions(db, [{ orders: [makeOrder()] }], { returnRows: false, notify: true })
+  await insertSubmissions(db, [{ orders: [makeOrder({ runAt: later })] }], { returnRows: true, notify: true })
+  await insertSubmissions(db, [{ orders: [makeOrder({ runAt: later }), makeOrder()] }], {
+    returnRows: true,
+    notify: true,
+  })
+  await insertSubmissions(db, [{ orders: [makeOrder()] }], { returnRows: false })
+  // Notifications arrive in commit order: once this marker is in, every earlier one is.
+  await notifyOrdersWaiting(db, { dueAt: new Date(1) })
+  await waitFor(() => wakes.includes('at'), { message: 'the marker notification' })
+  t.same(wakes, ['due now', 'due now', 'at'], 'one wake-up for each notifying insert that stored an order due now')
 })
 
 const keyed = (key: string, hash = 'h', count = 1): Submission => ({

@@ -65,7 +65,9 @@ interface Pending {
  * - The queue is bounded in length and in waiting time: a stalled database turns into prompt 503s,
  *   not a growing heap and requests that hang.
  *
- * After each commit the workers are woken with one coalesced NOTIFY, sent outside the insert.
+ * After each commit the workers are woken with one coalesced NOTIFY, sent outside the insert; an
+ * insert with no other in flight (an idle api's) notifies in its own transaction instead, a round
+ * trip sooner.
  */
 export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderIntake {
   const queue: Pending[] = []
@@ -76,7 +78,8 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     while (running.size < options.maxInFlight && queue.length > 0) {
       const group = takeGroup()
       if (group.length === 0) continue
-      const insert = insertGroup(group).finally(() => {
+      // Alone, the insert notifies the workers in its own transaction: no round trip after the commit.
+      const insert = insertGroup(group, { notify: running.size === 0 }).finally(() => {
         running.delete(insert)
         pump()
       })
@@ -96,19 +99,19 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     return group
   }
 
-  async function insertGroup(group: Pending[]): Promise<void> {
+  async function insertGroup(group: Pending[], { notify }: { notify: boolean }): Promise<void> {
     let results: SubmissionResult[]
     try {
       results = await insertSubmissions(
         db,
         group.map((p) => p.submission),
-        { returnRows: true },
+        { returnRows: true, notify },
       )
     } catch (err) {
       if (group.length > 1 && refusedByServer(err)) {
         // The server refused the statement, so nothing of it was stored: one order it refused must
         // not fail the others it was grouped with. Retry each alone.
-        await Promise.all(group.map((p) => insertGroup([p])))
+        await Promise.all(group.map((p) => insertGroup([p], { notify: false })))
         return
       }
       for (const p of group) p.reject(err)
@@ -122,7 +125,10 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       if (result.stored) p.resolve(result)
       else taken.push(p)
     })
-    wake(group.flatMap((p) => p.submission.orders))
+    const orders = group.flatMap((p) => p.submission.orders)
+    // The insert announced those due now itself; a scheduled one is announced with its time here.
+    const unannounced = notify ? orders.filter((o) => o.runAt !== undefined) : orders
+    if (unannounced.length > 0) wake(unannounced)
     if (taken.length > 0) await resolveTaken(taken)
   }
 

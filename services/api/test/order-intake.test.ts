@@ -106,6 +106,29 @@ t.test('each commit wakes the listening workers', async (t) => {
   )
 })
 
+t.test('an idle intake announces a scheduled order with its time, and an order due now once', async (t) => {
+  const db = await setUp(t)
+  const wakes: (Date | undefined)[] = []
+  const subscription = await listenForOrders(db, (dueAt) => wakes.push(dueAt))
+  t.teardown(() => subscription.unsubscribe())
+  wakes.length = 0
+  const intake = createOrderIntake(db, options)
+  const later = new Date(Date.now() + 3_600_000)
+  await intake.submit(makeOrder({ runAt: later }))
+  await intake.submit(makeOrder())
+  await intake.flush()
+  const marker = new Date(1)
+  await notifyOrdersWaiting(db, { dueAt: marker })
+  await waitFor(() => wakes.some((dueAt) => dueAt?.getTime() === marker.getTime()), {
+    message: 'the marker notification',
+  })
+  t.same(
+    wakes.map((dueAt) => dueAt?.getTime() ?? 'due now'),
+    [later.getTime(), 'due now', marker.getTime()],
+    'the scheduled order with its due time, the order due now once (by its insert), then the marker',
+  )
+})
+
 t.test('an unreachable database rejects every waiting submission as unavailable', async (t) => {
   const db = createDb(UNREACHABLE_DATABASE_URL, { connectTimeoutSeconds: 1 })
   t.teardown(() => closeDb(db, 0))

@@ -2,15 +2,16 @@ import { sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 
 /** The LISTEN/NOTIFY channel that tells a queue's workers orders are waiting: one per schema. */
-const channelOf = (db: Db) => `${db.$queueSchema}_orders`
+export const channelOf = (db: Db) => `${db.$queueSchema}_orders`
 
 /**
  * Tells listening workers that orders were committed: due now when `dueAt` is absent, else
  * scheduled, the earliest due at `dueAt` (workers promote it then, instead of at their next tick).
- * Runs in a statement of its own, after the insert has committed, never inside it: a notifying
- * transaction takes a cluster-wide lock through its commit's WAL flush, so notifying inserts could
- * not share an fsync with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at
- * 8 clients). Callers coalesce: one notification covers every commit before it.
+ * Runs in a statement of its own, after the insert has committed: a notifying transaction takes a
+ * cluster-wide lock through its commit's WAL flush, so notifying inserts could not share an fsync
+ * with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at 8 clients). Callers
+ * coalesce: one notification covers every commit before it. (An insert with no other in flight may
+ * notify in its own transaction instead: insertSubmissions' `notify`.)
  */
 export async function notifyOrdersWaiting(db: Db, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
   await db.execute(sql`select pg_notify(${channelOf(db)}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
