@@ -65,9 +65,9 @@ interface Pending {
  * - The queue is bounded in length and in waiting time: a stalled database turns into prompt 503s,
  *   not a growing heap and requests that hang.
  *
- * After each commit the workers are woken with one coalesced NOTIFY, sent outside the insert; an
- * insert with no other in flight (an idle api's) notifies in its own transaction instead, a round
- * trip sooner.
+ * After each commit the workers are woken with one coalesced NOTIFY, sent outside the insert; the
+ * insert of a lone request on an idle intake notifies in its own transaction instead, a round trip
+ * sooner.
  */
 export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderIntake {
   const queue: Pending[] = []
@@ -78,8 +78,11 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     while (running.size < options.maxInFlight && queue.length > 0) {
       const group = takeGroup()
       if (group.length === 0) continue
-      // Alone, the insert notifies the workers in its own transaction: no round trip after the commit.
-      const insert = insertGroup(group, { notify: running.size === 0 }).finally(() => {
+      // A lone request on an idle intake: its insert notifies the workers in its own transaction, a
+      // round trip sooner. Under load (a group, or inserts in flight; several api replicas) the
+      // notifying commits would hold a cluster-wide lock through their WAL flushes and stop sharing
+      // an fsync, so the coalesced NOTIFY after the commit stays.
+      const insert = insertGroup(group, { notify: group.length === 1 && running.size === 0 }).finally(() => {
         running.delete(insert)
         pump()
       })

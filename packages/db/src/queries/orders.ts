@@ -61,7 +61,7 @@ export function orderTotalCents(items: readonly LineItem[]): number {
  *
  * `notify`: the insert itself tells listening workers, in its own transaction, when it stores an
  * order due now, so the notification arrives with the commit instead of a round trip after it.
- * Only for an insert with no other in flight: the notifying commit holds a cluster-wide lock
+ * Only for an insert made while the intake is idle: the notifying commit holds a cluster-wide lock
  * through its WAL flush (notifyOrdersWaiting), and concurrent ones would not share an fsync.
  *
  * Transition: (none) -> pending | scheduled.

@@ -10,8 +10,8 @@ export const channelOf = (db: Db) => `${db.$queueSchema}_orders`
  * Runs in a statement of its own, after the insert has committed: a notifying transaction takes a
  * cluster-wide lock through its commit's WAL flush, so notifying inserts could not share an fsync
  * with each other (the single-insert ceiling drops from ~16k to ~4.7k rows/s at 8 clients). Callers
- * coalesce: one notification covers every commit before it. (An insert with no other in flight may
- * notify in its own transaction instead: insertSubmissions' `notify`.)
+ * coalesce: one notification covers every commit before it. (An idle api's insert notifies in its
+ * own transaction instead: insertSubmissions' `notify`.)
  */
 export async function notifyOrdersWaiting(db: Db, { dueAt }: { dueAt?: Date } = {}): Promise<void> {
   await db.execute(sql`select pg_notify(${channelOf(db)}, ${dueAt === undefined ? '' : String(dueAt.getTime())})`)
