@@ -34,10 +34,19 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
 
   await worker.stop()
   t.equal(worker.stop(), worker.stop(), 'stop() twice is the same stop')
-  const [sessions] = await db.execute<{ n: number }>(
-    sql`select count(*)::int as n from pg_stat_activity where application_name = ${`postgres-queue worker ${worker.id}`}`,
-  )
-  t.equal(sessions?.n, 0, 'its connections are closed')
+  // The LISTEN connection is ended without waiting for the server (postgres.js ends it with timeout
+  // 0), and a backend leaves pg_stat_activity a moment after its client's Terminate: a deadline, not
+  // a single look. A connection left open keeps the count above 0 and fails the wait.
+  const sessions = () =>
+    db.execute<{ n: number }>(
+      sql`select count(*)::int as n from pg_stat_activity where application_name = ${`postgres-queue worker ${worker.id}`}`,
+    )
+  await waitFor(async () => (await sessions())[0]?.n === 0, {
+    message: "the worker's sessions to end",
+    timeoutMs: 5000,
+  }).catch(() => {})
+  const [left] = await sessions()
+  t.equal(left?.n, 0, 'its connections are closed')
   t.same(
     ['SIGTERM', 'SIGINT', 'uncaughtException'].map((e) => process.listenerCount(e)),
     listenersBefore,
