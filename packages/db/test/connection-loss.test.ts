@@ -8,6 +8,11 @@ import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
 // connection (an outage, or the server ending an idle transaction) could crash a worker, hang it,
 // or, worst, complete orders outside the transaction that held their locks and their processors' writes.
 
+/** Settles with the promise's value, or 'still waiting' after `ms`: a hang is a failure, not a timeout of tap. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | 'still waiting'> {
+  return Promise.race([promise, sleep(ms).then(() => 'still waiting' as const)])
+}
+
 t.test('a transaction whose connection is killed runs none of its later statements anywhere', async (t) => {
   const url = await createTestDatabase(t)
   const db = createDb(url, { maxConnections: 2 })
@@ -83,7 +88,7 @@ t.test('queries queued behind a reserved connection that dies are refused, not l
     { message: "the reservation's first query to be running" },
   )
   await killer.execute(sql`select pg_terminate_backend(${row!.pid})`)
-  const outcome = await Promise.race([settled, sleep(3000).then(() => 'still waiting' as const)])
+  const outcome = await within(settled, 3000)
   t.not(outcome, 'still waiting', 'every query settled once the connection died')
   if (outcome !== 'still waiting')
     t.ok(
@@ -126,11 +131,6 @@ t.test('a new connection whose type fetch fails fails its first query, not the p
   for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve))
   t.same(unhandled, [], 'no rejection went unhandled')
 })
-
-/** Settles with the promise's value, or 'still waiting' after `ms`: a hang is a failure, not a timeout of tap. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T | 'still waiting'> {
-  return Promise.race([promise, sleep(ms).then(() => 'still waiting' as const)])
-}
 
 for (const death of ['cut', 'terminated'] as const) {
   t.test(
