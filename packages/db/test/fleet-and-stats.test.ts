@@ -1,6 +1,7 @@
 import { makeOrder, openTestDb, settleNow } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
+  countOtherWorkersAlive,
   deleteExpiredIdempotencyKeys,
   deleteExpiredOrders,
   deleteStaleWorkers,
@@ -57,6 +58,26 @@ t.test('workers register, heartbeat, stop, and go silent', async (t) => {
     1,
     'the silent one is forgotten',
   )
+})
+
+t.test('countOtherWorkersAlive counts the live workers of a mode, but the one asking', async (t) => {
+  const db = await setUp(t)
+  const others = (id: string, mode = 'transaction') => countOtherWorkersAlive(db, { id, mode })
+  await registerWorker(db, box('first'))
+  t.equal(await others('first'), 0, 'alone: none, itself not counted')
+  await registerWorker(db, box('second'))
+  t.equal(await others('first'), 1, 'the second, seen from the first')
+  t.equal(await others('second'), 1, 'and the first, from the second')
+  await registerWorker(db, box('leasing', 'lease'))
+  t.equal(await others('first'), 1, 'a worker of the other mode does not count')
+  t.equal(await others('leasing', 'lease'), 0, 'nor, from lease mode, the transaction-mode ones')
+  await registerWorker(db, box('stops'))
+  await markWorkerStopped(db, 'stops')
+  await registerWorker(db, box('silent'))
+  await db.execute(sql`update workers set last_seen_at = now() - interval '16 seconds' where id = 'silent'`)
+  t.equal(await others('first'), 1, 'nor one stopped, nor one silent for 3 of its 5 s heartbeats')
+  await db.execute(sql`update workers set last_seen_at = now() - interval '14 seconds' where id = 'silent'`)
+  t.equal(await others('first'), 2, 'one late by less than that still counts')
 })
 
 t.test('stats count the queue exactly, estimate history, and measure lag and throughput', async (t) => {

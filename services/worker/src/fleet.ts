@@ -1,12 +1,21 @@
 import os from 'node:os'
-import { type Db, markWorkerStopped, recordHeartbeat, registerWorker } from '@postgres-queue/db'
+import { countOtherWorkersAlive, type Db, markWorkerStopped, recordHeartbeat, registerWorker } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
 import type { WorkerObserver } from './outcomes.js'
 
+/** How old a count of the fleet may be before othersAlive counts again. */
+const RECOUNT_MS = 1000
+
 export interface FleetMembership {
   /** Counts settled orders for the heartbeat. */
   observer: WorkerObserver
+  /**
+   * The other workers of this mode alive, as last counted (0 before the first count). A call finds
+   * the count older than RECOUNT_MS counts again, in the background: asked after every full batch,
+   * it notices a worker joining or leaving within about a second, at one query a second at most.
+   */
+  othersAlive(): number
   /** Marks the worker stopped (a graceful exit, as opposed to going silent). */
   leave(): Promise<void>
 }
@@ -35,6 +44,7 @@ export async function joinFleet({
     heartbeatMs: config.heartbeatMs,
   }
   let registered = false
+  const others = { alive: 0, countedAt: Number.NEGATIVE_INFINITY, counting: false }
 
   async function beat(): Promise<void> {
     if (!registered) {
@@ -60,7 +70,25 @@ export async function joinFleet({
   }, config.heartbeatMs)
   timer.unref()
 
+  async function count(): Promise<void> {
+    others.counting = true
+    try {
+      others.alive = await countOtherWorkersAlive(db, identity)
+      others.countedAt = performance.now()
+    } catch (err) {
+      log.debug({ err }, 'could not count the fleet; asking again on the next call')
+    } finally {
+      others.counting = false
+    }
+  }
+  // The first drain starts knowing the fleet (of the workers registered so far).
+  if (registered) await count()
+
   return {
+    othersAlive() {
+      if (!others.counting && performance.now() - others.countedAt >= RECOUNT_MS) void count()
+      return others.alive
+    },
     observer: {
       claimed() {},
       settled({ outcome }) {

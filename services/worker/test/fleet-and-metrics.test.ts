@@ -30,6 +30,21 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
   t.match(await listWorkers(db), [{ id: 'fleet-1', state: 'stopped' }])
 })
 
+t.test('a worker knows the other workers of its mode alive: at once when joining, within a second later', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const first = await joinFleet({ db, config: testConfig({ workerId: 'first' }), log: silentLogger })
+  t.teardown(() => first.leave())
+  t.equal(first.othersAlive(), 0, 'alone')
+  const second = await joinFleet({ db, config: testConfig({ workerId: 'second' }), log: silentLogger })
+  t.equal(second.othersAlive(), 1, 'one that joins later knows of the first from the start')
+  const leasing = await joinFleet({ db, config: testConfig({ workerId: 'leasing', mode: 'lease' }), log: silentLogger })
+  t.teardown(() => leasing.leave())
+  t.equal(leasing.othersAlive(), 0, 'a lease-mode worker counts only its own mode')
+  await waitFor(async () => first.othersAlive() === 1, { timeoutMs: 3000, message: 'the first to count the second' })
+  await second.leave()
+  await waitFor(async () => first.othersAlive() === 0, { timeoutMs: 3000, message: 'the first to see the second gone' })
+})
+
 t.test('retention deletes finished orders past RETENTION_DAYS in batches', async (t) => {
   const { db } = await setUpDatabase(t)
   const orders = await insertOrders(

@@ -2,7 +2,6 @@ import { getTableColumns, sql } from 'drizzle-orm'
 import type { Executor } from '../client.js'
 import { orderThroughput, type WorkerRow, workers } from '../schema.js'
 
-/** The width of a throughput bucket. */
 /** The width of the throughput buckets the heartbeats fill (order_throughput). */
 export const THROUGHPUT_BUCKET_SECONDS = 5
 /** Heartbeats a worker may miss before it counts as gone: one late beat (a slow database, a pause) is not a death. */
@@ -10,6 +9,11 @@ export const MISSED_HEARTBEATS_BEFORE_GONE = 3
 
 const BUCKET = sql.raw(`interval '${THROUGHPUT_BUCKET_SECONDS} seconds'`)
 const bucketOf = (instant: ReturnType<typeof sql>) => sql`date_bin(${BUCKET}, ${instant}, timestamptz '2000-01-01')`
+
+/** How long a worker may stay silent and still count as alive: its own heartbeat interval, times the misses allowed. */
+const missedHeartbeats = sql`${MISSED_HEARTBEATS_BEFORE_GONE} * ${workers.heartbeatMs} * interval '1 millisecond'`
+/** The `alive` state of listWorkers, as a predicate. */
+const alive = sql`${workers.stoppedAt} is null and ${workers.lastSeenAt} >= now() - ${missedHeartbeats}`
 
 export interface WorkerIdentity {
   id: string
@@ -76,6 +80,20 @@ export async function recordHeartbeat(db: Executor, beat: Heartbeat): Promise<vo
       failed = ${orderThroughput.failed} + excluded.failed`)
 }
 
+/**
+ * How many workers other than `id` run in `mode` and are alive (as listWorkers decides): a worker
+ * sizes its drains by it (services/worker/src/lanes.ts).
+ */
+export async function countOtherWorkersAlive(
+  db: Executor,
+  { id, mode }: { id: string; mode: string },
+): Promise<number> {
+  const [row] = await db.execute<{ alive: number }>(sql`
+    select count(*)::int as alive from ${workers}
+    where ${workers.id} <> ${id} and ${workers.mode} = ${mode} and ${alive}`)
+  return row?.alive ?? 0
+}
+
 /** A graceful stop: the worker is shown as stopped rather than gone silent. */
 export async function markWorkerStopped(db: Executor, id: string): Promise<void> {
   await db.execute(sql`update ${workers} set stopped_at = now(), last_seen_at = now() where id = ${id}`)
@@ -89,13 +107,12 @@ export type FleetWorker = WorkerRow & { state: WorkerState }
  * its own heartbeats (each worker records its interval), decided by the database's clock.
  */
 export async function listWorkers(db: Executor): Promise<FleetWorker[]> {
-  const missed = sql`${MISSED_HEARTBEATS_BEFORE_GONE} * ${workers.heartbeatMs} * interval '1 millisecond'`
   return db
     .select({
       ...getTableColumns(workers),
       state: sql<WorkerState>`case
         when ${workers.stoppedAt} is not null then 'stopped'
-        when ${workers.lastSeenAt} < now() - ${missed} then 'gone'
+        when ${workers.lastSeenAt} < now() - ${missedHeartbeats} then 'gone'
         else 'alive' end`,
     })
     .from(workers)
