@@ -30,6 +30,11 @@ export interface BatchResult {
    * runs it or rolls it back.
    */
   next?: ClaimedBatch
+  /**
+   * Transaction mode: how long the batch's orders took to process, and its settlement (with the
+   * next claim) in the database. The drain sizes its lanes by them (lanes.ts).
+   */
+  timing?: { processingMs: number; settlingMs: number }
 }
 
 /** A batch whose transaction failed: nothing of it committed. Carries the orders it had claimed. */

@@ -54,7 +54,7 @@ export const WorkerEnv = Type.Object({
     maximum: 16,
     default: 2,
     description:
-      'Batches a worker runs at once, each in its own transaction: one is processed while another waits on the database',
+      'The most batches a worker runs at once, each in its own transaction: one is processed while another waits on the database (in transaction mode, one while other workers are alive and processing is quicker than settling)',
   }),
   WORKER_LEASE_MS: Type.Integer({
     minimum: 100,

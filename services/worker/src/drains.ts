@@ -13,6 +13,8 @@ export interface Drainer {
 export interface DrainerOptions {
   /** The most batches in flight at once, and the size of their claims (lanes.ts). */
   maxLanes: number
+  /** The other workers of this mode alive in the fleet (lanes.ts, lanesWanted). */
+  othersAlive: () => number
   batchSize: number
   maxBatchSize: number
   runBatch: (size: ClaimSize, claimed?: ClaimedBatch) => Promise<BatchResult>
@@ -38,6 +40,7 @@ export interface DrainerOptions {
  */
 export function createDrainer({
   maxLanes,
+  othersAlive,
   batchSize,
   maxBatchSize,
   runBatch,
@@ -70,6 +73,7 @@ export function createDrainer({
         runBatch,
         onBatch: afterBatch,
         stopped: () => draining.aborted,
+        othersAlive,
       })
     } while (again && !draining.aborted)
   }

@@ -20,13 +20,35 @@ export interface LaneOptions {
   onBatch: (result: BatchResult) => void
   /** Checked before every batch: a stop ends every lane after the batch in hand. */
   stopped: () => boolean
+  /** The other workers of this mode alive in the fleet (fleet.ts). */
+  othersAlive: () => number
+}
+
+/**
+ * The lanes a drain wants after a full batch: `maxLanes`, but one while another transaction-mode
+ * worker is alive and the batch took less time to process than to settle.
+ *
+ * A batch in flight holds its rows locked, and every other claim walks past them (SKIP LOCKED), so
+ * each lane costs every claim of the fleet some server time. Alone, a second lane pays for that:
+ * the database would sit idle while the worker processes. In a fleet, the other workers' batches
+ * keep the database busy, and when processing is the short part of a batch's cycle, a second lane
+ * only adds contention (docs/performance.md: 3 processes, no-op processor, +20%). A processor that
+ * waits longer than the database does (I/O) keeps every lane: there they overlap the waiting.
+ */
+export function lanesWanted(
+  batch: BatchResult,
+  { maxLanes, othersAlive }: { maxLanes: number; othersAlive: () => number },
+): number {
+  const timing = batch.timing
+  if (timing === undefined || timing.processingMs >= timing.settlingMs) return maxLanes
+  return othersAlive() === 0 ? maxLanes : 1
 }
 
 /**
  * Drains with up to `maxLanes` batches at once: while one waits on the database (its claim, its
  * commit's WAL flush), another's orders are processed, and concurrent commits share one flush. A
  * lane opens only when a claim comes back full, so a wake-up for one order costs a worker one
- * claim, not one per lane. Settles when every lane has found less than a full batch; rejects with
+ * claim, not one per lane; and only while the drain wants it (lanesWanted), or it retires. Settles when every lane has found less than a full batch; rejects with
  * the first failure, once every lane has ended.
  *
  * A lane's claims grow while they come back full (batchSize, twice that, ... up to maxBatchSize):
@@ -41,24 +63,34 @@ export function drainInLanes({
   runBatch,
   onBatch,
   stopped,
+  othersAlive,
 }: LaneOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     let open = 0
+    let retiring = 0
     let failure: { err: unknown } | undefined
     const lane = async (): Promise<void> => {
       let next: ClaimedBatch | undefined
       let limit = batchSize
+      // A lane the drain no longer wants runs the batch it claimed ahead, without claiming another.
+      let retire = false
       try {
         while (!stopped() && failure === undefined) {
           const grown = Math.max(limit, Math.min(limit * 2, maxBatchSize))
-          const result = await runBatch({ limit, next: grown }, next)
+          const result = await runBatch({ limit, next: retire ? 0 : grown }, next)
           next = result.next
           onBatch(result)
-          if (result.claimed < limit) return
+          if (retire || result.claimed < limit) return
           limit = grown
-          if (open < maxLanes) openLane()
+          const wanted = lanesWanted(result, { maxLanes, othersAlive })
+          if (open - retiring > wanted) {
+            if (next === undefined) return
+            retire = true
+            retiring += 1
+          } else if (open < wanted) openLane()
         }
       } finally {
+        if (retire) retiring -= 1
         // A batch claimed ahead that this lane will not run goes back, unattempted.
         await next?.tx.rollback()
       }

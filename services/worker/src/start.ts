@@ -72,7 +72,14 @@ export async function startWorker({ processor, config, log: given }: StartWorker
   }
   const fleet = await joinFleet({ db, config, log })
   const maintenance = scheduleMaintenance({ db, config, log })
-  const worker = createWorker({ db, processor, config, log, observer: observeAll(fleet.observer, metrics.observer) })
+  const worker = createWorker({
+    db,
+    processor,
+    config,
+    log,
+    observer: observeAll(fleet.observer, metrics.observer),
+    othersAlive: fleet.othersAlive,
+  })
   await worker.start()
 
   let stopping: Promise<void> | undefined

@@ -39,12 +39,14 @@ export async function runTransactionBatch(
   const limit = only?.length ?? size?.limit ?? config.batchSize
   let claimed: Order[] = prefetched?.orders ?? []
   let outcome: { processed: ProcessedOrder[]; failed: FailureOutcome[]; next?: ClaimedBatch }
+  let timing: BatchResult['timing']
   try {
     const batch = prefetched ?? (await claimBatch(db, { limit, ids: only }))
     claimed = batch.orders
     try {
       deps.observer.claimed(claimed.length)
-      const deadline = performance.now() + config.batchTimeoutMs
+      const processingFrom = performance.now()
+      const deadline = processingFrom + config.batchTimeoutMs
       const processed: ProcessedOrder[] = []
       for (const order of claimed) {
         deps.stop.throwIfAborted()
@@ -67,10 +69,14 @@ export async function runTransactionBatch(
         else failures.push({ id: p.order.id, attempt: p.attempt, error: p.result.error })
       }
       const settlement = { completed, failures, workerId: config.workerId, policy: config.retry }
-      const claimNext = only === undefined && claimed.length === limit && !deps.draining.aborted && !deps.stop.aborted
+      const nextLimit = size?.next ?? limit
+      const claimNext =
+        only === undefined && claimed.length === limit && nextLimit > 0 && !deps.draining.aborted && !deps.stop.aborted
+      const settlingFrom = performance.now()
       outcome = claimNext
-        ? { processed, ...(await settleBatchAndClaimNext(batch.tx, settlement, { limit: size?.next ?? limit })) }
+        ? { processed, ...(await settleBatchAndClaimNext(batch.tx, settlement, { limit: nextLimit })) }
         : { processed, failed: await settleBatch(batch.tx, settlement) }
+      timing = { processingMs: settlingFrom - processingFrom, settlingMs: performance.now() - settlingFrom }
     } catch (err) {
       await batch.tx.rollback()
       throw err
@@ -83,7 +89,7 @@ export async function runTransactionBatch(
   }
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))
   for (const p of outcome.processed) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
-  return { claimed: claimed.length, retryAt: earliestRetry(outcome.failed), next: outcome.next }
+  return { claimed: claimed.length, retryAt: earliestRetry(outcome.failed), next: outcome.next, timing }
 }
 
 async function processOne(deps: BatchDeps, order: Order): Promise<ProcessedOrder> {

@@ -18,6 +18,8 @@ export interface WorkerDeps {
   log: Logger
   /** Told of every claim and settled order (fleet counters, metrics). */
   observer?: WorkerObserver
+  /** The other workers of its mode alive in the fleet (fleet.ts); none when not given. */
+  othersAlive?: () => number
 }
 
 export interface Worker {
@@ -42,12 +44,20 @@ export interface Worker {
  * promoter (promoter.ts) made orders due; stopping is two steps, as River stops: first start no
  * more orders, then, past the shutdown timeout, abandon the ones in hand.
  */
-export function createWorker({ db, processor, config, log, observer = ignoreProgress }: WorkerDeps): Worker {
+export function createWorker({
+  db,
+  processor,
+  config,
+  log,
+  observer = ignoreProgress,
+  othersAlive = () => 0,
+}: WorkerDeps): Worker {
   const draining = new AbortController()
   const forced = new AbortController()
   const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
   const drainer = createDrainer({
     maxLanes: config.batchesInFlight,
+    othersAlive,
     batchSize: config.batchSize,
     maxBatchSize: config.maxBatchSize,
     runBatch:

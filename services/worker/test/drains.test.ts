@@ -15,6 +15,7 @@ function drainerWith(runBatch: () => Promise<BatchResult>, overrides: Partial<Dr
   const events: string[] = []
   const drainer = createDrainer({
     maxLanes: 1,
+    othersAlive: () => 0,
     batchSize: 10,
     maxBatchSize: 10,
     runBatch,

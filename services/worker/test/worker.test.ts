@@ -194,6 +194,7 @@ t.test(
       runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
       onBatch: (result) => results.push(result),
       stopped: () => results.length > 0,
+      othersAlive: () => 0,
     })
     t.equal(results.length, 1, 'the lane stopped after one batch')
     t.equal(results[0]?.next?.orders.length, 5, 'which had claimed the next five with its commit')
@@ -225,6 +226,7 @@ t.test('claims that come back full double, up to the maximum; each order is comp
     runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
     onBatch: (result) => claims.push(result.claimed),
     stopped: () => false,
+    othersAlive: () => 0,
   })
   // Each full claim takes the next with its commit, twice as large up to 20; the last 5 come back
   // short, and the lane ends.
