@@ -53,10 +53,10 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
   const subscription = await listenForOrders(db, () => hops.notified.push(nowMs()))
   try {
     const measure = await measurePickup(ctx, workers, async () => {
-      const res = await fetch(`${api.baseUrl}/orders`, { method: 'POST', body, headers: api.headers })
+      const res = await api.post('/orders', body)
       const answeredAt = nowMs()
-      if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${await res.text()}`)
-      const order = (await res.json()) as { id: number; createdAt: string }
+      if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${res.text}`)
+      const order = JSON.parse(res.text) as { id: number; createdAt: string }
       hops.stored.set(order.id, Date.parse(order.createdAt))
       hops.answered.set(order.id, answeredAt)
       return order.id
