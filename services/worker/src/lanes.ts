@@ -32,8 +32,8 @@ export interface LaneOptions {
  * each lane costs every claim of the fleet some server time. Alone, a second lane pays for that:
  * the database would sit idle while the worker processes. In a fleet, the other workers' batches
  * keep the database busy, and when processing is the short part of a batch's cycle, a second lane
- * only adds contention (docs/performance.md: 3 processes, no-op processor, +20%). A processor that
- * waits longer than the database does (I/O) keeps every lane: there they overlap the waiting.
+ * only adds contention (docs/performance.md, Levers: 3 processes, no-op processor, up to +23%). A
+ * processor that waits longer than the database does (I/O) keeps every lane: they overlap the wait.
  */
 export function lanesWanted(
   batch: BatchResult,
@@ -48,8 +48,9 @@ export function lanesWanted(
  * Drains with up to `maxLanes` batches at once: while one waits on the database (its claim, its
  * commit's WAL flush), another's orders are processed, and concurrent commits share one flush. A
  * lane opens only when a claim comes back full, so a wake-up for one order costs a worker one
- * claim, not one per lane; and only while the drain wants it (lanesWanted), or it retires. Settles when every lane has found less than a full batch; rejects with
- * the first failure, once every lane has ended.
+ * claim, not one per lane; and only while the drain wants it (lanesWanted), or it retires.
+ * Settles when every lane has found less than a full batch; rejects with the first failure, once
+ * every lane has ended.
  *
  * A lane's claims grow while they come back full (batchSize, twice that, ... up to maxBatchSize):
  * a deep queue is taken in fewer, larger batches, and every claim walks past the rows the fleet's

@@ -94,11 +94,11 @@ t.test('in a fleet, a processor that waits longer than the database keeps both l
 
 t.test('a lane the drain no longer wants runs the batch it claimed ahead, claims no more, and ends', async (t) => {
   // Alone until a few batches have run: two lanes open; then another worker appears.
-  let batches = 0
+  let processedOrders = 0
   let others = 0
   const { sizes, most } = await drain(t, {
     processor: async () => {
-      if (++batches === 3 * BATCH) others = 1
+      if (++processedOrders === 3 * BATCH) others = 1
     },
     othersAlive: () => others,
     timing: QUICK_TIMING,
