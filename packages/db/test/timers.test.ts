@@ -55,3 +55,18 @@ t.test('concurrent promotions take disjoint orders, and a large backlog goes a b
   t.equal(row!.n, 2500)
   t.equal(await nextDueAt(db), undefined, 'nothing left to come due')
 })
+
+t.test('nextDueAt names a due order a promotion passed over, so its timer comes back for it', async (t) => {
+  const db = await setUp(t)
+  const [order] = await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })])
+  const [due] = await db.execute<{ run_at: string }>(
+    sql`update orders set run_at = now() - interval '1 second' where id = ${order!.id} returning run_at`,
+  )
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`select id from orders where id = ${order!.id} for update`)
+    t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0 }, 'held by another transaction: skipped')
+    t.same(await nextDueAt(db), new Date(due!.run_at), 'and still named, due already')
+  })
+  t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1 }, 'promoted once free')
+  t.equal(await nextDueAt(db), undefined)
+})

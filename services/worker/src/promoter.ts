@@ -8,6 +8,12 @@ const PROMOTE_BATCH = 1000
 const MAX_TIMER_MS = 60_000
 /** After a failed run (the database away, a statement timed out), the next try. */
 const RETRY_AFTER_FAILURE_MS = 1000
+/**
+ * A run that leaves something due behind (it came due as the run went by, the database's clock is
+ * behind ours, or another transaction holds it) looks again this soon: not at once, which would spin
+ * while a lock is held.
+ */
+const DUE_AGAIN_MS = 100
 
 export interface Promoter {
   /** Promotes what is due now, then sets a timer for the next thing to come due. Never rejects. */
@@ -42,7 +48,10 @@ export function createPromoter({
   let stopped = false
   let timer: { at: number; handle: NodeJS.Timeout } | undefined
 
-  function arm(at: number): void {
+  function arm(dueAt: number): void {
+    // +1: the database keeps microseconds and a Date drops them, so a timer for `dueAt` could fire
+    // up to a millisecond before the row comes due.
+    const at = dueAt + 1
     if (stopped || (timer && timer.at <= at)) return
     if (timer) clearTimeout(timer.handle)
     const delay = Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS)
@@ -71,7 +80,7 @@ export function createPromoter({
     }
     if (claimable > 0) onPromoted()
     const next = await nextDueAt(db)
-    if (next) arm(next.getTime())
+    if (next) arm(next.getTime() > Date.now() ? next.getTime() : Date.now() + DUE_AGAIN_MS)
   }
 
   function run(): Promise<void> {

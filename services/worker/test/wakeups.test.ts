@@ -121,3 +121,26 @@ t.test('a promotion that fails is tried again within a second, not left to the n
   t.ok(ms <= 3000, `picked up ${ms} ms after the lock was released, not at the hourly tick`)
   t.equal(attempts(), 2)
 })
+
+t.test('a due order a promotion passed over (another transaction held it) is promoted once free', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const worker = createWorker({
+    db,
+    processor: processOrder,
+    config: testConfig({ cron: '0 0 * * * *' }),
+    log: silentLogger,
+  })
+  t.teardown(() => worker.stop())
+  await worker.start()
+  const dueAt = new Date(Date.now() + 300)
+  const [order] = await insertOrders(db, [makeOrder({ runAt: dueAt })])
+  // Held from before it comes due until after: the promotion its timer starts skips it (SKIP
+  // LOCKED), and by the time the worker asks what comes due next, it is already due.
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`select id from orders where id = ${order!.id} for update`)
+    await notifyOrdersWaiting(db, { dueAt })
+    await sleep(dueAt.getTime() - Date.now() + 500)
+  })
+  const ms = await msUntilCompleted(db, order!.id, 10_000)
+  t.ok(ms <= 2000, `picked up ${ms} ms after the lock was released, not at the hourly tick`)
+})

@@ -63,12 +63,13 @@ export async function promoteDueOrders(db: Executor, { limit }: { limit: number 
 
 /**
  * When the next scheduled order comes due or the next lease lapses, if any: the earliest run_at in
- * orders_timers_idx still ahead (one index probe). Due ones are left out: a concurrent promotion is
- * taking them.
+ * orders_timers_idx (one index probe). It may be past: an order that came due after the
+ * promotion's statement began (or while another transaction held it locked) is still waiting, and
+ * leaving it out would leave it to the schedule's next tick.
  */
 export async function nextDueAt(db: Executor): Promise<Date | undefined> {
   const [row] = await db.execute<{ at: string | null }>(sql`
     select min(run_at) as at from ${orders}
-    where status in ('scheduled', 'processing') and run_at > now()`)
+    where status in ('scheduled', 'processing')`)
   return row?.at ? new Date(row.at) : undefined
 }
