@@ -16,6 +16,18 @@ async function msUntilCompleted(db: Parameters<typeof getOrder>[0], id: number, 
   return Date.now() - started
 }
 
+/** Starts a worker on `db` with an hourly schedule: only its wake-ups and timers can explain a pickup. */
+async function startHourlyWorker(t: Test, db: Db): Promise<void> {
+  const worker = createWorker({
+    db,
+    processor: processOrder,
+    config: testConfig({ cron: '0 0 * * * *' }),
+    log: silentLogger,
+  })
+  t.teardown(() => worker.stop())
+  await worker.start()
+}
+
 /**
  * Starts a worker on `workerDb` with an hourly schedule (only its own timers can explain a pickup)
  * whose processor fails each order's first attempt, retried 400-800 ms later; submits one order.
@@ -72,14 +84,7 @@ t.test('a lost wake-up costs at most one cron interval: the tick picks the order
 t.test('an order due later is picked up when it comes due, not at the next tick', async (t) => {
   const { db } = await setUpDatabase(t)
   // Hourly ticks again: only the promoter's timer can explain a pickup on time.
-  const worker = createWorker({
-    db,
-    processor: processOrder,
-    config: testConfig({ cron: '0 0 * * * *' }),
-    log: silentLogger,
-  })
-  t.teardown(() => worker.stop())
-  await worker.start()
+  await startHourlyWorker(t, db)
   const dueAt = new Date(Date.now() + 1000)
   const [order] = await insertOrders(db, [makeOrder({ runAt: dueAt })])
   t.equal(order!.status, 'scheduled')
@@ -124,14 +129,7 @@ t.test('a promotion that fails is tried again within a second, not left to the n
 
 t.test('a due order a promotion passed over (another transaction held it) is promoted once free', async (t) => {
   const { db } = await setUpDatabase(t)
-  const worker = createWorker({
-    db,
-    processor: processOrder,
-    config: testConfig({ cron: '0 0 * * * *' }),
-    log: silentLogger,
-  })
-  t.teardown(() => worker.stop())
-  await worker.start()
+  await startHourlyWorker(t, db)
   const dueAt = new Date(Date.now() + 300)
   const [order] = await insertOrders(db, [makeOrder({ runAt: dueAt })])
   // Held from before it comes due until after: the promotion its timer starts skips it (SKIP
