@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, createDb, type Db, getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
 import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
-import { processOrder } from '../src/processor.js'
+import type { WorkerConfig } from '../src/config.js'
+import { type OrderProcessor, processOrder } from '../src/processor.js'
 import { createWorker } from '../src/worker.js'
 import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
 
@@ -17,15 +18,19 @@ async function msUntilCompleted(db: Parameters<typeof getOrder>[0], id: number, 
 }
 
 /** Starts a worker on `db` with an hourly schedule: only its wake-ups and timers can explain a pickup. */
-async function startHourlyWorker(t: Test, db: Db): Promise<void> {
+async function startHourlyWorker(
+  t: Test,
+  db: Db,
+  { processor = processOrder, retry }: { processor?: OrderProcessor; retry?: WorkerConfig['retry'] } = {},
+): Promise<void> {
   const worker = createWorker({
     db,
-    processor: processOrder,
-    config: testConfig({ cron: '0 0 * * * *' }),
+    processor,
+    config: testConfig({ cron: '0 0 * * * *', ...(retry && { retry }) }),
     log: silentLogger,
   })
   t.teardown(() => worker.stop())
-  await worker.start()
+  await worker.start() // resolves once it listens
 }
 
 /**
@@ -34,16 +39,12 @@ async function startHourlyWorker(t: Test, db: Db): Promise<void> {
  */
 async function submitToWorkerFailingOnce(t: Test, db: Db, workerDb: Db) {
   let attempts = 0
-  const worker = createWorker({
-    db: workerDb,
+  await startHourlyWorker(t, workerDb, {
     processor: async () => {
       if (++attempts === 1) throw new Error('the first attempt fails')
     },
-    config: testConfig({ cron: '0 0 * * * *', retry: { baseMs: 800, maxMs: 800 } }),
-    log: silentLogger,
+    retry: { baseMs: 800, maxMs: 800 },
   })
-  t.teardown(() => worker.stop())
-  await worker.start()
   const [order] = await insertOrders(db, [makeOrder()])
   await notifyOrdersWaiting(db)
   return { order: order!, attempts: () => attempts }
@@ -52,14 +53,7 @@ async function submitToWorkerFailingOnce(t: Test, db: Db, workerDb: Db) {
 t.test('a notification wakes an idle worker at once, long before its next tick', async (t) => {
   const { db } = await setUpDatabase(t)
   // Hourly ticks: only the wake-up can explain a quick pickup.
-  const worker = createWorker({
-    db,
-    processor: processOrder,
-    config: testConfig({ cron: '0 0 * * * *' }),
-    log: silentLogger,
-  })
-  t.teardown(() => worker.stop())
-  await worker.start() // resolves once it listens
+  await startHourlyWorker(t, db)
   const [order] = await insertOrders(db, [makeOrder()])
   await notifyOrdersWaiting(db)
   const ms = await msUntilCompleted(db, order!.id, 10_000)
