@@ -2,6 +2,7 @@ import type { PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle, type PostgresJsDatabase, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import * as schema from './schema.js'
+import { watched } from './unanswered.js'
 
 export type Schema = typeof schema
 export type Db = PostgresJsDatabase<Schema> & {
@@ -68,7 +69,12 @@ export function createDb(url: string, options: DbOptions = {}): Db {
     connection,
     onnotice: () => {},
   })
-  return Object.assign(drizzle({ client, schema, casing: 'snake_case' }), { $queueSchema: queueSchema })
+  const db = Object.assign(drizzle({ client, schema, casing: 'snake_case' }), { $queueSchema: queueSchema })
+  // Every statement run on the pool counts as unanswered until it settles (unanswered.ts), without
+  // each query function having to say so.
+  const execute = db.execute.bind(db)
+  db.execute = ((query) => watched(db, execute(query))) as typeof db.execute
+  return db
 }
 
 /** Closes the pool, letting running queries finish for at most `timeoutSeconds`. */

@@ -41,3 +41,4 @@ export {
   type SavepointOutcome,
   SavepointTimeoutError,
 } from './transaction.js'
+export { oldestUnansweredCall, watched } from './unanswered.js'
