@@ -8,9 +8,15 @@ import { type RunningWorker, startWorker } from './start.js'
  * A worker process: config, logger, signals and exit codes around startWorker. `main.ts` calls it
  * with the team's processor; a team's own entry point can call it with theirs. SIGTERM or SIGINT
  * stop the worker gracefully (also while it is still starting) and exit 0; a second signal, or the
- * stop outliving its bound, exits at once; a bad configuration exits 2 with a message naming it.
+ * stop outliving its bound, exits at once; a bad configuration exits 2 with a message naming it; a
+ * connection to the database that goes silent without closing stops it and exits 1 (onStalled).
  * With the standard OTEL_* variables set, it exports its spans (startTracing).
  */
+/** Past the worker's own bounded stop: only a bug in it runs into this. */
+const SHUTDOWN_MARGIN_MS = 10_000
+/** After a stall, past the batches' shutdown bound: time for their rollbacks and the last log lines. */
+const STALLED_EXIT_MARGIN_MS = 1000
+
 export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcessor): Promise<void> {
   let config: Readonly<WorkerConfig>
   try {
@@ -24,20 +30,43 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
   // Spans go to the provider registered here (OTEL_* variables; off by default).
   const stopTracing = await startTracing('postgres-queue-worker', env)
   let running: Promise<RunningWorker | undefined> | undefined
+  const stop = async () => {
+    const worker = await running
+    await worker?.stop()
+    await stopTracing()
+    log.flush()
+  }
   // Installed before the worker starts: a signal during start-up stops it too.
-  closeWithGrace(
+  const grace = closeWithGrace(
     // The worker bounds its own stop; this outer limit only catches a bug in it.
-    { delay: config.shutdownTimeoutMs + 10_000, logger: { error: (message: string) => log.error(message) } },
+    {
+      delay: config.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS,
+      logger: { error: (message: string) => log.error(message) },
+    },
     async ({ signal, err }) => {
       if (err) log.error({ err }, 'worker crashed; stopping')
       else log.info({ signal }, 'stopping')
-      const worker = await running
-      await worker?.stop()
-      await stopTracing()
-      log.flush()
+      await stop()
     },
   )
-  running = startWorker({ processor, config, log }).catch((err: unknown) => {
+  running = startWorker({
+    processor,
+    config,
+    log,
+    // A connection that went silent holds its batch for good: exit 1, so that the orchestrator
+    // starts a process with fresh connections. Batches on live connections get the usual
+    // WORKER_SHUTDOWN_TIMEOUT_MS; the stop itself cannot end (the silent batch's rollback never
+    // returns), so the exit does not wait for it. Crash-only is safe: every guarantee holds
+    // across a killed worker.
+    onStalled() {
+      grace.uninstall()
+      setTimeout(() => {
+        log.flush()
+        process.exit(1)
+      }, config.shutdownTimeoutMs + STALLED_EXIT_MARGIN_MS)
+      void stop()
+    },
+  }).catch((err: unknown) => {
     log.fatal({ err }, 'worker failed to start')
     process.exitCode = 1
     return undefined

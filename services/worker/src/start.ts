@@ -6,10 +6,13 @@ import { scheduleMaintenance } from './maintenance.js'
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js'
 import { observeAll } from './outcomes.js'
 import type { OrderProcessor } from './processor.js'
+import { watchForStalls } from './stall.js'
 import { createWorker } from './worker.js'
 
 /** Margin for the server-side transaction bounds over the client-side order timeout. */
 const SERVER_BOUND_MARGIN_MS = 5000
+/** How long past the server's own bound a call may go unanswered before the connection counts as dead. */
+const STALL_MARGIN_MS = 10_000
 
 export interface StartWorkerOptions {
   /** The team's code: what to do with each order. */
@@ -18,6 +21,13 @@ export interface StartWorkerOptions {
   config: Readonly<WorkerConfig>
   /** Defaults to a pino logger built from the config's LOG_LEVEL and LOG_FORMAT. */
   log?: Logger
+  /**
+   * Called once (after an error line in the log) if a call to the database goes unanswered longer
+   * than the server itself would let it run: its connection stopped carrying anything without
+   * closing, and the batch on it cannot end. runWorker exits 1 then, so that the orchestrator
+   * starts a process with fresh connections; an embedded worker only logs it unless given this.
+   */
+  onStalled?: (stall: { unansweredMs: number }) => void
 }
 
 /** A worker running inside the caller's process. */
@@ -48,8 +58,14 @@ export interface RunningWorker {
  * await worker.stop()
  * ```
  */
-export async function startWorker({ processor, config, log: given }: StartWorkerOptions): Promise<RunningWorker> {
+export async function startWorker({
+  processor,
+  config,
+  log: given,
+  onStalled,
+}: StartWorkerOptions): Promise<RunningWorker> {
   const log = given ?? createLogger(config.log)
+  const statementTimeoutMs = config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS
   const db = createDb(config.databaseUrl, {
     schema: config.databaseSchema,
     // Per batch in flight, its transaction and its lease heartbeat; two more for the promoter,
@@ -58,8 +74,8 @@ export async function startWorker({ processor, config, log: given }: StartWorker
     applicationName: `postgres-queue worker ${config.workerId}`,
     // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
     // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.
-    statementTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
-    idleInTransactionTimeoutMs: config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS,
+    statementTimeoutMs,
+    idleInTransactionTimeoutMs: statementTimeoutMs,
   })
   const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
@@ -81,6 +97,18 @@ export async function startWorker({ processor, config, log: given }: StartWorker
     othersAlive: fleet.othersAlive,
   })
   await worker.start()
+  const stallLimitMs = statementTimeoutMs + STALL_MARGIN_MS
+  const stalls = watchForStalls({
+    db,
+    limitMs: stallLimitMs,
+    onStalled(stall) {
+      log.error(
+        { ...stall, limitMs: stallLimitMs },
+        "a database call has had no answer past the server's own bound: its connection is gone without closing",
+      )
+      onStalled?.(stall)
+    },
+  })
 
   let stopping: Promise<void> | undefined
   return {
@@ -90,6 +118,7 @@ export async function startWorker({ processor, config, log: given }: StartWorker
     drain: () => worker.drain(),
     stop() {
       stopping ??= (async () => {
+        stalls.stop()
         await Promise.all([worker.stop(), maintenance.stop()])
         await fleet.leave()
         metricsServer?.close()

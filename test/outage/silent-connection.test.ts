@@ -1,0 +1,163 @@
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type Db, sql } from '@postgres-queue/db'
+import { waitFor } from '@postgres-queue/testkit'
+import t from 'tap'
+import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
+import { startEffectWorker } from '../support/fixtures.js'
+import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
+
+// A connection that stops carrying anything without closing (a failover that moved the server's
+// address, a NAT or proxy that lost the flow): no RST, no FIN, and the server's own timeouts cannot
+// answer over it. Without a watch of its own, the worker waited on such a connection for as long
+// as the kernel kept it open: in the proxy below, forever (services/worker/src/stall.ts).
+
+const ORDER_TIMEOUT_MS = 1000
+/** start.ts: the worker's statement_timeout is the order timeout + 5 s; a stall is that + 10 s. */
+const STALL_LIMIT_MS = ORDER_TIMEOUT_MS + 5000 + 10_000
+const SHUTDOWN_TIMEOUT_MS = 1000
+const STALL_MESSAGE =
+  "a database call has had no answer past the server's own bound: its connection is gone without closing"
+const ORDERS = 2000
+
+t.setTimeout(180_000)
+
+const workerEnv = (mode: string) => ({
+  WORKER_MODE: mode,
+  WORKER_ORDER_TIMEOUT_MS: String(ORDER_TIMEOUT_MS),
+  WORKER_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+  WORKER_LEASE_MS: '2000',
+  // Batches take a little time, so the silence finds one in hand.
+  PROCESS_MS: '5',
+})
+
+for (const mode of ['transaction', 'lease'] as const) {
+  t.test(
+    `${mode} mode: a worker whose connections go silent exits 1 once a call is past its bound; nothing is lost or done twice`,
+    async (t) => {
+      const { db, url } = await setUpEffectsDatabase(t)
+      const proxy = await startSilencingProxy(Number(new URL(url).port))
+      t.teardown(() => proxy.close())
+      const workerId = `${mode}-silenced`
+      const silenced = startEffectWorker(workerId, { DATABASE_URL: proxy.url(url), ...workerEnv(mode) })
+      const workers: ServiceProcess[] = [silenced]
+      t.teardown(() => Promise.all(workers.map((w) => stopService(w))))
+      await silenced.waitForLine((l) => l.msg === 'worker started', 60_000)
+
+      const ids = await insertManyOrders(db, ORDERS)
+      await waitFor(async () => (await completedCount(db)) >= 200, {
+        message: 'the worker to complete 200 orders',
+        timeoutMs: 30_000,
+        intervalMs: 50,
+      })
+      proxy.silence()
+      const silencedAt = performance.now()
+      // The server side of a failover: the old sessions are gone, and nothing says so to the worker.
+      await db.execute(
+        sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = ${`postgres-queue worker ${workerId}`}`,
+      )
+
+      const exitCode = await Promise.race([silenced.exited, sleep(STALL_LIMIT_MS + 20_000, 'still running')])
+      const exitedAfterMs = performance.now() - silencedAt
+      t.equal(exitCode, 1, 'the worker exited 1, for its orchestrator to restart it')
+      const [stall, ...more] = linesWith(silenced, STALL_MESSAGE)
+      t.equal(more.length, 0, 'it said so once')
+      t.ok(stall && Number(stall.unansweredMs) >= STALL_LIMIT_MS, 'after a call went unanswered past the limit', {
+        stall,
+      })
+      t.ok(
+        exitCode !== 'still running' && exitedAfterMs < STALL_LIMIT_MS + SHUTDOWN_TIMEOUT_MS + 10_000,
+        `and exited within ${Math.round(exitedAfterMs)} ms of the silence (limit ${STALL_LIMIT_MS} ms)`,
+      )
+
+      // Its replacement, on connections that work, finishes the run.
+      const replacement = startEffectWorker(`${mode}-replacement`, { DATABASE_URL: url, ...workerEnv(mode) })
+      workers.push(replacement)
+      await waitFor(async () => (await completedCount(db)) === ORDERS, {
+        message: 'every order completed',
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      })
+      t.same(
+        await auditEffects(db, ids),
+        { missing: [], doubled: [], foreign: 0 },
+        'each order took effect exactly once',
+      )
+    },
+  )
+}
+
+t.test(
+  'a worker kept waiting by the server (orders locked past the limit) is answered by its timeouts, and stays',
+  async (t) => {
+    const { db, url } = await setUpEffectsDatabase(t)
+    const worker = startEffectWorker('locked-out', { DATABASE_URL: url, ...workerEnv('transaction') })
+    t.teardown(() => stopService(worker))
+    await worker.waitForLine((l) => l.msg === 'worker started', 60_000)
+
+    const ids = await insertManyOrders(db, ORDERS)
+    // Held past the stall limit: each of the worker's statements waits on it until statement_timeout
+    // cancels it, so every call is answered, late, and none is a stall.
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`lock table orders in access exclusive mode`)
+      await sleep(STALL_LIMIT_MS + 4000)
+    })
+    await waitFor(async () => (await completedCount(db)) === ORDERS, {
+      message: 'every order completed once the lock was gone',
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    })
+    t.ok(isRunning(worker), 'the worker is still running')
+    t.same(linesWith(worker, STALL_MESSAGE), [], 'and saw no stall')
+    t.same(await auditEffects(db, ids), { missing: [], doubled: [], foreign: 0 }, 'each order took effect exactly once')
+  },
+)
+
+async function completedCount(db: Db): Promise<number> {
+  const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders where status = 'completed'`)
+  return row?.n ?? 0
+}
+
+/**
+ * A TCP proxy to the test server whose `silence()` makes every connection open through it carry
+ * nothing more, either way, while staying open: the server's closing is not passed on either.
+ * Connections made after it work.
+ */
+async function startSilencingProxy(targetPort: number) {
+  const links: { client: Socket; upstream: Socket; silent: boolean }[] = []
+  const server: Server = createServer((client) => {
+    const link = { client, upstream: netConnect(targetPort, '127.0.0.1'), silent: false }
+    links.push(link)
+    const { upstream } = link
+    client.on('data', (data) => link.silent || upstream.write(data))
+    upstream.on('data', (data) => link.silent || client.write(data))
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      from.on('error', () => {})
+      from.on('close', () => link.silent || to.destroy())
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  return {
+    /** `target` (a database URL), through the proxy. */
+    url(target: string): string {
+      const proxied = new URL(target)
+      proxied.hostname = '127.0.0.1'
+      proxied.port = String(port)
+      return proxied.toString()
+    },
+    silence() {
+      for (const link of links) link.silent = true
+    },
+    async close() {
+      for (const { client, upstream } of links) {
+        client.destroy()
+        upstream.destroy()
+      }
+      await new Promise((resolve) => server.close(resolve))
+    },
+  }
+}
