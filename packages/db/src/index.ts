@@ -41,4 +41,11 @@ export {
   type SavepointOutcome,
   SavepointTimeoutError,
 } from './transaction.js'
-export { oldestUnansweredCall, watched } from './unanswered.js'
+export {
+  oldestUnansweredCall,
+  STALLED_CONNECTION,
+  type StallWatch,
+  stallLimitMs,
+  watched,
+  watchForStalls,
+} from './unanswered.js'

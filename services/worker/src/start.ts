@@ -1,4 +1,4 @@
-import { closeDb, createDb } from '@postgres-queue/db'
+import { closeDb, createDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
 import { joinFleet } from './fleet.js'
@@ -6,13 +6,10 @@ import { scheduleMaintenance } from './maintenance.js'
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js'
 import { observeAll } from './outcomes.js'
 import type { OrderProcessor } from './processor.js'
-import { watchForStalls } from './stall.js'
 import { createWorker } from './worker.js'
 
 /** Margin for the server-side transaction bounds over the client-side order timeout. */
 const SERVER_BOUND_MARGIN_MS = 5000
-/** How long past the server's own bound a call may go unanswered before the connection counts as dead. */
-const STALL_MARGIN_MS = 10_000
 
 export interface StartWorkerOptions {
   /** The team's code: what to do with each order. */
@@ -27,7 +24,7 @@ export interface StartWorkerOptions {
    * closing, and the batch on it cannot end. runWorker exits 1 then, so that the orchestrator
    * starts a process with fresh connections; an embedded worker only logs it unless given this.
    */
-  onStalled?: (stall: { unansweredMs: number }) => void
+  onStalled?: (stall: { unansweredMs: number; limitMs: number }) => void
 }
 
 /** A worker running inside the caller's process. */
@@ -97,15 +94,11 @@ export async function startWorker({
     othersAlive: fleet.othersAlive,
   })
   await worker.start()
-  const stallLimitMs = statementTimeoutMs + STALL_MARGIN_MS
   const stalls = watchForStalls({
     db,
-    limitMs: stallLimitMs,
+    limitMs: stallLimitMs(statementTimeoutMs),
     onStalled(stall) {
-      log.error(
-        { ...stall, limitMs: stallLimitMs },
-        "a database call has had no answer past the server's own bound: its connection is gone without closing",
-      )
+      log.error(stall, STALLED_CONNECTION)
       onStalled?.(stall)
     },
   })

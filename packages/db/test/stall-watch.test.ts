@@ -1,9 +1,8 @@
-import { oldestUnansweredCall, sql } from '@postgres-queue/db'
 import { openTestDb } from '@postgres-queue/testkit'
 import t from 'tap'
-import { watchForStalls } from '../src/stall.js'
+import { oldestUnansweredCall, sql, watchForStalls } from '../src/index.js'
 
-// The watch itself (the worker's use of it: test/outage/silent-connection.test.ts).
+// The watch itself (the services' use of it: test/outage/silent-connection.test.ts).
 
 const LIMIT_MS = 2000
 
