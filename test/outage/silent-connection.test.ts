@@ -1,11 +1,19 @@
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Db, sql } from '@postgres-queue/db'
-import { waitFor } from '@postgres-queue/testkit'
+import { type Db, STALLED_CONNECTION, sql, stallLimitMs } from '@postgres-queue/db'
+import { freePort } from '@postgres-queue/devkit'
+import { makeOrder, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
-import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
+import {
+  entryPoints,
+  isRunning,
+  linesWith,
+  type ServiceProcess,
+  startService,
+  stopService,
+} from '../support/processes.js'
 
 // A connection that stops carrying anything without closing (a failover that moved the server's
 // address, a NAT or proxy that lost the flow): no RST, no FIN, and the server's own timeouts cannot
@@ -13,11 +21,9 @@ import { isRunning, linesWith, type ServiceProcess, stopService } from '../suppo
 // as the kernel kept it open: in the proxy below, forever (services/worker/src/stall.ts).
 
 const ORDER_TIMEOUT_MS = 1000
-/** start.ts: the worker's statement_timeout is the order timeout + 5 s; a stall is that + 10 s. */
-const STALL_LIMIT_MS = ORDER_TIMEOUT_MS + 5000 + 10_000
+/** start.ts: the worker's statement_timeout is the order timeout + 5 s. */
+const STALL_LIMIT_MS = stallLimitMs(ORDER_TIMEOUT_MS + 5000)
 const SHUTDOWN_TIMEOUT_MS = 1000
-const STALL_MESSAGE =
-  "a database call has had no answer past the server's own bound: its connection is gone without closing"
 const ORDERS = 2000
 
 t.setTimeout(180_000)
@@ -50,17 +56,12 @@ for (const mode of ['transaction', 'lease'] as const) {
         timeoutMs: 30_000,
         intervalMs: 50,
       })
-      proxy.silence()
-      const silencedAt = performance.now()
-      // The server side of a failover: the old sessions are gone, and nothing says so to the worker.
-      await db.execute(
-        sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = ${`postgres-queue worker ${workerId}`}`,
-      )
+      const silencedAt = await failOver(proxy, db, `postgres-queue worker ${workerId}`)
 
       const exitCode = await Promise.race([silenced.exited, sleep(STALL_LIMIT_MS + 20_000, 'still running')])
       const exitedAfterMs = performance.now() - silencedAt
       t.equal(exitCode, 1, 'the worker exited 1, for its orchestrator to restart it')
-      const [stall, ...more] = linesWith(silenced, STALL_MESSAGE)
+      const [stall, ...more] = linesWith(silenced, STALLED_CONNECTION)
       t.equal(more.length, 0, 'it said so once')
       t.ok(stall && Number(stall.unansweredMs) >= STALL_LIMIT_MS, 'after a call went unanswered past the limit', {
         stall,
@@ -108,10 +109,94 @@ t.test(
       intervalMs: 100,
     })
     t.ok(isRunning(worker), 'the worker is still running')
-    t.same(linesWith(worker, STALL_MESSAGE), [], 'and saw no stall')
+    t.same(linesWith(worker, STALLED_CONNECTION), [], 'and saw no stall')
     t.same(await auditEffects(db, ids), { missing: [], doubled: [], foreign: 0 }, 'each order took effect exactly once')
   },
 )
+
+t.test(
+  'the api: submissions queued behind an insert on a silent connection get their 503 on time, and the api exits 1',
+  async (t) => {
+    const { db, url } = await setUpEffectsDatabase(t)
+    const proxy = await startSilencingProxy(Number(new URL(url).port))
+    t.teardown(() => proxy.close())
+    const statementTimeoutMs = 1000
+    const port = await freePort()
+    const api = startService('api', [entryPoints.api], {
+      DATABASE_URL: proxy.url(url),
+      PORT: String(port),
+      DATABASE_STATEMENT_TIMEOUT_MS: String(statementTimeoutMs),
+      LOG_LEVEL: 'warn',
+    })
+    t.teardown(() => stopService(api))
+    // Bounded, so that a regression fails the test instead of hanging it.
+    const submit = async (timeoutMs = 10_000) => {
+      const started = performance.now()
+      const response = await fetch(`http://127.0.0.1:${port}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(makeOrder()),
+        signal: AbortSignal.timeout(timeoutMs),
+      }).catch((err: unknown) => err as Error)
+      const answer =
+        response instanceof Response
+          ? { status: response.status, code: ((await response.json()) as { code?: string }).code }
+          : { status: 'error' }
+      return { ...answer, ms: performance.now() - started }
+    }
+    await waitFor(async () => (await submit()).status === 201, {
+      message: 'the api to store an order',
+      timeoutMs: 60_000,
+      intervalMs: 200,
+    })
+
+    const silencedAt = await failOver(proxy, db, 'postgres-queue api')
+    // The first takes the insert slot, on a silent connection; the rest queue behind it.
+    const inFlight = submit(stallLimitMs(statementTimeoutMs) + 25_000)
+    await sleep(100)
+    const queued = await Promise.all(Array.from({ length: 10 }, () => submit()))
+    t.same(
+      queued.map((r) => r.code),
+      Array(10).fill('INTAKE_TIMEOUT'),
+      'each queued submission is refused as not sent',
+    )
+    t.ok(
+      queued.every((r) => r.status === 503 && r.ms < statementTimeoutMs + 1500),
+      `with a 503 within the intake's wait (${Math.round(Math.max(...queued.map((r) => r.ms)))} ms at most)`,
+    )
+    const exitCode = await Promise.race([api.exited, sleep(stallLimitMs(statementTimeoutMs) + 25_000, 'still running')])
+    t.equal(exitCode, 1, 'the api exited 1, for its orchestrator to restart it')
+    t.equal(linesWith(api, STALLED_CONNECTION).length, 1, 'saying why')
+    t.ok(
+      performance.now() - silencedAt < stallLimitMs(statementTimeoutMs) + 15_000,
+      `within ${Math.round(performance.now() - silencedAt)} ms of the silence`,
+    )
+    t.equal(
+      (await inFlight).status,
+      'error',
+      'the submission on the silent connection got no answer: its outcome is unknown, and its connection ended',
+    )
+    t.equal(await storedOrders(db), 1, 'only the order stored before the silence is stored')
+  },
+)
+
+async function storedOrders(db: Db): Promise<number> {
+  const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders`)
+  return row?.n ?? 0
+}
+
+/**
+ * A failover as the client sees it: its connections through `proxy` go silent, and the server's side
+ * of them (the sessions of `applicationName`) is gone without a word. Returns when it began.
+ */
+async function failOver(proxy: SilencingProxy, db: Db, applicationName: string): Promise<number> {
+  proxy.silence()
+  const at = performance.now()
+  await db.execute(
+    sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = ${applicationName}`,
+  )
+  return at
+}
 
 async function completedCount(db: Db): Promise<number> {
   const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders where status = 'completed'`)
@@ -123,6 +208,8 @@ async function completedCount(db: Db): Promise<number> {
  * nothing more, either way, while staying open: the server's closing is not passed on either.
  * Connections made after it work.
  */
+type SilencingProxy = Awaited<ReturnType<typeof startSilencingProxy>>
+
 async function startSilencingProxy(targetPort: number) {
   const links: { client: Socket; upstream: Socket; silent: boolean }[] = []
   const server: Server = createServer((client) => {

@@ -1,4 +1,4 @@
-import { closeDb } from '@postgres-queue/db'
+import { closeDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
 import { ConfigError, startTracing } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
@@ -22,9 +22,16 @@ const stopTracing = await startTracing('postgres-queue-api', process.env)
 const db = createApiDb(config)
 const app = buildApp({ db, config })
 
+const shutdown = async () => {
+  stalls.stop()
+  await app.close()
+  await closeDb(db)
+  await stopTracing()
+}
+
 // First signal: stop accepting, let in-flight requests finish, then close the pool. A second signal,
 // or the grace period running out, exits at once.
-closeWithGrace(
+const grace = closeWithGrace(
   {
     delay: SHUTDOWN_GRACE_MS,
     onSecondSignal: (signal) => app.log.warn({ signal }, 'second signal, exiting now'),
@@ -36,11 +43,23 @@ closeWithGrace(
   async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an uncaught error')
     else app.log.info({ signal }, 'shutting down')
-    await app.close()
-    await closeDb(db)
-    await stopTracing()
+    await shutdown()
   },
 )
+
+// A pool connection gone silent without closing (a failover that moved the server's address) holds
+// every request that reaches it: exit 1, so that the orchestrator starts an api with fresh
+// connections. The requests on it never end, so the exit does not wait past the grace period.
+const stalls = watchForStalls({
+  db,
+  limitMs: stallLimitMs(config.databaseStatementTimeoutMs),
+  onStalled(stall) {
+    app.log.error(stall, STALLED_CONNECTION)
+    grace.uninstall()
+    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS)
+    void shutdown().finally(() => process.exit(1))
+  },
+})
 
 try {
   await app.listen({ port: config.port, host: config.host })

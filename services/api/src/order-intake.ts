@@ -90,16 +90,38 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
     }
   }
 
-  /** The next group, refusing the submissions that waited too long (they were never sent). */
+  /** The next group, after refusing the submissions that waited too long. */
   function takeGroup(): Pending[] {
+    expireWaiting()
+    return queue.splice(0, options.maxBatch)
+  }
+
+  /** Refuses the submissions that waited past maxWaitMs: they were never sent, so nothing was stored. */
+  function expireWaiting(): void {
     const oldest = performance.now() - options.maxWaitMs
-    const group: Pending[] = []
-    while (group.length < options.maxBatch && queue.length > 0) {
-      const next = queue.shift() as Pending
-      if (next.enqueuedAt < oldest) next.reject(intakeTimeout(options.maxWaitMs))
-      else group.push(next)
+    let kept = 0
+    for (const p of queue) {
+      if (p.enqueuedAt < oldest) p.reject(intakeTimeout(options.maxWaitMs))
+      else queue[kept++] = p
     }
-    return group
+    queue.length = kept
+  }
+
+  // Refusals on time even while no insert ends to take the next group: one whose connection went
+  // silent never ends (until the process does: the stall watch in main.ts).
+  let expiry: NodeJS.Timeout | undefined
+  function armExpiry(): void {
+    if (expiry !== undefined || queue.length === 0) return
+    const first = queue.reduce((at, p) => Math.min(at, p.enqueuedAt), Infinity)
+    expiry = setTimeout(
+      () => {
+        expiry = undefined
+        expireWaiting()
+        armExpiry()
+      },
+      Math.max(0, first + options.maxWaitMs - performance.now()),
+    )
+    expiry.unref()
   }
 
   async function insertGroup(group: Pending[], { notify }: { notify: boolean }): Promise<void> {
@@ -157,6 +179,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
   function enqueue(p: Pending): void {
     queue.push(p)
     pump()
+    armExpiry()
   }
 
   return {
