@@ -4,6 +4,11 @@ import { loadConfig, type WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
 import { type RunningWorker, startWorker } from './start.js'
 
+/** Past the worker's own bounded stop: only a bug in it runs into this. */
+const SHUTDOWN_MARGIN_MS = 10_000
+/** After a stall, past the batches' shutdown bound: time for their rollbacks and the last log lines. */
+const STALLED_EXIT_MARGIN_MS = 1000
+
 /**
  * A worker process: config, logger, signals and exit codes around startWorker. `main.ts` calls it
  * with the team's processor; a team's own entry point can call it with theirs. SIGTERM or SIGINT
@@ -12,11 +17,6 @@ import { type RunningWorker, startWorker } from './start.js'
  * connection to the database that goes silent without closing stops it and exits 1 (onStalled).
  * With the standard OTEL_* variables set, it exports its spans (startTracing).
  */
-/** Past the worker's own bounded stop: only a bug in it runs into this. */
-const SHUTDOWN_MARGIN_MS = 10_000
-/** After a stall, past the batches' shutdown bound: time for their rollbacks and the last log lines. */
-const STALLED_EXIT_MARGIN_MS = 1000
-
 export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcessor): Promise<void> {
   let config: Readonly<WorkerConfig>
   try {

@@ -74,12 +74,22 @@ export async function startWorker({
     statementTimeoutMs,
     idleInTransactionTimeoutMs: statementTimeoutMs,
   })
+  // Watching from the first call: a start-up that waits on a silent connection is a stall too.
+  const stalls = watchForStalls({
+    db,
+    limitMs: stallLimitMs(statementTimeoutMs),
+    onStalled(stall) {
+      log.error(stall, STALLED_CONNECTION)
+      onStalled?.(stall)
+    },
+  })
   const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
   try {
     metricsServer =
       config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
   } catch (err) {
+    stalls.stop()
     await closeDb(db, 0)
     throw err
   }
@@ -94,14 +104,6 @@ export async function startWorker({
     othersAlive: fleet.othersAlive,
   })
   await worker.start()
-  const stalls = watchForStalls({
-    db,
-    limitMs: stallLimitMs(statementTimeoutMs),
-    onStalled(stall) {
-      log.error(stall, STALLED_CONNECTION)
-      onStalled?.(stall)
-    },
-  })
 
   let stopping: Promise<void> | undefined
   return {
