@@ -2,7 +2,7 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Db, STALLED_CONNECTION, sql, stallLimitMs } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
-import { makeOrder, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, viaLocalPort, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
@@ -230,12 +230,7 @@ async function startSilencingProxy(targetPort: number) {
   const port = (server.address() as { port: number }).port
   return {
     /** `target` (a database URL), through the proxy. */
-    url(target: string): string {
-      const proxied = new URL(target)
-      proxied.hostname = '127.0.0.1'
-      proxied.port = String(port)
-      return proxied.toString()
-    },
+    url: (target: string) => viaLocalPort(target, port),
     silence() {
       for (const link of links) link.silent = true
     },

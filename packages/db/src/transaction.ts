@@ -161,8 +161,7 @@ export class BatchTransaction {
       fence.close()
       if (result === 'timeout') await fence.cancelRunning()
       // Statements it started but did not await still belong to it.
-      await watched(this.db, fence.settled())
-      const notSet = await watched(this.db, savepointSet)
+      const [, notSet] = await watched(this.db, Promise.all([fence.settled(), savepointSet]))
       if (notSet) throw notSet.err
       if (result === 'timeout') {
         await watched(this.db, this.connection.unsafe(`rollback to savepoint ${name}`))

@@ -1,6 +1,6 @@
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestDatabase, waitFor } from '@postgres-queue/testkit'
+import { createTestDatabase, viaLocalPort, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { closeDb, createDb, isDatabaseUnavailable, sql } from '../src/index.js'
 
@@ -248,12 +248,7 @@ async function startProxy(targetPort: number) {
   }
   return {
     /** `target` (a database URL), through the proxy. */
-    url(target: URL): string {
-      const proxied = new URL(target)
-      proxied.hostname = '127.0.0.1'
-      proxied.port = String(port)
-      return proxied.toString()
-    },
+    url: (target: URL) => viaLocalPort(target, port),
     cut,
     down: stop,
     async up() {

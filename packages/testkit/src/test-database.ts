@@ -127,6 +127,14 @@ async function readState(): Promise<RunState> {
   }
 }
 
+/** `url` (a database URL) with its server at `port` on 127.0.0.1: through a test's TCP proxy. */
+export function viaLocalPort(url: string | URL, port: number): string {
+  const parsed = new URL(url)
+  parsed.hostname = '127.0.0.1'
+  parsed.port = String(port)
+  return parsed.toString()
+}
+
 function withDatabase(url: string, database: string): string {
   const parsed = new URL(url)
   parsed.pathname = `/${database}`

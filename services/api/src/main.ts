@@ -1,5 +1,5 @@
 import { closeDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
-import { ConfigError, startTracing } from '@postgres-queue/runtime'
+import { ConfigError, startTracing, stopThenExit } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { type ApiConfig, loadConfig } from './config.js'
@@ -56,8 +56,7 @@ const stalls = watchForStalls({
   onStalled(stall) {
     app.log.error(stall, STALLED_CONNECTION)
     grace.uninstall()
-    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS)
-    void shutdown().finally(() => process.exit(1))
+    stopThenExit(shutdown, SHUTDOWN_GRACE_MS)
   },
 })
 

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, startTracing } from '@postgres-queue/runtime'
+import { ConfigError, createLogger, startTracing, stopThenExit } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, type WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
@@ -53,18 +53,13 @@ export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcesso
     processor,
     config,
     log,
-    // A connection that went silent holds its batch for good: exit 1, so that the orchestrator
-    // starts a process with fresh connections. Batches on live connections get the usual
-    // WORKER_SHUTDOWN_TIMEOUT_MS; the stop itself cannot end (the silent batch's rollback never
-    // returns), so the exit does not wait for it. Crash-only is safe: every guarantee holds
-    // across a killed worker.
+    // A connection that went silent holds its batch for good: stop, and exit 1 for the
+    // orchestrator to start a process with fresh connections. Batches on live connections get the
+    // usual WORKER_SHUTDOWN_TIMEOUT_MS; the stop itself may never end (the silent batch's rollback
+    // does not return), so the exit waits no longer than that.
     onStalled() {
       grace.uninstall()
-      setTimeout(() => {
-        log.flush()
-        process.exit(1)
-      }, config.shutdownTimeoutMs + STALLED_EXIT_MARGIN_MS)
-      void stop()
+      stopThenExit(stop, config.shutdownTimeoutMs + STALLED_EXIT_MARGIN_MS)
     },
   }).catch((err: unknown) => {
     log.fatal({ err }, 'worker failed to start')
