@@ -24,10 +24,10 @@ import { validatorCompiler } from './validation.js'
 // fewer, larger inserts cost less CPU per order in the api and the server (docs/performance.md).
 const MAX_ORDERS_PER_INSERT = 100
 /**
- * Requests that may wait on the database at once, per pooled connection: beyond it a stalled
- * database answers 503 at once instead of queueing requests for a multiple of statement_timeout.
+ * Requests that may wait in line for the database at once: a bound on memory (a few KiB each), far
+ * above what a healthy pool drains within the wait, as the intake's queue is by default.
  */
-const REQUESTS_WAITING_PER_CONNECTION = 4
+const MAX_WAITING_FOR_DATABASE = 5000
 
 export interface AppDeps {
   /** Borrowed: whoever created it closes it, after the app. */
@@ -79,8 +79,15 @@ export function buildApp({ db, config, logger }: AppDeps) {
 
   if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
   app.addHook('onRequest', refuseCrossSiteRequests)
-  const gate = databaseGate(config.databasePoolSize * REQUESTS_WAITING_PER_CONNECTION)
-  app.addHook('onRequest', gate.onRequest)
+  // A request waits for the database as long as a submission may wait in the intake's queue.
+  const gate = databaseGate({
+    concurrency: config.databasePoolSize,
+    maxWaitMs: config.databaseStatementTimeoutMs,
+    maxWaiting: MAX_WAITING_FOR_DATABASE,
+  })
+  app.addHook('preHandler', gate.preHandler)
+  app.addHook('onRequestAbort', gate.onRequestAbort)
+  app.addHook('onSend', gate.onSend)
   app.addHook('onResponse', gate.onResponse)
 
   const metrics = createApiMetrics({ db, log: app.log })
@@ -102,7 +109,7 @@ export function buildApp({ db, config, logger }: AppDeps) {
   app.register(swagger, openApiOptions({ secured: config.apiToken !== undefined }))
   app.register(apiDocsUi)
 
-  app.register(healthRoutes, { db, intake })
+  app.register(healthRoutes, { db, intake, gate })
   app.register(orderRoutes, { db, intake, metrics })
   app.register(orderActionRoutes, { db, intake })
   app.register(queueRoutes, { db })

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { type Db, pingOrders } from '@postgres-queue/db'
+import type { DatabaseGate } from '../guards.js'
 import type { OrderIntake } from '../order-intake.js'
 import { Health, Readiness } from '../schemas/health.js'
 import { withTimeout } from '../timeout.js'
@@ -24,7 +25,9 @@ const probe = (operationId: string, summary: string) => ({
   schema: { operationId, tags: ['health'], summary, security: [] },
 })
 
-export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderIntake }> = async (app, { db, intake }) => {
+type Deps = { db: Db; intake: OrderIntake; gate: DatabaseGate }
+
+export const healthRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, intake, gate }) => {
   // Liveness: the process answers. The database is /ready's concern; restarting the api would not fix it.
   const liveness = probe('getHealth', 'Liveness: the process answers')
   app.get('/health', { ...liveness, schema: { ...liveness.schema, response: { 200: Health } } }, async () => ({
@@ -32,15 +35,17 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db; intake: OrderInta
   }))
 
   // Ready: the orders table answers within 2 s (a lock on it, not only a stopped server, makes the
-  // api unready) and the intake's queue is not full.
+  // api unready), and neither the intake's queue nor the line for the database is full.
   const readiness = probe(
     'getReadiness',
-    'Readiness: the orders table answers within 2 s and the intake is not saturated',
+    'Readiness: the orders table answers within 2 s and neither the intake nor the line for the database is full',
   )
   const readinessSchema = { ...readiness.schema, response: { 200: Readiness, 503: Readiness } }
   app.get('/ready', { ...readiness, schema: readinessSchema }, async (request, reply) => {
-    if (intake.saturated()) {
-      request.log.warn('not ready: the intake queue is full')
+    if (intake.saturated() || gate.saturated()) {
+      request.log.warn(
+        intake.saturated() ? 'not ready: the intake queue is full' : 'not ready: the line for the database is full',
+      )
       return reply.code(503).send({ status: 'unavailable' })
     }
     try {
