@@ -69,6 +69,13 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
     return reply.code(error.statusCode).send(errorResponse(error.statusCode, error.code, error.message))
   }
   const status = error.statusCode ?? 500
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    // Fastify asks to close the connection here, and Node then closes it while the client is still
+    // sending: the client's next write meets a reset, and a client that writes its whole body before
+    // reading (Node's fetch) gets EPIPE instead of this 413. Kept open, Node reads the rest of the body
+    // and discards it (bounded by API_REQUEST_TIMEOUT_MS), so the answer is read.
+    reply.removeHeader('connection')
+  }
   if (status >= 400 && status < 500) {
     const code = error instanceof ApiError ? error.code : (FASTIFY_CODES[error.code] ?? codeOf(status))
     return reply.code(status).send(errorResponse(status, code, error.message, error.validation))
