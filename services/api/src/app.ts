@@ -78,7 +78,7 @@ export function buildApp({ db, config, logger }: AppDeps) {
   })
 
   if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
-  app.addHook('onRequest', refuseCrossSiteRequests)
+  app.addHook('onRequest', refuseCrossSiteRequests(config.allowedOrigins))
   // A request waits for the database as long as a submission may wait in the intake's queue.
   const gate = databaseGate({
     concurrency: config.databasePoolSize,

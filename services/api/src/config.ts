@@ -44,6 +44,13 @@ export const ApiEnv = Type.Object({
     default: 5000,
     description: 'POST /orders submissions waiting for an insert; more are refused with 503 INTAKE_SATURATED',
   }),
+  API_ALLOWED_ORIGINS: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'comma-separated origins (https://queue.example.com) whose browser pages may change orders through the api, besides its own',
+    }),
+  ),
   API_REQUEST_TIMEOUT_MS: Type.Integer({
     minimum: 1000,
     maximum: 600_000,
@@ -73,6 +80,8 @@ export interface ApiConfig {
   readonly requestTimeoutMs: number
   /** Group commit: single submissions' inserts in flight at once. */
   readonly insertsInFlight: number
+  /** Origins besides the api's own whose pages may send state-changing requests (guards.ts). */
+  readonly allowedOrigins: readonly string[]
   /** When set, every route but /health and /ready requires `Authorization: Bearer <apiToken>`. */
   readonly apiToken?: string
 }
@@ -91,6 +100,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   if (apiToken !== undefined && !API_TOKEN.test(apiToken)) {
     problems.push('API_TOKEN must be 16 or more visible ASCII characters, no spaces (the value is a secret, not shown)')
   }
+  const allowedOrigins = parseOrigins(parsed?.API_ALLOWED_ORIGINS, problems)
   if (parsed === undefined || problems.length > 0) throw new ConfigError(problems)
   return Object.freeze({
     port: parsed.PORT,
@@ -105,6 +115,21 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     intakeQueueLimit: parsed.API_INTAKE_QUEUE_LIMIT,
     requestTimeoutMs: parsed.API_REQUEST_TIMEOUT_MS,
     insertsInFlight: parsed.API_INSERTS_IN_FLIGHT,
+    allowedOrigins,
     ...(apiToken === undefined ? {} : { apiToken }),
   })
+}
+
+/** `https://a.example, http://b.example:8080` as origins, each as a browser's Origin header spells it. */
+function parseOrigins(list: string | undefined, problems: string[]): string[] {
+  const origins: string[] = []
+  for (const entry of (list ?? '').split(',').map((o) => o.trim())) {
+    if (entry === '') continue
+    const url = URL.canParse(entry) ? new URL(entry) : undefined
+    // An origin is a scheme, a host and a port: nothing after them but an optional slash.
+    if (url === undefined || url.origin === 'null' || `${url.origin}/` !== `${url.href.replace(/\/$/, '')}/`) {
+      problems.push(`API_ALLOWED_ORIGINS: ${JSON.stringify(entry)} is not an origin like https://queue.example.com`)
+    } else origins.push(url.origin)
+  }
+  return origins
 }

@@ -16,13 +16,26 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
  * with a form or a `fetch` in no-cors mode ("simple requests": no preflight). Browsers say where a
  * request comes from: Sec-Fetch-Site (all current ones) and Origin (on every cross-origin POST).
  * Clients that are not browsers send neither, and pass.
+ *
+ * Sec-Fetch-Site decides when it is there: the browser itself compared the page's origin with the
+ * request's, so `same-origin` holds behind a proxy that rewrites Host (nginx's default), where
+ * comparing Origin with Host would refuse the dashboard's own buttons. A browser that sends only
+ * Origin is compared with Host, or with `allowedOrigins` (API_ALLOWED_ORIGINS), which also admits
+ * pages of other origins an operator names.
  */
-export async function refuseCrossSiteRequests(request: FastifyRequest): Promise<void> {
-  if (SAFE_METHODS.has(request.method)) return
-  const site = request.headers['sec-fetch-site']
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw crossSite(`Sec-Fetch-Site: ${site}`)
-  const origin = request.headers.origin
-  if (origin !== undefined && !sameHost(origin, request.headers.host)) throw crossSite(`Origin: ${origin}`)
+export function refuseCrossSiteRequests(allowedOrigins: readonly string[]) {
+  const allowed = new Set(allowedOrigins)
+  return async (request: FastifyRequest): Promise<void> => {
+    if (SAFE_METHODS.has(request.method)) return
+    const origin = request.headers.origin
+    if (origin !== undefined && allowed.has(origin.toLowerCase())) return
+    const site = request.headers['sec-fetch-site']
+    if (site !== undefined) {
+      if (site !== 'same-origin' && site !== 'none') throw crossSite(`Sec-Fetch-Site: ${site}`)
+      return
+    }
+    if (origin !== undefined && !sameHost(origin, request.headers.host)) throw crossSite(`Origin: ${origin}`)
+  }
 }
 
 /** Whether `origin` names the host the request was sent to (`Host`), default ports included. */

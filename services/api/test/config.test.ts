@@ -18,6 +18,7 @@ t.test('applies the defaults when only DATABASE_URL is set', async (t) => {
     intakeQueueLimit: 5000,
     requestTimeoutMs: 30_000,
     insertsInFlight: 1,
+    allowedOrigins: [],
   })
 })
 
@@ -116,5 +117,17 @@ t.test('reports a bad API_TOKEN together with the other bad variables', async (t
   } catch (err) {
     t.type(err, ConfigError)
     t.same((err as ConfigError).problems.map((problem) => problem.split(/[ =]/)[0]).sort(), ['API_TOKEN', 'PORT'])
+  }
+})
+
+t.test('reads API_ALLOWED_ORIGINS as origins, and refuses anything else', async (t) => {
+  t.same(loadConfig({ DATABASE_URL }).allowedOrigins, [])
+  t.same(
+    loadConfig({ DATABASE_URL, API_ALLOWED_ORIGINS: 'https://Queue.example.com/, http://ops.internal:8080' })
+      .allowedOrigins,
+    ['https://queue.example.com', 'http://ops.internal:8080'],
+  )
+  for (const bad of ['queue.example.com', 'https://queue.example.com/dashboard', 'https://user:pw@queue.example.com']) {
+    t.throws(() => loadConfig({ DATABASE_URL, API_ALLOWED_ORIGINS: bad }), /API_ALLOWED_ORIGINS/, bad)
   }
 })
