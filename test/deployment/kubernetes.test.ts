@@ -140,6 +140,16 @@ t.test('every container reads DATABASE_URL from the Secret and nothing else hold
   t.ok(secret.stringData?.DATABASE_URL, 'the example Secret shows the key')
 })
 
+t.test('the api reads API_TOKEN from a Secret of its own, and cannot start without it', async (t) => {
+  const [api] = find('Deployment', 'postgres-queue-api').spec.template.spec.containers
+  const token = api.env?.find((e: { name: string }) => e.name === 'API_TOKEN')
+  t.same(token?.valueFrom, { secretKeyRef: { name: 'postgres-queue-api', key: 'API_TOKEN' } })
+  t.notOk(token.valueFrom.secretKeyRef.optional, 'not optional: no pod serves orders unauthenticated')
+  t.notOk(find('ConfigMap', 'postgres-queue').data?.API_TOKEN, 'not in the ConfigMap')
+  const secret = find('Secret', 'postgres-queue-api') as Manifest & { stringData?: Record<string, string> }
+  t.match(secret.stringData?.API_TOKEN, /^[\x21-\x7E]{16,}$/, 'the example Secret shows a token the api accepts')
+})
+
 t.test('every container runs as a non-root user that cannot escalate', async (t) => {
   for (const { manifest: m } of manifests) {
     if (m.kind !== 'Deployment' && m.kind !== 'Job') continue

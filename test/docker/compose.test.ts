@@ -38,6 +38,9 @@ const GRACE_MS: Record<string, number> = { api: 20_000, worker: 30_000, postgres
 /** The test's advisory lock that holds completions at the gate (see holdCompletions). */
 const GATE_LOCK = 727274
 
+const API_TOKEN = randomBytes(24).toString('hex')
+const bearer = { authorization: `Bearer ${API_TOKEN}` }
+
 // A cold build fetches every package and compiles: minutes on a busy 2-core machine.
 t.setTimeout(25 * 60_000)
 
@@ -51,7 +54,8 @@ t.test(
     const docker = tools as DockerTools
     const name = `pqtest-${randomBytes(4).toString('hex')}`
     const apiPort = await freePort()
-    const project = composeProject(docker, name, { API_PORT: String(apiPort) })
+    // As a deployment should run: with a token, which the compose file passes to the api.
+    const project = composeProject(docker, name, { API_PORT: String(apiPort), API_TOKEN })
     const base = `http://127.0.0.1:${apiPort}`
     t.teardown(async () => {
       await project
@@ -90,6 +94,16 @@ t.test(
       t.equal(migrate?.State.ExitCode, 0, 'the migration ran and exited 0')
       if (migrate) expectedExits.set(migrate.Id, { why: 'the one-shot migration', codes: [0] })
       await followWorkers(project, workersSeen)
+    })
+
+    await t.test('the api is published on loopback only, and requires the token', async (t) => {
+      const [api] = await project.inspect(await project.containerIds('api'))
+      const bindings = (api?.NetworkSettings.Ports['3000/tcp'] ?? []).map((b) => b.HostIp)
+      t.same([...new Set(bindings)], ['127.0.0.1'], 'no interface but loopback')
+      const open = await fetch(`${base}/queue/stats`)
+      t.equal(open.status, 401, 'no token: 401')
+      t.equal(((await open.json()) as { code: string }).code, 'UNAUTHORIZED')
+      t.equal((await fetch(`${base}/queue/stats`, { headers: bearer })).status, 200, 'the token: 200')
     })
 
     await t.test('the images hold only production packages, on Node 24', async (t) => {
@@ -367,7 +381,7 @@ class Submissions {
     for (;;) {
       const response = await fetch(`${this.base}${url}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        headers: { 'content-type': 'application/json', 'idempotency-key': key, ...bearer },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(30_000),
       }).catch((err: unknown) => err as Error)

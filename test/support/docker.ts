@@ -106,6 +106,8 @@ export interface ContainerState {
     Health?: { Status: string }
   }
   Config: { Hostname: string; Labels: Record<string, string> }
+  /** Published ports: `3000/tcp` -> the host addresses and ports it is bound to. */
+  NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null> }
 }
 
 export interface ComposeProject {

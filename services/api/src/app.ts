@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Db } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import Fastify from 'fastify'
-import { requireBearerToken } from './auth.js'
+import { requireBearerToken, warnIfOpenToTheNetwork } from './auth.js'
 import type { ApiConfig } from './config.js'
 import { dashboardRoutes } from './dashboard.js'
 import { apiDocsUi, documentErrors, openApiOptions, sharedErrorResponse } from './docs.js'
@@ -78,6 +78,7 @@ export function buildApp({ db, config, logger }: AppDeps) {
   })
 
   if (config.apiToken !== undefined) app.addHook('onRequest', requireBearerToken(config.apiToken))
+  else app.addHook('onListen', async () => warnIfOpenToTheNetwork(app.addresses(), app.log))
   app.addHook('onRequest', refuseCrossSiteRequests(config.allowedOrigins))
   // A request waits for the database as long as a submission may wait in the intake's queue.
   const gate = databaseGate({

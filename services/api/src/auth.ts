@@ -1,4 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { type AddressInfo, isIP } from 'node:net'
+import type { Logger } from '@postgres-queue/runtime'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from './errors.js'
 
@@ -40,4 +42,25 @@ export function requireBearerToken(token: string): (request: FastifyRequest, rep
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest()
+}
+
+/**
+ * For an api without a token, once it listens: warns when it listens on an address other machines
+ * can reach, since anyone there can then list customers and redrive or cancel orders. Loopback
+ * only (a local try, or behind a proxy on the same host) says nothing.
+ */
+export function warnIfOpenToTheNetwork(addresses: readonly (string | AddressInfo)[], log: Logger): void {
+  const reachable = addresses.flatMap((a) =>
+    typeof a === 'string' || isLoopback(a.address) ? [] : [`${a.address}:${a.port}`],
+  )
+  if (reachable.length === 0) return
+  log.warn(
+    { addresses: reachable },
+    'API_TOKEN is not set and the api listens beyond this machine: anyone who reaches it can read, cancel and redrive orders',
+  )
+}
+
+function isLoopback(address: string): boolean {
+  if (isIP(address) === 4) return address.startsWith('127.')
+  return address === '::1' || address.startsWith('::ffff:127.')
 }

@@ -4,7 +4,7 @@ import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import Value from 'typebox/value'
 import { ErrorResponse } from '../src/schemas/errors.js'
-import { startApi } from './helpers.js'
+import { captureLogs, startApi } from './helpers.js'
 
 const TOKEN = 'test-token-0123456789abcdef'
 const { app, db } = await startApi(t, { env: { API_TOKEN: TOKEN } })
@@ -100,4 +100,18 @@ t.test('without API_TOKEN, no route asks for one', async (t) => {
   const response = await app.inject({ method: 'POST', url: '/orders', payload: makeOrder() })
   t.equal(response.statusCode, 201)
   t.notOk(response.headers['www-authenticate'])
+})
+
+t.test('an api without a token warns at start when it listens beyond this machine, and only then', async (t) => {
+  const warnings = async (host: string, env: Record<string, string> = {}) => {
+    const { logger, lines } = captureLogs()
+    const { app: listening } = await startApi(t, { logger, env })
+    await listening.listen({ port: 0, host })
+    const said = lines.filter((l) => String(l.msg).startsWith('API_TOKEN is not set')).length
+    await listening.close()
+    return said
+  }
+  t.equal(await warnings('0.0.0.0'), 1, 'every interface: warned once')
+  t.equal(await warnings('127.0.0.1'), 0, 'loopback: a local try, nothing to say')
+  t.equal(await warnings('0.0.0.0', { API_TOKEN: TOKEN }), 0, 'with a token: nothing to say')
 })
