@@ -180,6 +180,44 @@ t.test(
   },
 )
 
+t.test('the api: reads on a silent connection (the query builder, not only raw SQL) are watched too', async (t) => {
+  const { db, url } = await setUpEffectsDatabase(t)
+  const [order] = await insertManyOrders(db, 1)
+  const proxy = await startSilencingProxy(Number(new URL(url).port))
+  t.teardown(() => proxy.close())
+  const statementTimeoutMs = 1000
+  const port = await freePort()
+  const api = startService('api', [entryPoints.api], {
+    DATABASE_URL: proxy.url(url),
+    PORT: String(port),
+    DATABASE_STATEMENT_TIMEOUT_MS: String(statementTimeoutMs),
+    LOG_LEVEL: 'warn',
+  })
+  t.teardown(() => stopService(api))
+  const read = (path: string) =>
+    fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(stallLimitMs(statementTimeoutMs) + 20_000) })
+      .then((response) => response.status)
+      .catch(() => 'no answer' as const)
+  await waitFor(async () => (await read(`/orders/${order}`)) === 200, {
+    message: 'the api to read an order',
+    timeoutMs: 60_000,
+    intervalMs: 200,
+  })
+
+  const silencedAt = await failOver(proxy, db, 'postgres-queue api')
+  // Only reads, each through drizzle's query builder: getOrder, listOrders, countOrdersByStatus.
+  const reads = Promise.all([`/orders/${order}`, '/orders?status=pending', '/queue/stats'].map(read))
+  const exitCode = await Promise.race([api.exited, sleep(stallLimitMs(statementTimeoutMs) + 20_000, 'still running')])
+  t.equal(exitCode, 1, 'the api exited 1')
+  t.equal(linesWith(api, STALLED_CONNECTION).length, 1, 'saying why')
+  t.ok(
+    performance.now() - silencedAt < stallLimitMs(statementTimeoutMs) + 15_000,
+    `within ${Math.round(performance.now() - silencedAt)} ms of the silence`,
+  )
+  // A read that opened a new connection after the silence was answered; one on a silent one ended with the api.
+  t.comment(`the reads: ${JSON.stringify(await reads)}`)
+})
+
 async function storedOrders(db: Db): Promise<number> {
   const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders`)
   return row?.n ?? 0

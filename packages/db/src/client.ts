@@ -2,7 +2,7 @@ import type { PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle, type PostgresJsDatabase, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import * as schema from './schema.js'
-import { watched } from './unanswered.js'
+import { type PendingCalls, registerPendingCalls, watchClient } from './unanswered.js'
 
 export type Schema = typeof schema
 export type Db = PostgresJsDatabase<Schema> & {
@@ -58,22 +58,25 @@ export function createDb(url: string, options: DbOptions = {}): Db {
     connection.idle_in_transaction_session_timeout = options.idleInTransactionTimeoutMs
   }
   const maxReconnectDelay = options.maxReconnectDelaySeconds ?? 1
-  const client = postgres(url, {
-    max: options.maxConnections ?? 10,
-    connect_timeout: options.connectTimeoutSeconds ?? 5,
-    // postgres.js grows the pause between reconnection attempts with every failure across the pool,
-    // up to 20 s, and resets it only on success: after an outage, queries would wait out that pause
-    // long after the database is back (measured: 503s taking 18.8 s, service back 3.5 s after the
-    // restart, under 8 concurrent clients). Same jittered growth, capped.
-    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, maxReconnectDelay),
-    connection,
-    onnotice: () => {},
-  })
+  // Every call to the server counts as unanswered until it settles (unanswered.ts): the stall
+  // watch sees them all, whichever query function or handle made them.
+  const calls: PendingCalls = new Set()
+  const client = watchClient(
+    postgres(url, {
+      max: options.maxConnections ?? 10,
+      connect_timeout: options.connectTimeoutSeconds ?? 5,
+      // postgres.js grows the pause between reconnection attempts with every failure across the pool,
+      // up to 20 s, and resets it only on success: after an outage, queries would wait out that pause
+      // long after the database is back (measured: 503s taking 18.8 s, service back 3.5 s after the
+      // restart, under 8 concurrent clients). Same jittered growth, capped.
+      backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, maxReconnectDelay),
+      connection,
+      onnotice: () => {},
+    }),
+    calls,
+  )
   const db = Object.assign(drizzle({ client, schema, casing: 'snake_case' }), { $queueSchema: queueSchema })
-  // Every statement run on the pool counts as unanswered until it settles (unanswered.ts), without
-  // each query function having to say so.
-  const execute = db.execute.bind(db)
-  db.execute = ((query) => watched(db, execute(query))) as typeof db.execute
+  registerPendingCalls(db, calls)
   return db
 }
 

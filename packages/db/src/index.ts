@@ -46,6 +46,5 @@ export {
   STALLED_CONNECTION,
   type StallWatch,
   stallLimitMs,
-  watched,
   watchForStalls,
 } from './unanswered.js'

@@ -2,7 +2,6 @@ import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-j
 import type postgres from 'postgres'
 import type { Db, Executor } from './client.js'
 import type { BoundQuery } from './statement.js'
-import { watched } from './unanswered.js'
 
 /** A query handed to postgres.js: `state` is its connection's backend once sent; `canceller` sends a CancelRequest. */
 type PendingQuery = postgres.PendingQuery<postgres.Row[]> & {
@@ -16,7 +15,7 @@ type PendingQuery = postgres.PendingQuery<postgres.Row[]> & {
  * plan a batch's statements anew every time; the hot ones (a claim, a completion) come here.
  */
 export function runPrepared(db: Db, query: BoundQuery): Promise<unknown[][]> {
-  return watched(db, prepared(db.$client, query))
+  return prepared(db.$client, query)
 }
 
 function prepared(client: postgres.Sql | postgres.ReservedSql, { sql, params }: BoundQuery) {
@@ -45,10 +44,10 @@ export class BatchTransaction {
 
   /** BEGIN, then `first` in the same write; returns the transaction and `first`'s rows. */
   static async begin(db: Db, first: BoundQuery): Promise<{ tx: BatchTransaction; rows: unknown[][] }> {
-    const connection = await watched(db, db.$client.reserve())
+    const connection = await db.$client.reserve()
     const tx = new BatchTransaction(db, connection)
     try {
-      const [, rows] = await watched(db, Promise.all([connection.unsafe('begin'), tx.execute(first)]))
+      const [, rows] = await Promise.all([connection.unsafe('begin'), tx.execute(first)])
       return { tx, rows }
     } catch (err) {
       await tx.rollback()
@@ -64,10 +63,10 @@ export class BatchTransaction {
   /** `last` (if any), then COMMIT, in one write; releases the connection. Returns `last`'s rows. */
   async commit(last?: BoundQuery): Promise<unknown[][]> {
     try {
-      const [rows] = await watched(
-        this.db,
-        Promise.all([last === undefined ? Promise.resolve([]) : this.execute(last), this.connection.unsafe('commit')]),
-      )
+      const [rows] = await Promise.all([
+        last === undefined ? Promise.resolve([]) : this.execute(last),
+        this.connection.unsafe('commit'),
+      ])
       this.release()
       return rows
     } catch (err) {
@@ -88,15 +87,12 @@ export class BatchTransaction {
   ): Promise<{ rows: unknown[][]; next?: { tx: BatchTransaction; rows: unknown[][] } }> {
     const next = new BatchTransaction(this.db, this.connection)
     this.done = true // the connection passes to `next`, which releases it
-    const [settled, committed, , claimed] = await watched(
-      this.db,
-      Promise.allSettled([
-        this.execute(last),
-        this.connection.unsafe('commit'),
-        this.connection.unsafe('begin'),
-        next.execute(first),
-      ]),
-    )
+    const [settled, committed, , claimed] = await Promise.allSettled([
+      this.execute(last),
+      this.connection.unsafe('commit'),
+      this.connection.unsafe('begin'),
+      next.execute(first),
+    ])
     if (settled.status === 'rejected' || committed.status === 'rejected') {
       await next.rollback()
       throw settled.status === 'rejected' ? settled.reason : (committed as PromiseRejectedResult).reason
@@ -111,7 +107,7 @@ export class BatchTransaction {
   /** Rolls back (best effort: on a lost connection the server already has) and releases the connection. */
   async rollback(): Promise<void> {
     if (this.done) return
-    await watched(this.db, this.connection.unsafe('rollback')).catch(() => {})
+    await this.connection.unsafe('rollback').catch(() => {})
     this.release()
   }
 
@@ -161,16 +157,16 @@ export class BatchTransaction {
       fence.close()
       if (result === 'timeout') await fence.cancelRunning()
       // Statements it started but did not await still belong to it.
-      const [, notSet] = await watched(this.db, Promise.all([fence.settled(), savepointSet]))
+      const [, notSet] = await Promise.all([fence.settled(), savepointSet])
       if (notSet) throw notSet.err
       if (result === 'timeout') {
-        await watched(this.db, this.connection.unsafe(`rollback to savepoint ${name}`))
+        await this.connection.unsafe(`rollback to savepoint ${name}`)
         return { ok: false, error: new SavepointTimeoutError(timeoutMs), timedOut: true }
       }
       if (!result.ok || fence.failure() !== undefined) {
         // A statement of the work failed (even one it caught): the transaction is aborted until
         // this rollback, which undoes every write of the work.
-        await watched(this.db, this.connection.unsafe(`rollback to savepoint ${name}`))
+        await this.connection.unsafe(`rollback to savepoint ${name}`)
         return { ok: false, error: result.ok ? fence.failure() : result.error, timedOut: false }
       }
       return { ok: true }

@@ -1,6 +1,6 @@
-import { openTestDb } from '@postgres-queue/testkit'
+import { makeOrder, openTestDb } from '@postgres-queue/testkit'
 import t from 'tap'
-import { oldestUnansweredCall, sql, watchForStalls } from '../src/index.js'
+import { insertOrders, oldestUnansweredCall, orders, sql, watchForStalls } from '../src/index.js'
 
 // The watch itself (the services' use of it: test/outage/silent-connection.test.ts).
 
@@ -41,3 +41,39 @@ t.test('time the process was frozen does not count: an answer read on waking is 
   await call
   t.notOk(stalled, 'no stall')
 })
+
+t.test(
+  'every way of reaching the server is watched: the query builder, a transaction, a reserved connection',
+  async (t) => {
+    const db = await openTestDb(t)
+    const sleepPastLimit = sql`pg_sleep(${(LIMIT_MS + 2500) / 1000})`
+    const ways: [string, () => Promise<unknown>][] = [
+      ['the query builder', () => db.select({ slept: sleepPastLimit }).from(orders).limit(1)],
+      ['a statement inside db.transaction', () => db.transaction((tx) => tx.execute(sql`select ${sleepPastLimit}`))],
+      [
+        'a reserved connection',
+        async () => {
+          const reserved = await db.$client.reserve()
+          try {
+            await reserved.unsafe(`select pg_sleep(${(LIMIT_MS + 2500) / 1000})`)
+          } finally {
+            reserved.release()
+          }
+        },
+      ],
+    ]
+    await insertOrders(db, [makeOrder()])
+    for (const [way, call] of ways) {
+      const stalls: number[] = []
+      const watch = watchForStalls({
+        db,
+        limitMs: LIMIT_MS,
+        onStalled: ({ unansweredMs }) => stalls.push(unansweredMs),
+      })
+      await call()
+      watch.stop()
+      t.equal(stalls.length, 1, `${way}: reported`)
+      t.equal(oldestUnansweredCall(db), undefined, `${way}: no longer counted once answered`)
+    }
+  },
+)

@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import { watched } from '../unanswered.js'
 
 /** The LISTEN/NOTIFY channel that tells a queue's workers orders are waiting: one per schema. */
 export const channelOf = (db: Db) => `${db.$queueSchema}_orders`
@@ -29,16 +28,13 @@ export interface Subscription {
  * the database cannot be reached; a caller keeps polling and subscribes again later.
  */
 export async function listenForOrders(db: Db, onWake: (dueAt?: Date) => void): Promise<Subscription> {
-  const { unlisten } = await watched(
-    db,
-    db.$client.listen(
-      channelOf(db),
-      (payload) => {
-        const at = Number(payload)
-        onWake(payload === '' || !Number.isFinite(at) ? undefined : new Date(at))
-      },
-      () => onWake(),
-    ),
+  const { unlisten } = await db.$client.listen(
+    channelOf(db),
+    (payload) => {
+      const at = Number(payload)
+      onWake(payload === '' || !Number.isFinite(at) ? undefined : new Date(at))
+    },
+    () => onWake(),
   )
   return { unsubscribe: unlisten }
 }
