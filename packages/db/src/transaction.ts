@@ -36,6 +36,8 @@ function prepared(client: postgres.Sql | postgres.ReservedSql, { sql, params }: 
 export class BatchTransaction {
   private savepoints = 0
   private done = false
+  /** When the server last answered on this transaction (performance.now()). */
+  private answeredAt = performance.now()
 
   private constructor(
     readonly db: Db,
@@ -48,11 +50,26 @@ export class BatchTransaction {
     const tx = new BatchTransaction(db, connection)
     try {
       const [, rows] = await Promise.all([connection.unsafe('begin'), tx.execute(first)])
+      tx.answeredAt = performance.now()
       return { tx, rows }
     } catch (err) {
       await tx.rollback()
       throw err
     }
+  }
+
+  /**
+   * The caller is about to leave the transaction alone for up to `ms` (an order's processing). If by
+   * then the session would have sat idle past the server's idle_in_transaction_session_timeout, which
+   * ends the session and rolls the transaction back, a statement now restarts the server's count: a
+   * batch of orders that each take their time, none of them too long, keeps its transaction. The
+   * whole is bounded by the caller's budget, not by this.
+   */
+  async keepAliveFor(ms: number): Promise<void> {
+    const idleLimitMs = Number(this.db.$client.options.connection.idle_in_transaction_session_timeout ?? 0)
+    if (idleLimitMs === 0 || performance.now() - this.answeredAt + ms < idleLimitMs - IDLE_MARGIN_MS) return
+    await this.connection.unsafe('select 1')
+    this.answeredAt = performance.now()
   }
 
   /** A statement inside the transaction. */
@@ -173,6 +190,7 @@ export class BatchTransaction {
     } finally {
       clearTimeout(timer)
       fence.close()
+      this.answeredAt = performance.now()
     }
   }
 
@@ -211,6 +229,9 @@ export class SavepointTimeoutError extends Error {
     super(`did not finish within ${timeoutMs} ms; its statements were cancelled and its writes rolled back`)
   }
 }
+
+/** Slack kept below the server's idle bound, for the round trip and a busy event loop. */
+const IDLE_MARGIN_MS = 1000
 
 /** A cancel request the server has not taken by then is given up on; the statement_timeout still ends it. */
 const CANCEL_TIMEOUT_MS = 2000

@@ -1,4 +1,10 @@
-import type { ClaimedBatch, Db } from '@postgres-queue/db'
+import {
+  type ClaimedBatch,
+  type Db,
+  databaseAnswers,
+  isDatabaseUnavailable,
+  isTransientDatabaseError,
+} from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
 import type { WorkerObserver } from './outcomes.js'
@@ -46,4 +52,16 @@ export class BatchFailedError extends Error {
   ) {
     super(`a batch of ${ids.length} orders failed and was rolled back`, { cause })
   }
+}
+
+/**
+ * Whether a batch whose transaction failed with `err` is broken by an order in it, so splitting it
+ * finds that order, rather than failed by the moment (a lock or statement timeout, a deadlock, the
+ * database away), which is retried as it is. A lost connection is the batch's own doing when the
+ * database still answers: something in it ended its session (a CommitWork that terminates it, a
+ * processor that blocked the event loop past the session's idle timeout), and it would again.
+ */
+export async function breaksItsBatch(db: Db, err: unknown): Promise<boolean> {
+  if (!isTransientDatabaseError(err)) return true
+  return isDatabaseUnavailable(err) && (await databaseAnswers(db))
 }

@@ -2,7 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   extendLeases,
   type FailureOutcome,
-  isTransientDatabaseError,
   type Lease,
   type LeasedOrder,
   type LeaseSettlementInput,
@@ -12,7 +11,7 @@ import {
   settleLeasedBatch,
   settleLeasedOrders,
 } from '@postgres-queue/db'
-import type { BatchDeps, BatchResult } from './batch.js'
+import { type BatchDeps, type BatchResult, breaksItsBatch } from './batch.js'
 import type { ClaimSize } from './lanes.js'
 import { earliestRetry, type ProcessedOrder, reportOrder, runCommitWork, waitSince } from './outcomes.js'
 import { runProcessor } from './run-processor.js'
@@ -204,7 +203,7 @@ async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases)
       return await completeProcessed(deps, mine, held)
     } catch (err) {
       if (deps.stop.aborted) throw err
-      if (isTransientDatabaseError(err)) {
+      if (!(await breaksItsBatch(deps.db, err))) {
         const pause = SETTLE_RETRY_MS[Math.min(retry, SETTLE_RETRY_MS.length - 1)] as number
         if (Date.now() + pause < held.lastsUntil) {
           deps.log.debug({ err, orders: mine.length }, 'could not complete; retrying while the leases last')

@@ -1,5 +1,5 @@
-import { type ClaimedBatch, claimBatch, isTransientDatabaseError, settleBatch } from '@postgres-queue/db'
-import { type BatchDeps, BatchFailedError, type BatchResult } from './batch.js'
+import { type ClaimedBatch, claimBatch, settleBatch } from '@postgres-queue/db'
+import { type BatchDeps, BatchFailedError, type BatchResult, breaksItsBatch } from './batch.js'
 import type { ClaimSize } from './lanes.js'
 import { describeError } from './thrown.js'
 import { runTransactionBatch } from './transaction-batch.js'
@@ -14,8 +14,10 @@ import { runTransactionBatch } from './transaction-batch.js'
  * alone; that order's attempt is then recorded as failed in a transaction of its own (retried with
  * backoff, dead-lettered after maxAttempts). About log2(batch) extra runs for its neighbours, once.
  *
- * Not split: transient failures (the database unreachable, a lock or statement timeout, a
- * deadlock), which are nobody's fault and are retried as they are, and a forced stop.
+ * A batch whose session was ended while the database still answers is split too: an order in it
+ * ended the session (breaksItsBatch). Not split: transient failures (the database unreachable, a
+ * lock or statement timeout, a deadlock), which are nobody's fault and are retried as they are, and
+ * a forced stop.
  */
 export async function runIsolatingPoison(
   deps: BatchDeps,
@@ -24,7 +26,8 @@ export async function runIsolatingPoison(
   try {
     return await runTransactionBatch(deps, { only, claimed, size })
   } catch (err) {
-    if (!(err instanceof BatchFailedError) || deps.stop.aborted || isTransientDatabaseError(err.cause)) throw err
+    if (!(err instanceof BatchFailedError) || deps.stop.aborted || !(await breaksItsBatch(deps.db, err.cause)))
+      throw err
     const { ids } = err
     if (ids.length === 0) throw err // it failed before claiming anything: nothing to isolate
     if (ids.length === 1) return recordPoison(deps, ids[0] as number, err.cause)

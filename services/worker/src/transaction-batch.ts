@@ -54,6 +54,7 @@ export async function runTransactionBatch(
         // Orders that would not fit are left untouched: the commit releases their locks unattempted.
         // The first always fits (config keeps the order timeout within the budget).
         if (processed.length > 0 && performance.now() + config.orderTimeoutMs > deadline) break
+        await batch.tx.keepAliveFor(config.orderTimeoutMs)
         const result = await processOne(deps, order)
         deps.stop.throwIfAborted()
         processed.push(

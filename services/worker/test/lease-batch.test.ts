@@ -179,3 +179,24 @@ t.test(
     t.equal((await effectCounts(db)).size, 6)
   },
 )
+
+t.test('an order whose CommitWork ends its own session fails alone; the others complete once', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 4 }, (_, i) => makeOrder({ customerId: i === 1 ? 'killer' : `c-${i}`, maxAttempts: 1 })),
+  )
+  const processor: OrderProcessor = async (order, ctx) => {
+    if (order.customerId !== 'killer') return recordEffect(order.id, ctx.workerId)
+    return async (tx) => void (await tx.execute(sql`select pg_terminate_backend(pg_backend_pid())`))
+  }
+  const { log, lines } = capturingLogger()
+  await runLeaseBatch({ db, processor, config: leaseConfig(), log, ...running })
+  t.match(await getOrder(db, orders[1]!.id), {
+    status: 'failed',
+    lastError: /completing this order failed, even alone/,
+  })
+  for (const order of orders.filter((_, i) => i !== 1)) t.match(await getOrder(db, order.id), { status: 'completed' })
+  t.same([...(await effectCounts(db)).values()], [1, 1, 1], 'one effect row per completed order')
+  t.ok(lines.some((l) => l.msg === 'completing the order breaks its transaction'))
+})

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { getOrder, insertOrders, listOrders, sql } from '@postgres-queue/db'
+import { closeDb, createDb, getOrder, insertOrders, listOrders, sql } from '@postgres-queue/db'
 import { effectCounts, makeOrder, recordEffect, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import { runIsolatingPoison } from '../src/poison.js'
@@ -255,4 +255,101 @@ t.test('an order that breaks its batch is isolated and its attempt counted; the 
   // Each level of the split runs the failing half again: about 3n runs in all, once.
   t.ok(processed.length <= 3 * orders.length, `${processed.length} processor runs for ${orders.length} orders`)
   t.ok(lines.some((l) => l.msg === 'order breaks its batch; will retry'))
+})
+
+/** Runs drains as the worker would (each a fresh claim), until nothing is pending or `tries` is spent. */
+async function drainRepeatedly(deps: Parameters<typeof runIsolatingPoison>[0], tries: number): Promise<unknown[]> {
+  const failures: unknown[] = []
+  for (let i = 0; i < tries; i++) {
+    const result = await runIsolatingPoison(deps).catch((err: unknown) => {
+      failures.push(err)
+      return { claimed: -1 }
+    })
+    if (result.claimed === 0) break
+  }
+  return failures
+}
+
+t.test(
+  'an order whose CommitWork ends its own session is isolated and dead-lettered; the others complete once',
+  async (t) => {
+    const { db } = await setUpDatabase(t)
+    const orders = await insertOrders(
+      db,
+      Array.from({ length: 5 }, (_, i) => makeOrder({ customerId: i === 2 ? 'killer' : `c-${i}`, maxAttempts: 2 })),
+    )
+    const killer = orders[2]!
+    const calls = new Map<number, number>()
+    const processor: OrderProcessor = async (order, ctx) => {
+      calls.set(order.id, (calls.get(order.id) ?? 0) + 1)
+      if (order.customerId !== 'killer') return recordEffect(order.id, ctx.workerId)
+      return async (tx) => {
+        await tx.execute(sql`select pg_terminate_backend(pg_backend_pid())`)
+      }
+    }
+    await drainRepeatedly({ db, processor, config: testConfig(), log: silentLogger, ...running }, 20)
+    t.match(await getOrder(db, killer.id), { status: 'failed', attempts: 2, lastError: /PoisonOrderError/ })
+    for (const order of orders.filter((o) => o !== killer)) {
+      t.match(await getOrder(db, order.id), { status: 'completed', attempts: 1 }, `order ${order.id} completed`)
+    }
+    t.same(
+      [...(await effectCounts(db)).values()],
+      [1, 1, 1, 1],
+      'one effect row per completed order, none for the killer',
+    )
+    const neighbourRuns = orders.filter((o) => o !== killer).map((o) => calls.get(o.id) ?? 0)
+    t.ok(Math.max(...neighbourRuns) <= 4, `each neighbour processed at most log2(batch) + 1 times: ${neighbourRuns}`)
+  },
+)
+
+t.test('an order that blocks the event loop past the session timeout is isolated; the others complete', async (t) => {
+  const { db, url } = await setUpDatabase(t)
+  // The worker's own sessions are bounded so (start.ts); the test's, not.
+  const sessionBound = createDb(url, { idleInTransactionTimeoutMs: 500, statementTimeoutMs: 500 })
+  t.teardown(() => closeDb(sessionBound))
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 3 }, (_, i) => makeOrder({ customerId: i === 1 ? 'blocker' : `c-${i}`, maxAttempts: 1 })),
+  )
+  const processor: OrderProcessor = async (order, ctx) => {
+    if (order.customerId === 'blocker') {
+      const until = performance.now() + 800
+      while (performance.now() < until) {} // a synchronous loop: nothing else runs, not even its timeout
+    }
+    return recordEffect(order.id, ctx.workerId)
+  }
+  const failures = await drainRepeatedly(
+    { db: sessionBound, processor, config: testConfig({ orderTimeoutMs: 300 }), log: silentLogger, ...running },
+    10,
+  )
+  t.match(await getOrder(db, orders[1]!.id), { status: 'failed', attempts: 1 }, 'the blocker, dead-lettered')
+  for (const order of [orders[0]!, orders[2]!]) t.match(await getOrder(db, order.id), { status: 'completed' })
+  t.same(failures, [], 'no drain failed: the batch was split, not retried as an outage')
+})
+
+t.test('a batch that processes for longer than the session may sit idle keeps its session, and commits', async (t) => {
+  const { db, url } = await setUpDatabase(t)
+  // The worker's own sessions are bounded so (start.ts); the test's, not.
+  const sessionBound = createDb(url, { idleInTransactionTimeoutMs: 1000, statementTimeoutMs: 1000 })
+  t.teardown(() => closeDb(sessionBound))
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 8 }, () => makeOrder()),
+  )
+  let runs = 0
+  const processor: OrderProcessor = async () => {
+    runs += 1
+    await sleep(300) // well within its own timeout; eight of them, 2.4 s without a statement
+    return undefined
+  }
+  const result = await runTransactionBatch({
+    db: sessionBound,
+    processor,
+    config: testConfig({ orderTimeoutMs: 500, batchTimeoutMs: 10_000 }),
+    log: silentLogger,
+    ...running,
+  })
+  t.equal(result.claimed, 8)
+  t.equal(runs, 8, 'each order processed once')
+  for (const order of orders) t.match(await getOrder(db, order.id), { status: 'completed' })
 })

@@ -10,3 +10,17 @@ import { orders } from '../schema.js'
 export async function pingOrders(db: Executor): Promise<void> {
   await db.execute(sql`select 1 from ${orders} limit 1`)
 }
+
+/**
+ * Whether the server answers at all: a trivial statement that touches no table, so a lock does not
+ * hold it up. Tells a session that was ended (by what it ran, or by its idle timeout) from a
+ * database that went away.
+ */
+export async function databaseAnswers(db: Executor): Promise<boolean> {
+  try {
+    await db.execute(sql`select 1`)
+    return true
+  } catch {
+    return false
+  }
+}
