@@ -4,11 +4,13 @@ import { closeDb, createDb, type Db, insertOrders, migrateDatabase, sql } from '
 import { freePort, startCluster } from '@postgres-queue/devkit'
 import { createEffectsTable, makeOrder, startPrivateCluster, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
+import { faultFor } from '../fixtures/faults.js'
 import { entryPoints, isRunning, type ServiceProcess, startService, stopService } from '../support/processes.js'
 
 // The standing proof of the guarantees: real worker processes in both modes and the real api,
 // against a real PostgreSQL, with a processor that misbehaves at random (test/fixtures/faults.ts:
-// throws anything, hangs, returns CommitWork that is slow, throws or conflicts), while this harness
+// throws anything, hangs, blocks the event loop past its session's idle bound, returns CommitWork
+// that is slow, throws, conflicts or ends its own session), while this harness
 // SIGKILLs and SIGSTOPs workers, restarts PostgreSQL and holds table locks. Then, every run:
 //
 // - every order reaches a final state within a bound, once the faults stop;
@@ -47,7 +49,12 @@ const HEAP_GROWTH_BYTES = 16 * 1024 * 1024
 
 const faultWorker = fileURLToPath(new URL('../fixtures/dist/fault-worker.js', import.meta.url))
 
-type Event = { kind: 'kill' | 'pause' | 'restart' | 'lock'; target?: string; at: number; until: number }
+type Event = {
+  kind: 'kill' | 'pause' | 'block' | 'session ended' | 'restart' | 'lock'
+  target?: string
+  at: number
+  until: number
+}
 
 t.setTimeout((FAULT_SECONDS + 60) * 1000 + SETTLE_MS + 60_000)
 
@@ -254,6 +261,39 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const ackedIds = [...acknowledged.values()]
   t.equal(new Set(ackedIds).size, ackedIds.length, 'each acknowledgement names its own order')
 
+  // A processor that blocked its worker's event loop (faults.ts, blockLoop) paused that worker as
+  // surely as a SIGSTOP: its leases lapse, its session ends under its batch.
+  for (const worker of started) {
+    for (const line of worker.lines.filter((l) => l.msg === 'blocking the event loop')) {
+      const at = line.time as number
+      events.push({ kind: 'block', target: worker.name, at, until: at + (line.ms as number) })
+    }
+  }
+  // CommitWork that ended its own session (commitEndsSession) took its transaction with it, until
+  // the worker isolated it: a transaction-mode batch is run again, split, and its orders' outside
+  // calls with it; a lease worker's completions are split and its connections renewed meanwhile.
+  const calls = await db.execute<{ order_id: string; attempt: number; worker_id: string; at: string }>(
+    sql`select order_id, attempt, worker_id, at::text from outside_calls`,
+  )
+  const isolations = new Set([
+    'completing the order breaks its transaction',
+    'order breaks its batch; will retry',
+    'order breaks its batch; dead-lettered',
+  ])
+  for (const call of calls) {
+    const orderId = Number(call.order_id)
+    if (faultFor(SEED, orderId, call.attempt) !== 'commitEndsSession') continue
+    const at = Date.parse(call.at)
+    const isolated = started
+      .find((w) => w.name === call.worker_id)
+      ?.lines.find((l) => isolations.has(String(l.msg)) && l.orderId === orderId && Date.parse(l.time as string) >= at)
+    const until = isolated ? Date.parse(isolated.time as string) : at + ORDER_TIMEOUT_MS
+    events.push({ kind: 'session ended', target: call.worker_id, at, until })
+  }
+  t.comment(
+    `event loops blocked: ${events.filter((e) => e.kind === 'block').length}; sessions ended by their own CommitWork: ${events.filter((e) => e.kind === 'session ended').length}`,
+  )
+
   // Outside calls made twice for one attempt, and leases that lapsed: each must be explained.
   const duplicates = await db.execute<{ order_id: string; attempt: number; workers: string[]; ats: string[] }>(sql`
     select order_id, attempt, array_agg(worker_id order by at) as workers, array_agg(at::text order by at) as ats
@@ -298,7 +338,11 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const stuckUnexplained = stuck.filter(
     (s) =>
       !events.some(
-        (e) => e.kind === 'pause' && e.target === s.worker && e.at <= s.at && e.until + 1000 >= s.at - s.idleMs,
+        (e) =>
+          (e.kind === 'pause' || e.kind === 'block') &&
+          e.target === s.worker &&
+          e.at <= s.at &&
+          e.until + 1000 >= s.at - s.idleMs,
       ),
   )
   t.same(stuckUnexplained, [], `seed ${SEED}: no running worker left a transaction idle for ${STUCK_MS} ms`)

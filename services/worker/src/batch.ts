@@ -43,12 +43,17 @@ export interface BatchResult {
   timing?: { processingMs: number; settlingMs: number }
 }
 
-/** A batch whose transaction failed: nothing of it committed. Carries the orders it had claimed. */
+/**
+ * A batch whose transaction failed: nothing of it committed. Carries the orders it had claimed, and
+ * the one it was working on when the failure showed (`inHand`: the last order started), the one to
+ * suspect when the session ended under it.
+ */
 export class BatchFailedError extends Error {
   override readonly name = 'BatchFailedError'
   constructor(
     readonly ids: readonly number[],
     cause: unknown,
+    readonly inHand?: number,
   ) {
     super(`a batch of ${ids.length} orders failed and was rolled back`, { cause })
   }

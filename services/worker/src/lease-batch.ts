@@ -31,11 +31,13 @@ const SETTLE_RETRY_MS = [100, 250, 500, 1000, 2000]
  *    order the batch holds, waiting, running or done, until it is completed or released: a healthy
  *    worker never loses a lease to a slow neighbour in its batch. A lease found taken over aborts
  *    that order's processor.
- * 3. One short transaction completes them: the fence locks the rows still held under their tokens,
+ * 3. A short transaction completes them: the fence locks the rows still held under their tokens,
  *    the CommitWork of those runs in fenced savepoints, and the completion and failures are two
- *    set-based statements. While the database is away, completing is retried as long as the leases
- *    last; a completion that fails for another reason is split until the order that breaks it is
- *    alone, and that order alone is failed.
+ *    set-based statements. Bounded like a transaction-mode batch: a CommitWork starts only if its
+ *    whole time fits in WORKER_BATCH_TIMEOUT_MS and before the leases it locks would lapse; the
+ *    rest go in the next transaction, their leases extended meanwhile. While the database is away,
+ *    completing is retried as long as the leases last; a completion that fails for another reason
+ *    is split until the order that breaks it is alone, and that order alone is failed.
  *
  * Two writes per order (lease, completion). A dead worker's orders are rescued once their lease
  * lapses (promoteDueOrders). A graceful stop releases the leases of orders not yet started at once.
@@ -43,11 +45,13 @@ const SETTLE_RETRY_MS = [100, 250, 500, 1000, 2000]
 export async function runLeaseBatch(deps: BatchDeps, size?: ClaimSize): Promise<BatchResult> {
   const { db, config } = deps
   const limit = size?.limit ?? config.batchSize
+  // Before the claim: the leases last leaseMs from the server's clock during it, so at least this long.
+  const claimedAt = performance.now()
   const leased = await leaseOrders(db, { limit, workerId: config.workerId, leaseMs: config.leaseMs })
   deps.observer.claimed(leased.length)
   if (leased.length === 0) return { claimed: 0 }
 
-  const held = new HeldLeases(leased, config.leaseMs)
+  const held = new HeldLeases(leased, config.leaseMs, claimedAt)
   const heartbeat = setInterval(() => void beat(deps, held), config.leaseMs / HEARTBEATS_PER_LEASE)
   try {
     const { processed, unstarted } = await processAll(deps, leased, held)
@@ -63,21 +67,32 @@ export async function runLeaseBatch(deps: BatchDeps, size?: ClaimSize): Promise<
   }
 }
 
-/** The leases a batch holds until each order is completed or released, and how long they last. */
+/**
+ * The leases a batch holds until each order is completed or released, and until when each surely
+ * lasts (performance.now(): when the statement that took or last extended it was sent, + leaseMs).
+ */
 class HeldLeases {
   private readonly leases = new Map<
     number,
-    { lease: Lease; abortProcessor?: (reason: unknown) => void; settling?: boolean }
+    { lease: Lease; until: number; abortProcessor?: (reason: unknown) => void; settling?: boolean }
   >()
-  /** Until when every lease still held surely lasts: the last successful extension + leaseMs. */
-  lastsUntil: number
 
   constructor(
     leased: readonly LeasedOrder[],
     private readonly leaseMs: number,
+    claimedAt: number,
   ) {
-    for (const { lease } of leased) this.leases.set(lease.id, { lease })
-    this.lastsUntil = Date.now() + leaseMs
+    for (const { lease } of leased) this.leases.set(lease.id, { lease, until: claimedAt + leaseMs })
+  }
+
+  /** The heartbeat in flight, if any (beat). */
+  beating: Promise<void> | undefined
+
+  /** Until when all of these leases surely last (those still held). */
+  lastsUntil(ids: readonly number[]): number {
+    let until = Number.POSITIVE_INFINITY
+    for (const id of ids) until = Math.min(until, this.leases.get(id)?.until ?? until)
+    return until
   }
 
   /**
@@ -112,11 +127,12 @@ class HeldLeases {
    * rival, is what they no longer match). Returns the leases lost.
    */
   extended(at: number, beaten: readonly Lease[], stillHeld: ReadonlySet<number>): Lease[] {
-    this.lastsUntil = at + this.leaseMs
     const lost: Lease[] = []
     for (const lease of beaten) {
       const held = this.leases.get(lease.id)
-      if (!held || held.settling || stillHeld.has(lease.id)) continue
+      if (!held) continue
+      if (stillHeld.has(lease.id)) held.until = at + this.leaseMs
+      if (held.settling || stillHeld.has(lease.id)) continue
       lost.push(lease)
       held.abortProcessor?.(new Error('lease lost: the order was rescued after its lease lapsed'))
       this.leases.delete(lease.id)
@@ -137,11 +153,23 @@ class HeldLeases {
   }
 }
 
-/** Extends every lease still held; aborts the processors of those taken over. */
-async function beat(deps: BatchDeps, held: HeldLeases): Promise<void> {
+/**
+ * Extends every lease still held; aborts the processors of those taken over. Never rejects. One at
+ * a time: a beat that waits on a lock (a migration's, another worker's) is joined, not overlapped by
+ * another over the same rows, which could take their locks in another order and deadlock with it.
+ * Kept in `held.beating` until it settles: a completion waits for it before locking its rows.
+ */
+function beat(deps: BatchDeps, held: HeldLeases): Promise<void> {
+  held.beating ??= extendHeld(deps, held).finally(() => {
+    held.beating = undefined
+  })
+  return held.beating
+}
+
+async function extendHeld(deps: BatchDeps, held: HeldLeases): Promise<void> {
   const leases = held.toExtend()
   if (leases.length === 0) return
-  const started = Date.now()
+  const started = performance.now()
   try {
     const still = new Set(await extendLeases(deps.db, { leases, leaseMs: deps.config.leaseMs }))
     for (const lease of held.extended(started, leases, still)) {
@@ -205,7 +233,7 @@ async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases)
       if (deps.stop.aborted) throw err
       if (!(await breaksItsBatch(deps.db, err))) {
         const pause = SETTLE_RETRY_MS[Math.min(retry, SETTLE_RETRY_MS.length - 1)] as number
-        if (Date.now() + pause < held.lastsUntil) {
+        if (performance.now() + pause < held.lastsUntil(mine.map((p) => p.order.id))) {
           deps.log.debug({ err, orders: mine.length }, 'could not complete; retrying while the leases last')
           await sleep(pause)
           continue
@@ -227,52 +255,91 @@ async function settle(deps: BatchDeps, processed: Processed[], held: HeldLeases)
 /**
  * Settles the processed orders, fenced on their leases' tokens; then the log lines. Orders without
  * CommitWork are settled by one statement, committed on its own; those with it are locked first, in
- * a transaction their CommitWork runs in, and settled with its commit.
+ * a transaction their CommitWork runs in, and settled with its commit: as many as fit in one such
+ * transaction (settleWithCommitWork), then the rest in the next.
  */
 async function completeProcessed(deps: BatchDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
-  const ids = processed.map((p) => p.order.id)
-  held.settling(ids, true)
-  const outcome = await (processed.some(hasCommitWork)
-    ? settleWithCommitWork(deps, processed)
-    : settleAlone(deps, processed)
-  ).finally(() => held.settling(ids, false))
-  held.drop(ids)
-  const failures = new Map(outcome.failed.map((f) => [f.id, f]))
-  const completed = new Set(outcome.completed)
-  for (const p of outcome.settled) {
-    if (completed.has(p.order.id) || failures.has(p.order.id))
-      reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
-    else logLost(deps, p)
+  const failed: FailureOutcome[] = []
+  for (let rest = processed; rest.length > 0; ) {
+    const ids = rest.map((p) => p.order.id)
+    // A completing transaction's rows are not extended while it holds them (an extension would wait
+    // on its locks): each must have time left for at least one CommitWork and a heartbeat after it.
+    if (performance.now() + deps.config.orderTimeoutMs > held.lastsUntil(ids) - heartbeatMs(deps)) {
+      await beat(deps, held)
+    }
+    held.settling(ids, true)
+    // A heartbeat sent before they were marked may still be updating them: locking them meanwhile
+    // would wait for it while it waits for the rows this transaction locked first, a deadlock.
+    await held.beating
+    const outcome = await (rest.some(hasCommitWork)
+      ? settleWithCommitWork(deps, rest, held)
+      : settleAlone(deps, rest)
+    ).finally(() => held.settling(ids, false))
+    held.drop(outcome.settled.map((p) => p.order.id))
+    const failures = new Map(outcome.failed.map((f) => [f.id, f]))
+    const completed = new Set(outcome.completed)
+    for (const p of outcome.settled) {
+      if (completed.has(p.order.id) || failures.has(p.order.id))
+        reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
+      else logLost(deps, p)
+    }
+    failed.push(...outcome.failed)
+    rest = outcome.rest
   }
-  return outcome.failed
+  return failed
 }
 
 const hasCommitWork = (p: Processed) => p.result.ok && p.result.commit !== undefined
 
+const heartbeatMs = (deps: BatchDeps) => deps.config.leaseMs / HEARTBEATS_PER_LEASE
+
 interface Settled {
+  /** What this transaction settled (or found lost), in order. */
   settled: Processed[]
   completed: number[]
   failed: FailureOutcome[]
+  /** What did not fit: for the next transaction. */
+  rest: Processed[]
 }
 
 async function settleAlone(deps: BatchDeps, processed: Processed[]): Promise<Settled> {
   const { completed, failed } = await settleLeasedOrders(deps.db, settlement(deps, processed))
-  return { settled: processed, completed, failed }
+  return { settled: processed, completed, failed, rest: [] }
 }
 
-async function settleWithCommitWork(deps: BatchDeps, processed: Processed[]): Promise<Settled> {
-  const { tx, held } = await lockLeasedOrders(deps.db, { leases: processed.map((p) => p.lease) })
+/**
+ * One completing transaction: locks the orders still held, runs their CommitWork in order while the
+ * next one's whole time fits in the budget (WORKER_BATCH_TIMEOUT_MS) and ends before the earliest of
+ * their leases would lapse (the rows are locked, so no rescue takes them meanwhile, but a transaction
+ * that then fails must leave them time to be extended), and commits what it settled. At least one.
+ */
+async function settleWithCommitWork(deps: BatchDeps, processed: Processed[], held: HeldLeases): Promise<Settled> {
+  const { orderTimeoutMs, batchTimeoutMs } = deps.config
+  const deadline = Math.min(
+    performance.now() + batchTimeoutMs,
+    held.lastsUntil(processed.map((p) => p.order.id)) - heartbeatMs(deps),
+  )
+  const { tx, held: locked } = await lockLeasedOrders(deps.db, { leases: processed.map((p) => p.lease) })
   try {
     const settled: Processed[] = []
+    let ranCommitWork = false
     for (const p of processed) {
-      if (!held.has(p.order.id)) continue
-      const timeoutMs = deps.config.orderTimeoutMs
-      settled.push(hasCommitWork(p) ? { ...(await runCommitWork(tx, p, { timeoutMs })), lease: p.lease } : p)
+      if (!locked.has(p.order.id) || !hasCommitWork(p)) {
+        settled.push(p)
+        continue
+      }
+      if (ranCommitWork && performance.now() + orderTimeoutMs > deadline) break
+      ranCommitWork = true
+      settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: orderTimeoutMs })), lease: p.lease })
     }
-    const { completed, failed } = await settleLeasedBatch(tx, settlement(deps, settled))
-    // With their CommitWork's outcome, those it ran for; as processed, those no longer held.
-    const byId = new Map(settled.map((p) => [p.order.id, p]))
-    return { settled: processed.map((p) => byId.get(p.order.id) ?? p), completed, failed }
+    const { completed, failed } = await settleLeasedBatch(
+      tx,
+      settlement(
+        deps,
+        settled.filter((p) => locked.has(p.order.id)),
+      ),
+    )
+    return { settled, completed, failed, rest: processed.slice(settled.length) }
   } catch (err) {
     await tx.rollback()
     throw err

@@ -1,4 +1,4 @@
-import { type ClaimedBatch, claimBatch, settleBatch } from '@postgres-queue/db'
+import { type ClaimedBatch, claimBatch, isDatabaseUnavailable, settleBatch } from '@postgres-queue/db'
 import { type BatchDeps, BatchFailedError, type BatchResult, breaksItsBatch } from './batch.js'
 import type { ClaimSize } from './lanes.js'
 import { describeError } from './thrown.js'
@@ -12,7 +12,8 @@ import { runTransactionBatch } from './transaction-batch.js'
  *
  * So the failed batch is split in halves, each run on its own, until the order that breaks it is
  * alone; that order's attempt is then recorded as failed in a transaction of its own (retried with
- * backoff, dead-lettered after maxAttempts). About log2(batch) extra runs for its neighbours, once.
+ * backoff, dead-lettered after maxAttempts). About log2(batch) extra runs for its neighbours, once;
+ * one, when the session ended under the batch (splitForIsolation).
  *
  * A batch whose session was ended while the database still answers is split too: an order in it
  * ended the session (breaksItsBatch). Not split: transient failures (the database unreachable, a
@@ -35,12 +36,28 @@ export async function runIsolatingPoison(
       { err: err.cause, orders: ids.length },
       'batch failed; splitting it to isolate the order that breaks it',
     )
-    const half = Math.ceil(ids.length / 2)
-    const first = await runIsolatingPoison(deps, { only: ids.slice(0, half) })
-    const second = await runIsolatingPoison(deps, { only: ids.slice(half) })
-    const retryAt = [first.retryAt, second.retryAt].filter((d) => d !== undefined).sort((a, b) => +a - +b)[0]
+    const [first, second] = splitForIsolation(ids, err)
+    const results = [await runIsolatingPoison(deps, { only: first }), await runIsolatingPoison(deps, { only: second })]
+    const retryAt = results
+      .map((r) => r.retryAt)
+      .filter((d) => d !== undefined)
+      .sort((a, b) => +a - +b)[0]
     return { claimed: ids.length, retryAt }
   }
+}
+
+/**
+ * The two parts to run apart. Halves, so the breaking order is alone after log2(batch) runs; but a
+ * session that ended under the batch most likely ended under the order in hand (its CommitWork
+ * terminated it, or its processor blocked the event loop past the idle timeout), and that order
+ * alone first costs two runs of the batch instead of log2: each run of a blocking order blocks the
+ * worker for as long again.
+ */
+function splitForIsolation(ids: readonly number[], err: BatchFailedError): [number[], number[]] {
+  const suspect = err.inHand
+  if (suspect !== undefined && isDatabaseUnavailable(err.cause)) return [[suspect], ids.filter((id) => id !== suspect)]
+  const half = Math.ceil(ids.length / 2)
+  return [ids.slice(0, half), ids.slice(half)]
 }
 
 /** Counts a failed attempt for the order that breaks every batch it is in, alone in its own transaction. */

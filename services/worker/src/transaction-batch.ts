@@ -38,6 +38,7 @@ export async function runTransactionBatch(
   const { config, db } = deps
   const limit = only?.length ?? size?.limit ?? config.batchSize
   let claimed: Order[] = prefetched?.orders ?? []
+  let inHand: number | undefined
   let outcome: { processed: ProcessedOrder[]; failed: FailureOutcome[]; next?: ClaimedBatch }
   let timing: BatchResult['timing']
   try {
@@ -55,6 +56,7 @@ export async function runTransactionBatch(
         // The first always fits (config keeps the order timeout within the budget).
         if (processed.length > 0 && performance.now() + config.orderTimeoutMs > deadline) break
         await batch.tx.keepAliveFor(config.orderTimeoutMs)
+        inHand = order.id
         const result = await processOne(deps, order)
         deps.stop.throwIfAborted()
         processed.push(
@@ -86,6 +88,7 @@ export async function runTransactionBatch(
     throw new BatchFailedError(
       claimed.map((order) => order.id),
       err,
+      inHand,
     )
   }
   const failures = new Map(outcome.failed.map((f) => [f.id, f]))

@@ -200,3 +200,46 @@ t.test('an order whose CommitWork ends its own session fails alone; the others c
   t.same([...(await effectCounts(db)).values()], [1, 1, 1], 'one effect row per completed order')
   t.ok(lines.some((l) => l.msg === 'completing the order breaks its transaction'))
 })
+
+t.test('slow CommitWork is completed over several short transactions, within the budget and the leases', async (t) => {
+  const { db } = await setUpDatabase(t)
+  const orders = await insertOrders(
+    db,
+    Array.from({ length: 8 }, () => makeOrder()),
+  )
+  const transactions: { txid: string; openMs: number }[] = []
+  // Each CommitWork takes 300 ms (a lock wait, a slow write): 2.4 s in all, past the 1 s budget
+  // and the 1.5 s lease.
+  const processor: OrderProcessor = async (order, ctx) => async (tx) => {
+    await tx.execute(sql`select pg_sleep(0.3)`)
+    const [row] = await tx.execute<{ txid: string; open_ms: number }>(
+      sql`select txid_current()::text as txid, extract(epoch from clock_timestamp() - transaction_timestamp()) * 1000 as open_ms`,
+    )
+    transactions.push({ txid: row!.txid, openMs: Number(row!.open_ms) })
+    await recordEffect(order.id, ctx.workerId)(tx)
+  }
+  const rescued: number[] = []
+  let watching = true
+  const rescuer = (async () => {
+    while (watching) {
+      rescued.push(...(await promoteDueOrders(db, { limit: 10 })).rescued.map((r) => r.id))
+      await sleep(50)
+    }
+  })()
+  await runLeaseBatch({
+    db,
+    processor,
+    config: leaseConfig({ orderTimeoutMs: 500, batchTimeoutMs: 1000, leaseMs: 1500 }),
+    log: silentLogger,
+    ...running,
+  })
+  watching = false
+  await rescuer
+  for (const { id } of orders) t.match(await getOrder(db, id), { status: 'completed', attempts: 1 })
+  t.same([...(await effectCounts(db)).values()], Array(8).fill(1), 'each CommitWork committed once')
+  const distinct = new Set(transactions.map((tx) => tx.txid)).size
+  t.ok(distinct >= 3, `${distinct} completing transactions, not one`)
+  const longest = Math.max(...transactions.map((tx) => tx.openMs))
+  t.ok(longest < 1000 + 500, `none open longer than the budget and one order: ${Math.round(longest)} ms`)
+  t.same(rescued, [], 'no lease lapsed meanwhile')
+})
