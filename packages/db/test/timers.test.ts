@@ -12,7 +12,7 @@ t.test('scheduled orders become pending when due, keeping when they became due; 
     makeOrder({ runAt: new Date(Date.now() + 3_600_000) }),
   ])
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0 }, 'nothing due yet')
-  t.same(await nextDueAt(db), soon, 'the next thing to come due')
+  t.same((await nextDueAt(db)).dueAt, soon, 'the next thing to come due')
   await db.execute(sql`update orders set run_at = now() - interval '2 seconds' where id = ${due!.id}`)
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1, rescued: [], deadLettered: [] })
   const promoted = await getOrder(db, due!.id)
@@ -53,7 +53,7 @@ t.test('concurrent promotions take disjoint orders, and a large backlog goes a b
   t.equal(total, 2500, 'every due order promoted exactly once')
   const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders where status = 'pending'`)
   t.equal(row!.n, 2500)
-  t.equal(await nextDueAt(db), undefined, 'nothing left to come due')
+  t.equal((await nextDueAt(db)).dueAt, undefined, 'nothing left to come due')
 })
 
 t.test('nextDueAt names a due order a promotion passed over, so its timer comes back for it', async (t) => {
@@ -65,8 +65,8 @@ t.test('nextDueAt names a due order a promotion passed over, so its timer comes 
   await db.transaction(async (tx) => {
     await tx.execute(sql`select id from orders where id = ${order!.id} for update`)
     t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 0 }, 'held by another transaction: skipped')
-    t.same(await nextDueAt(db), new Date(due!.run_at), 'and still named, due already')
+    t.same((await nextDueAt(db)).dueAt, new Date(due!.run_at), 'and still named, due already')
   })
   t.match(await promoteDueOrders(db, { limit: 10 }), { promoted: 1 }, 'promoted once free')
-  t.equal(await nextDueAt(db), undefined)
+  t.equal((await nextDueAt(db)).dueAt, undefined)
 })

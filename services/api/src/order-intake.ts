@@ -1,5 +1,6 @@
 import {
   type Db,
+  type Due,
   findIdempotencyKeys,
   type IdempotencyKey,
   insertSubmissions,
@@ -150,10 +151,8 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       if (result.stored) p.resolve(result)
       else taken.push(p)
     })
-    const orders = group.flatMap((p) => p.submission.orders)
-    // The insert announced those due now itself; a scheduled one is announced with its time here.
-    const unannounced = notify ? orders.filter((o) => o.runAt !== undefined) : orders
-    if (unannounced.length > 0) wake(unannounced)
+    // The insert announced those due now itself; one due later is announced with its time here.
+    for (const result of results) if (result.stored) wake({ ...result.due, now: result.due.now && !notify })
     if (taken.length > 0) await resolveTaken(taken)
   }
 
@@ -195,7 +194,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       const submission = idempotency === undefined ? { orders } : { orders, idempotency }
       const [result] = await insertSubmissions(db, [submission], { returnRows: false })
       if (result?.stored) {
-        wake(orders)
+        wake(result.due)
         return result
       }
       const key = (await findIdempotencyKeys(db, [idempotency?.key ?? ''])).get(idempotency?.key ?? '')
@@ -203,7 +202,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       return { stored: false, key }
     },
 
-    wakeWorkers: () => wake([]),
+    wakeWorkers: () => wake({ now: true }),
 
     saturated: () => queue.length >= options.maxQueued,
 
@@ -238,18 +237,19 @@ function intakeTimeout(ms: number): ApiError {
 /**
  * A coalescing NOTIFY: at most one in flight, and one more after it if commits happened meanwhile,
  * so every commit is followed by a notification sent after it, and a burst costs two at most. What
- * it says: orders are due now, or (only scheduled ones were stored) when the earliest comes due.
+ * it says: orders are due now, or when the earliest of those due later comes due (a time on the
+ * database's clock, as the insert gave it).
  */
-function createWakeup(db: Db, log: Logger): ((orders: readonly NewOrder[]) => void) & { settled(): Promise<void> } {
+function createWakeup(db: Db, log: Logger): ((due: Due) => void) & { settled(): Promise<void> } {
   let inFlight: Promise<void> | undefined
-  let waiting: { dueNow: boolean; earliest?: number } | undefined
+  let waiting: Due | undefined
   const send = async (): Promise<void> => {
     while (waiting) {
-      const { dueNow, earliest } = waiting
+      const { now, earliestLater } = waiting
       waiting = undefined
       try {
-        if (dueNow) await notifyOrdersWaiting(db)
-        if (earliest !== undefined) await notifyOrdersWaiting(db, { dueAt: new Date(earliest) })
+        if (now) await notifyOrdersWaiting(db)
+        if (earliestLater !== undefined) await notifyOrdersWaiting(db, { dueAt: earliestLater })
       } catch (err) {
         // Workers poll on their schedule too: a lost wake-up delays pickup, it loses nothing.
         log.warn({ err }, 'could not wake the workers')
@@ -263,17 +263,10 @@ function createWakeup(db: Db, log: Logger): ((orders: readonly NewOrder[]) => vo
       kick() // a wake-up that came between the last check and here
     })
   }
-  const wake = (orders: readonly NewOrder[]) => {
-    const now = Date.now()
-    const scheduled = orders.flatMap((o) =>
-      o.runAt !== undefined && o.runAt.getTime() > now ? [o.runAt.getTime()] : [],
-    )
-    const dueNow = orders.length === 0 || scheduled.length < orders.length
-    const earliest = scheduled.length > 0 ? Math.min(...scheduled) : undefined
-    waiting = {
-      dueNow: dueNow || (waiting?.dueNow ?? false),
-      earliest: [earliest, waiting?.earliest].filter((t) => t !== undefined).sort((a, b) => a - b)[0],
-    }
+  const wake = (due: Due) => {
+    if (!due.now && due.earliestLater === undefined) return
+    const earlier = [due.earliestLater, waiting?.earliestLater].filter((t) => t !== undefined).sort((a, b) => +a - +b)
+    waiting = { now: due.now || (waiting?.now ?? false), ...(earlier[0] ? { earliestLater: earlier[0] } : {}) }
     kick()
   }
   return Object.assign(wake, { settled: async () => void (await inFlight) })

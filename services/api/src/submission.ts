@@ -10,16 +10,15 @@ const EARLIEST_RUN_AT = Date.UTC(1970, 0, 1)
 const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 /**
- * A validated order body as insertOrders takes it, with its schedule resolved to one instant.
- * `path` is where the order sits in the request body (`/orders/3` in a batch), for the error.
- * A delay counts from `now`, when the api handled the request.
+ * A validated order body as insertOrders takes it, with its schedule checked: an instant, or a
+ * delay the insert counts on the database's clock (the api host's may be off). `path` is where the
+ * order sits in the request body (`/orders/3` in a batch), for the error.
  */
-export function toNewOrder(body: NewOrderBody, path = '', now = Date.now()): NewOrder {
-  const { runAt, delaySeconds, ...order } = body
-  if (runAt !== undefined && delaySeconds !== undefined) {
+export function toNewOrder(body: NewOrderBody, path = ''): NewOrder {
+  const { runAt, ...order } = body
+  if (runAt !== undefined && order.delaySeconds !== undefined) {
     throw invalidBody(`${path}/delaySeconds`, 'must not be given with runAt')
   }
-  if (delaySeconds !== undefined) return { ...order, runAt: new Date(now + delaySeconds * 1000) }
   if (runAt === undefined) return order
   const at = Date.parse(runAt)
   if (!(at >= EARLIEST_RUN_AT && at <= LATEST_RUN_AT)) {

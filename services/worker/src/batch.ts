@@ -6,6 +6,7 @@ import {
   isTransientDatabaseError,
 } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
+import type { DatabaseClock } from './clock.js'
 import type { WorkerConfig } from './config.js'
 import type { WorkerObserver } from './outcomes.js'
 import type { OrderProcessor } from './processor.js'
@@ -20,6 +21,8 @@ export interface BatchDeps {
   >
   log: Logger
   observer: WorkerObserver
+  /** The database's time: an order's wait is measured against it. */
+  clock: DatabaseClock
   /** Graceful stop: start no more orders; settle the ones in hand. */
   draining: AbortSignal
   /** Forced stop: abandon the batch in hand. */

@@ -198,7 +198,7 @@ async function processAll(
       if (item.done) return
       const { order, lease } = item.value
       if (!held.isHeld(order.id)) continue // taken over while it waited: not ours to process
-      const waitMs = waitSince(order)
+      const waitMs = waitSince(order, deps.clock)
       const result = await runProcessor(deps.processor, order, {
         workerId: deps.config.workerId,
         attempt: lease.attempt,

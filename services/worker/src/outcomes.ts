@@ -1,5 +1,6 @@
 import type { BatchTransaction, FailureOutcome, Order } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
+import type { DatabaseClock } from './clock.js'
 import type { ProcessorResult } from './run-processor.js'
 import { describeError } from './thrown.js'
 
@@ -105,8 +106,9 @@ export function reportOrder(
   observer.settled({ orderId: order.id, attempt, outcome, waitMs, processMs: result.processMs })
 }
 
-export function waitSince(order: Order): number {
-  return Math.max(0, Date.now() - order.runAt.getTime())
+/** How long `order` has waited since it came due, on the database's clock. */
+export function waitSince(order: Order, clock: DatabaseClock): number {
+  return Math.max(0, -clock.msUntil(order.runAt))
 }
 
 /** The earliest retry among `failures`, so the worker can promote it on time. */

@@ -1,5 +1,6 @@
 import { type Db, isDatabaseUnavailable, nextDueAt, promoteDueOrders } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
+import type { DatabaseClock } from './clock.js'
 import type { WorkerObserver } from './outcomes.js'
 
 /** Orders promoted per statement; a larger backlog loops. */
@@ -18,7 +19,10 @@ const DUE_AGAIN_MS = 100
 export interface Promoter {
   /** Promotes what is due now, then sets a timer for the next thing to come due. Never rejects. */
   run(): Promise<void>
-  /** Something comes due at `at` (a retry, a scheduled submission): make sure a run happens then. */
+  /**
+   * Something comes due at `at`, a time on the database's clock (a retry, a scheduled submission):
+   * make sure a run happens then.
+   */
   dueAt(at: Date): void
   stop(): void
 }
@@ -30,15 +34,20 @@ export interface Promoter {
  * between, on a timer set for the next due time, so a delayed order or a retry is picked up on
  * time rather than at the next tick. Every worker runs one; concurrent runs take disjoint rows.
  *
+ * Due times are the database's: each run reads its clock (`clock`), and timers are set for how
+ * long until then by it, whatever this host's clock says.
+ *
  * `onPromoted` is called when orders became claimable, to drain them (and wake the fleet).
  */
 export function createPromoter({
   db,
+  clock,
   log,
   observer,
   onPromoted,
 }: {
   db: Db
+  clock: DatabaseClock
   log: Logger
   observer: WorkerObserver
   onPromoted: () => void
@@ -46,21 +55,23 @@ export function createPromoter({
   let running: Promise<void> | undefined
   let again = false
   let stopped = false
+  /** The timer set, and when it fires (performance.now()). */
   let timer: { at: number; handle: NodeJS.Timeout } | undefined
 
-  function arm(dueAt: number): void {
-    // +1: the database keeps microseconds and a Date drops them, so a timer for `dueAt` could fire
-    // up to a millisecond before the row comes due.
-    const at = dueAt + 1
+  /** A run in `delayMs` (at most MAX_TIMER_MS), unless one is set sooner. */
+  function arm(delayMs: number): void {
+    // +1: the database keeps microseconds and a Date drops them, so a timer for a due time could
+    // fire up to a millisecond before the row comes due.
+    const delay = Math.min(Math.max(0, delayMs + 1), MAX_TIMER_MS)
+    const at = performance.now() + delay
     if (stopped || (timer && timer.at <= at)) return
     if (timer) clearTimeout(timer.handle)
-    const delay = Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS)
     const handle = setTimeout(() => {
       timer = undefined
       void run()
     }, delay)
     handle.unref()
-    timer = { at: Date.now() + delay, handle }
+    timer = { at, handle }
   }
 
   async function promoteAll(): Promise<void> {
@@ -79,8 +90,10 @@ export function createPromoter({
       if (promoted + rescued.length + deadLettered.length < PROMOTE_BATCH) break
     }
     if (claimable > 0) onPromoted()
-    const next = await nextDueAt(db)
-    if (next) arm(next.getTime() > Date.now() ? next.getTime() : Date.now() + DUE_AGAIN_MS)
+    const sentAt = Date.now()
+    const { dueAt, databaseNow } = await nextDueAt(db)
+    clock.observe(databaseNow, sentAt, Date.now())
+    if (dueAt) arm(dueAt > databaseNow ? dueAt.getTime() - databaseNow.getTime() : DUE_AGAIN_MS)
   }
 
   function run(): Promise<void> {
@@ -99,7 +112,7 @@ export function createPromoter({
           again = false
           // The timer that would have been set for the next due time was not: without this, a retry
           // due now would wait for the schedule's next tick (minutes, on a slow schedule).
-          arm(Date.now() + RETRY_AFTER_FAILURE_MS)
+          arm(RETRY_AFTER_FAILURE_MS)
         }
       } while (again && !stopped)
     })().finally(() => {
@@ -110,7 +123,7 @@ export function createPromoter({
 
   return {
     run,
-    dueAt: (at) => arm(at.getTime()),
+    dueAt: (at) => arm(clock.msUntil(at)),
     stop() {
       stopped = true
       if (timer) clearTimeout(timer.handle)

@@ -97,7 +97,7 @@ export async function runTransactionBatch(
 }
 
 async function processOne(deps: BatchDeps, order: Order): Promise<ProcessedOrder> {
-  const waitMs = waitSince(order)
+  const waitMs = waitSince(order, deps.clock)
   const attempt = order.attempts + 1 // counted by the completion or failure
   const result = await runProcessor(deps.processor, order, {
     workerId: deps.config.workerId,

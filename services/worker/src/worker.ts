@@ -1,6 +1,7 @@
 import { type Db, notifyOrdersWaiting } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { BatchDeps } from './batch.js'
+import { DatabaseClock } from './clock.js'
 import type { WorkerConfig } from './config.js'
 import { createDrainer } from './drains.js'
 import { runLeaseBatch } from './lease-batch.js'
@@ -54,7 +55,17 @@ export function createWorker({
 }: WorkerDeps): Worker {
   const draining = new AbortController()
   const forced = new AbortController()
-  const deps: BatchDeps = { db, processor, config, log, observer, draining: draining.signal, stop: forced.signal }
+  const clock = new DatabaseClock()
+  const deps: BatchDeps = {
+    db,
+    processor,
+    config,
+    log,
+    observer,
+    clock,
+    draining: draining.signal,
+    stop: forced.signal,
+  }
   const drainer = createDrainer({
     maxLanes: config.batchesInFlight,
     othersAlive,
@@ -76,6 +87,7 @@ export function createWorker({
   const drain = drainer.drain
   const promoter = createPromoter({
     db,
+    clock,
     log,
     observer,
     onPromoted() {

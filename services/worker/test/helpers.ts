@@ -3,6 +3,7 @@ import { closeDb, createDb, type Db } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import { createEffectsTable, createTestDatabase } from '@postgres-queue/testkit'
 import type { Test } from 'tap'
+import { DatabaseClock } from '../src/clock.js'
 import type { WorkerConfig } from '../src/config.js'
 import { ignoreProgress } from '../src/outcomes.js'
 
@@ -64,9 +65,10 @@ export function capturingLogger(base?: Record<string, unknown>): {
   return { log: createLogger({ level: 'debug', format: 'json', base }, stream), lines, raw }
 }
 
-/** The rest of a batch run's deps: never draining, never stopped, nobody listening. */
+/** The rest of a batch run's deps: never draining, never stopped, nobody listening, the clocks agreeing. */
 export const running = {
   draining: new AbortController().signal,
   stop: new AbortController().signal,
   observer: ignoreProgress,
+  clock: new DatabaseClock(),
 }

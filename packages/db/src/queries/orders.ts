@@ -13,6 +13,11 @@ export interface NewOrder {
   priority?: number
   /** Not claimable before this instant; a past instant means now. Default now. */
   runAt?: Date
+  /**
+   * Not claimable for this long after the insert, counted on the database's clock (not with runAt):
+   * an api host whose clock is off by a minute must not move the order by a minute.
+   */
+  delaySeconds?: number
   /** Claims before the order is dead-lettered. Default 5. */
   maxAttempts?: number
   /** W3C traceparent of the submitting span, when tracing is on. */
@@ -33,10 +38,16 @@ export interface Submission {
 }
 
 export type SubmissionResult =
-  /** Stored now: the ids in submission order, and the rows when asked for. */
-  | { stored: true; ids: number[]; orders: Order[] }
+  /** Stored now: the ids in submission order, and the rows when asked for; and what to wake workers for. */
+  | { stored: true; ids: number[]; orders: Order[]; due: Due }
   /** Nothing stored: the key was taken, by an earlier request or one in the same call. */
   | { stored: false; key: string }
+
+/** When stored orders come due, on the database's clock: some now, and the earliest of those due later. */
+export interface Due {
+  now: boolean
+  earliestLater?: Date
+}
 
 /** The sum of quantity x unit price, in minor units. Throws if it leaves the exact integer range. */
 export function orderTotalCents(items: readonly LineItem[]): number {
@@ -96,7 +107,12 @@ export async function insertSubmissions(
     if (mine === undefined) return { stored: false, key: s.idempotency?.key ?? '' }
     // Ids are drawn in submission order, so id order is submission order.
     mine.sort((a, b) => Number(a.id) - Number(b.id))
-    return { stored: true, ids: mine.map((row) => Number(row.id)), orders: returnRows ? mine.map(decodeOrder) : [] }
+    return {
+      stored: true,
+      ids: mine.map((row) => Number(row.id)),
+      orders: returnRows ? mine.map(decodeOrder) : [],
+      due: dueOf(mine),
+    }
   })
 }
 
@@ -105,6 +121,17 @@ export async function insertOrders(db: Db, input: readonly NewOrder[]): Promise<
   if (input.length === 0) return []
   const [result] = await insertSubmissions(db, [{ orders: input }], { returnRows: true })
   return result?.stored ? result.orders : []
+}
+
+function dueOf(rows: readonly Record<string, unknown>[]): Due {
+  let now = false
+  let earliestLater: Date | undefined
+  for (const { scheduled_at: at } of rows) {
+    if (at === null || at === undefined) now = true
+    else if (earliestLater === undefined || new Date(at as string) < earliestLater)
+      earliestLater = new Date(at as string)
+  }
+  return earliestLater === undefined ? { now } : { now, earliestLater }
 }
 
 interface InsertRow {
@@ -118,7 +145,10 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean, notify
   return sql`
     with input as materialized (
       select nextval(${orderIdSequence}) as id, input.*,
-             greatest(coalesce(input.requested_run_at, statement_timestamp()), statement_timestamp()) as run_at
+             greatest(coalesce(input.requested_run_at,
+                               statement_timestamp() + input.delay_seconds * interval '1 second',
+                               statement_timestamp()),
+                      statement_timestamp()) as run_at
       from unnest(
         ${column((r) => r.submission)}::int[],
         ${column((r) => r.order.customerId)}::text[],
@@ -128,13 +158,14 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean, notify
         ${column((r) => r.order.priority ?? 0)}::int[],
         -- text, then cast: drizzle replaces postgres.js's timestamptz[] serializer with a pass-through
         ${column((r) => r.order.runAt?.toISOString() ?? null)}::text[]::timestamptz[],
+        ${column((r) => r.order.delaySeconds ?? null)}::int[],
         ${column((r) => r.order.maxAttempts ?? 5)}::int[],
         ${column((r) => r.idempotency?.key ?? null)}::text[],
         ${column((r) => r.idempotency?.requestHash ?? null)}::text[],
         ${column((r) => r.order.traceparent ?? null)}::text[]
       ) with ordinality
         as input(submission, customer_id, currency, items, total_cents, priority, requested_run_at,
-                 max_attempts, idempotency_key, request_hash, traceparent, position)
+                 delay_seconds, max_attempts, idempotency_key, request_hash, traceparent, position)
       order by position
     ),
     keys as (
@@ -164,7 +195,9 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean, notify
       select pg_notify(${notifyChannel}, '') where exists (select from input where run_at <= statement_timestamp())
     )`
     }
-    select stored.*, input.submission from stored join input using (id)${
+    select stored.*, input.submission,
+           case when input.run_at > statement_timestamp() then input.run_at end as scheduled_at
+    from stored join input using (id)${
       // A CTE that is not read is not run: this reads it, once.
       notifyChannel === undefined ? sql`` : sql` where (select count(*) from notified) >= 0`
     }`

@@ -61,15 +61,23 @@ export async function promoteDueOrders(db: Executor, { limit }: { limit: number 
   return promotion
 }
 
+/** The next time something comes due, and the database's clock when it was read. */
+export interface NextDue {
+  /** The earliest run_at in orders_timers_idx, if anything waits there. */
+  dueAt: Date | undefined
+  /** The database's clock: a caller times its wait against this, never against its own clock. */
+  databaseNow: Date
+}
+
 /**
  * When the next scheduled order comes due or the next lease lapses, if any: the earliest run_at in
  * orders_timers_idx (one index probe). It may be past: an order that came due after the
  * promotion's statement began (or while another transaction held it locked) is still waiting, and
  * leaving it out would leave it to the schedule's next tick.
  */
-export async function nextDueAt(db: Executor): Promise<Date | undefined> {
-  const [row] = await db.execute<{ at: string | null }>(sql`
-    select min(run_at) as at from ${orders}
+export async function nextDueAt(db: Executor): Promise<NextDue> {
+  const [row] = await db.execute<{ at: string | null; now: string }>(sql`
+    select min(run_at) as at, clock_timestamp() as now from ${orders}
     where status in ('scheduled', 'processing')`)
-  return row?.at ? new Date(row.at) : undefined
+  return { dueAt: row?.at ? new Date(row.at) : undefined, databaseNow: new Date(row?.now as string) }
 }

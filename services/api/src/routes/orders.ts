@@ -99,9 +99,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       },
     },
     async (request, reply) => {
-      // Every order is checked before any is inserted, with one clock for all their delays.
-      const now = Date.now()
-      const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`, now))
+      // Every order is checked before any is inserted; their delays count from the one insert.
+      const orders = request.body.orders.map((order, i) => toNewOrder(order, `/orders/${i}`))
       const idempotency = idempotencyOf(request.headers['idempotency-key'], request.body)
       // One statement, so the batch is stored whole or not at all.
       const result = await traced('order batch submit', request.headers, orders.length, (traceparent) => {
