@@ -171,6 +171,54 @@ t.test(
   },
 )
 
+t.test('an Idempotency-Key lives as long as any of its orders, whatever its window', async (t) => {
+  const db = await setUp(t)
+  const keyed = (key: string, order = makeOrder()) => ({ orders: [order], idempotency: { key, requestHash: 'h' } })
+  const farAhead = new Date(Date.now() + 365 * 24 * 3600 * 1000)
+  const submissions = [
+    keyed('scheduled', makeOrder({ runAt: farAhead })),
+    keyed('failed'),
+    keyed('gone'),
+    ...Array.from({ length: 3 }, (_, i) => keyed(`younger-${i}`)),
+  ]
+  const stored = await insertSubmissions(db, submissions, { returnRows: false })
+  const ids = stored.map((s) => (s.stored ? s.ids[0] : undefined))
+  await db.execute(sql`update orders set status = 'failed' where id = ${ids[1]}`)
+  await db.execute(sql`delete from orders where id <> all(${sql.param(ids.slice(0, 2))}::bigint[])`)
+  // All past the window; the oldest first are the ones whose orders still wait.
+  await db.execute(sql`update idempotency_keys set created_at = now() - interval '40 days'
+    where key in ('scheduled', 'failed')`)
+  await db.execute(
+    sql`update idempotency_keys set created_at = now() - interval '35 days' where key <> 'scheduled' and key <> 'failed'`,
+  )
+
+  t.equal(
+    await deleteExpiredIdempotencyKeys(db, { olderThanDays: 30, batchSize: 2 }),
+    2,
+    'a full batch, of keys whose orders are gone',
+  )
+  t.equal(await deleteExpiredIdempotencyKeys(db, { olderThanDays: 30, batchSize: 2 }), 2)
+  t.same(
+    [
+      ...(
+        await findIdempotencyKeys(
+          db,
+          submissions.map((s) => s.idempotency.key),
+        )
+      ).keys(),
+    ].sort(),
+    ['failed', 'scheduled'],
+  )
+  t.same(
+    await insertSubmissions(db, [submissions[0]!, submissions[1]!], { returnRows: false }),
+    [
+      { stored: false, key: 'scheduled' },
+      { stored: false, key: 'failed' },
+    ],
+    'a late retry of a waiting order stores nothing again',
+  )
+})
+
 t.test('the completed count: exact on a table never analyzed, then an estimate that follows its growth', async (t) => {
   const db = await setUp(t)
   const completed = (n: number) =>

@@ -109,7 +109,8 @@ export const WorkerEnv = Type.Object({
     minimum: 1,
     maximum: 36_500,
     default: 30,
-    description: 'How long an Idempotency-Key is remembered, whatever happens to its orders; at least RETENTION_DAYS',
+    description:
+      'How long an Idempotency-Key is remembered; longer while any order it stored exists, whatever its status; at least RETENTION_DAYS',
   }),
   RETENTION_CRON: Type.String({
     default: '0 */5 * * * *',
@@ -197,7 +198,7 @@ export function loadConfig(
   }
   if (e.IDEMPOTENCY_KEY_DAYS < e.RETENTION_DAYS) {
     throw new ConfigError([
-      `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive its orders`,
+      `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive the orders retention deletes (it outlives scheduled, pending and failed ones anyway: it is kept while any of its orders exists)`,
     ])
   }
   const workerName = e.WORKER_NAME ?? host.hostname

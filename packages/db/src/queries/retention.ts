@@ -44,10 +44,13 @@ export async function deleteExpiredOrders(db: Db, policy: RetentionPolicy): Prom
 }
 
 /**
- * Forgets Idempotency-Keys older than `olderThanDays`, one batch, oldest first, under the same
- * try-lock as deleteExpiredOrders. A key outlives its orders: a retry inside the window is answered
- * from the key even after retention deleted the order. Returns the keys deleted, or `undefined`
- * when another worker holds the lock.
+ * Forgets Idempotency-Keys older than `olderThanDays` whose orders are all gone, one batch, oldest
+ * first, under the same try-lock as deleteExpiredOrders. A key outlives its orders: a retry inside
+ * the window is answered from the key even after retention deleted the order; and it lives at
+ * least as long as any of them, whatever the window says (an order scheduled a year ahead, a
+ * failed one kept until redriven), so a retry can never store such an order twice. Keys kept for
+ * their orders are stepped over, not counted, so younger keys behind them are still reached.
+ * Returns the keys deleted, or `undefined` when another worker holds the lock.
  */
 export async function deleteExpiredIdempotencyKeys(
   db: Db,
@@ -62,6 +65,7 @@ export async function deleteExpiredIdempotencyKeys(
       delete from ${idempotencyKeys} where key in (
         select key from ${idempotencyKeys}
         where created_at < now() - ${olderThanDays} * interval '1 day'
+          and not exists (select from ${orders} where ${orders.id} = any(${idempotencyKeys.orderIds}))
         order by created_at limit ${batchSize}
       )
       returning key`)
