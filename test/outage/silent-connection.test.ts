@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type Db, STALLED_CONNECTION, sql, stallLimitMs } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
 import { makeOrder, viaLocalPort, waitFor } from '@postgres-queue/testkit'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import {
@@ -118,17 +118,8 @@ t.test(
   'the api: submissions queued behind an insert on a silent connection get their 503 on time, and the api exits 1',
   async (t) => {
     const { db, url } = await setUpEffectsDatabase(t)
-    const proxy = await startSilencingProxy(Number(new URL(url).port))
-    t.teardown(() => proxy.close())
     const statementTimeoutMs = 1000
-    const port = await freePort()
-    const api = startService('api', [entryPoints.api], {
-      DATABASE_URL: proxy.url(url),
-      PORT: String(port),
-      DATABASE_STATEMENT_TIMEOUT_MS: String(statementTimeoutMs),
-      LOG_LEVEL: 'warn',
-    })
-    t.teardown(() => stopService(api))
+    const { proxy, api, port } = await startApiThroughProxy(t, url, statementTimeoutMs)
     // Bounded, so that a regression fails the test instead of hanging it.
     const submit = async (timeoutMs = 10_000) => {
       const started = performance.now()
@@ -183,17 +174,8 @@ t.test(
 t.test('the api: reads on a silent connection (the query builder, not only raw SQL) are watched too', async (t) => {
   const { db, url } = await setUpEffectsDatabase(t)
   const [order] = await insertManyOrders(db, 1)
-  const proxy = await startSilencingProxy(Number(new URL(url).port))
-  t.teardown(() => proxy.close())
   const statementTimeoutMs = 1000
-  const port = await freePort()
-  const api = startService('api', [entryPoints.api], {
-    DATABASE_URL: proxy.url(url),
-    PORT: String(port),
-    DATABASE_STATEMENT_TIMEOUT_MS: String(statementTimeoutMs),
-    LOG_LEVEL: 'warn',
-  })
-  t.teardown(() => stopService(api))
+  const { proxy, api, port } = await startApiThroughProxy(t, url, statementTimeoutMs)
   const read = (path: string) =>
     fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(stallLimitMs(statementTimeoutMs) + 20_000) })
       .then((response) => response.status)
@@ -217,6 +199,21 @@ t.test('the api: reads on a silent connection (the query builder, not only raw S
   // A read that opened a new connection after the silence was answered; one on a silent one ended with the api.
   t.comment(`the reads: ${JSON.stringify(await reads)}`)
 })
+
+/** The built api, its database reached through a silencing proxy; both stopped when `t` ends. */
+async function startApiThroughProxy(t: Test, url: string, statementTimeoutMs: number) {
+  const proxy = await startSilencingProxy(Number(new URL(url).port))
+  t.teardown(() => proxy.close())
+  const port = await freePort()
+  const api = startService('api', [entryPoints.api], {
+    DATABASE_URL: proxy.url(url),
+    PORT: String(port),
+    DATABASE_STATEMENT_TIMEOUT_MS: String(statementTimeoutMs),
+    LOG_LEVEL: 'warn',
+  })
+  t.teardown(() => stopService(api))
+  return { proxy, api, port }
+}
 
 async function storedOrders(db: Db): Promise<number> {
   const [row] = await db.execute<{ n: number }>(sql`select count(*)::int as n from orders`)

@@ -1,12 +1,12 @@
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { closeDb, createDb, type Db, insertOrders, sql } from '@postgres-queue/db'
+import { type Db, insertOrders } from '@postgres-queue/db'
 import { createTestDatabase, makeOrder, waitFor } from '@postgres-queue/testkit'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { handleError } from '../src/errors.js'
 import { databaseGate } from '../src/guards.js'
-import { insertFailedOrders, startApi } from './helpers.js'
+import { insertFailedOrders, lockOrders, startApi } from './helpers.js'
 
 // The routes that wait on the database share one line for it (guards.ts, databaseGate). However
 // clients behave (hanging up before the answer, timing out during a lock, arriving by the hundred),
@@ -110,17 +110,7 @@ t.test('with the orders table locked, clients that time out leave nothing held o
   const { db, url, port, orderId } = await listening(t, {
     DATABASE_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
   })
-  const locker = createDb(url, { maxConnections: 1 })
-  t.teardown(() => closeDb(locker))
-  let release = () => {}
-  let locked = () => {}
-  const isLocked = new Promise<void>((resolve) => (locked = resolve))
-  const holding = locker.transaction(async (tx) => {
-    await tx.execute(sql`lock table orders in access exclusive mode`)
-    locked()
-    await new Promise<void>((resolve) => (release = resolve))
-  })
-  await isLocked
+  const unlock = await lockOrders(t, url)
   // Three waves during a 3 s lock, four clients in five with a 200 ms timeout.
   const waves = [0, 1000, 2000].map(async (at) => {
     await sleep(at)
@@ -131,8 +121,7 @@ t.test('with the orders table locked, clients that time out leave nothing held o
     )
   })
   await sleep(3000)
-  release()
-  await holding
+  await unlock()
   const polite = (await Promise.all(waves)).flat()
   t.same(
     polite.filter((a) => a === undefined || (a.status !== 200 && a.status !== 503)),

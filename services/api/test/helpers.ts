@@ -1,5 +1,5 @@
 import { type AddressInfo, createServer, type Socket } from 'node:net'
-import { closeDb, type Db, insertOrders } from '@postgres-queue/db'
+import { closeDb, createDb, type Db, insertOrders, sql } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import { createTestDatabase, makeOrder, settleNow } from '@postgres-queue/testkit'
 import { type App, buildApp } from '../src/app.js'
@@ -79,5 +79,24 @@ export async function startSilentDatabaseHost(): Promise<{ url: string; close():
       for (const socket of sockets) socket.destroy()
       await closed
     },
+  }
+}
+
+/** Holds an exclusive lock on the orders table until the returned function is called. */
+export async function lockOrders(t: Teardown, url: string): Promise<() => Promise<void>> {
+  const locker = createDb(url, { maxConnections: 1 })
+  t.teardown(() => closeDb(locker))
+  let release: () => void = () => {}
+  let locked: () => void = () => {}
+  const isLocked = new Promise<void>((resolve) => (locked = resolve))
+  const holding = locker.transaction(async (tx) => {
+    await tx.execute(sql`lock table orders in access exclusive mode`)
+    locked()
+    await new Promise<void>((resolve) => (release = resolve))
+  })
+  await isLocked
+  return async () => {
+    release()
+    await holding
   }
 }

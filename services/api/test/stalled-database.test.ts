@@ -1,36 +1,17 @@
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { closeDb, countOrdersByStatus, createDb, type Db, sql } from '@postgres-queue/db'
+import { countOrdersByStatus, type Db } from '@postgres-queue/db'
 import { createTestDatabase, makeOrder, waitFor } from '@postgres-queue/testkit'
 import type { InjectOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
-import { startApi } from './helpers.js'
+import { lockOrders, startApi } from './helpers.js'
 
 // A database that answers nothing about orders (a migration's lock, a stalled disk), not one that
 // is down: every request must still get an answer within a bound, and none may store anything
 // while it says 503.
 
 const STATEMENT_TIMEOUT_MS = 500
-
-/** Holds an exclusive lock on the orders table until the returned function is called. */
-async function lockOrders(t: Test, url: string): Promise<() => Promise<void>> {
-  const locker = createDb(url, { maxConnections: 1 })
-  t.teardown(() => closeDb(locker))
-  let release: () => void = () => {}
-  let locked: () => void = () => {}
-  const isLocked = new Promise<void>((resolve) => (locked = resolve))
-  const holding = locker.transaction(async (tx) => {
-    await tx.execute(sql`lock table orders in access exclusive mode`)
-    locked()
-    await new Promise<void>((resolve) => (release = resolve))
-  })
-  await isLocked
-  return async () => {
-    release()
-    await holding
-  }
-}
 
 async function timed(app: App, request: InjectOptions) {
   const started = performance.now()
