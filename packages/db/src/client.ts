@@ -17,7 +17,7 @@ export type Executor = PgDatabase<PostgresJsQueryResultHKT, Schema>
 export const DEFAULT_SCHEMA = 'postgres_queue'
 
 /** A plain, unquoted PostgreSQL identifier: what DATABASE_SCHEMA may be. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
 export interface DbOptions {
   /**

@@ -24,6 +24,7 @@ export {
   retryDelayMs,
 } from './queries/shared.js'
 export * from './queries/stats.js'
+export * from './queries/submission.js'
 export * from './queries/timers.js'
 export * from './queries/wakeups.js'
 export * from './queries/workers.js'
@@ -35,6 +36,8 @@ export {
   orders,
   type WorkerRow,
 } from './schema.js'
+export { CURRENCY_CODES, LineItemBody, NewOrderBatchBody, NewOrderBody, schedule } from './submission/rules.js'
+export { submissionFunctionsSql } from './submission/sql.js'
 export {
   BatchTransaction,
   SavepointClosedError,

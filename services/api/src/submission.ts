@@ -1,13 +1,6 @@
 import { createHash } from 'node:crypto'
-import type { NewOrder } from '@postgres-queue/db'
+import { type NewOrder, type NewOrderBody, schedule } from '@postgres-queue/db'
 import { invalidBody } from './errors.js'
-import type { NewOrderBody } from './schemas/orders.js'
-
-// The schema's date-time format admits instants JavaScript cannot represent (a leap second, 23:59:60)
-// and ones PostgreSQL refuses (year 0000, or 9999-12-31T23:59:59-23:59, which is year 10000): each
-// would be a 500 at insert time. Within this range both agree, and no real schedule lies outside it.
-const EARLIEST_RUN_AT = Date.UTC(1970, 0, 1)
-const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 /**
  * A validated order body as insertOrders takes it, with its schedule checked: an instant, or a
@@ -16,12 +9,13 @@ const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
  */
 export function toNewOrder(body: NewOrderBody, path = ''): NewOrder {
   const { runAt, ...order } = body
-  if (runAt !== undefined && order.delaySeconds !== undefined) {
-    throw invalidBody(`${path}/delaySeconds`, 'must not be given with runAt')
+  const [first, second] = schedule.exclusive
+  if (body[first] !== undefined && body[second] !== undefined) {
+    throw invalidBody(`${path}/${second}`, `must not be given with ${first}`)
   }
   if (runAt === undefined) return order
   const at = Date.parse(runAt)
-  if (!(at >= EARLIEST_RUN_AT && at <= LATEST_RUN_AT)) {
+  if (!(at >= schedule.earliestRunAt && at <= schedule.latestRunAt)) {
     throw invalidBody(`${path}/runAt`, 'must be an instant from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z')
   }
   return { ...order, runAt: new Date(at) }

@@ -1,61 +1,14 @@
-import { orderStatuses } from '@postgres-queue/db'
+import { LineItemBody, orderStatuses } from '@postgres-queue/db'
 import Type, { type Static } from 'typebox'
 
-// Identifiers are stored as text and inside jsonb. PostgreSQL cannot store NUL in either, and jsonb
-// also rejects an unpaired surrogate, so control characters (Cc) and lone surrogates (Cs) are refused
-// here, before they can turn into a 500 at insert time. Patterns run with the `u` flag.
-const NO_CONTROL_CHARACTERS = '^[^\\p{Cc}\\p{Cs}]+$'
-
-/** Bounds chosen so the largest order's total, 100 x 10 000 x 10^9 = 10^15, stays an exact integer (< 2^53). */
-const MAX_ITEMS = 100
-const MAX_QUANTITY = 10_000
-const MAX_UNIT_PRICE_CENTS = 1_000_000_000
-
-const MAX_BATCH_ORDERS = 1000
-
-/** A year: the longest delay a client may ask for, in seconds. */
-const MAX_DELAY_SECONDS = 365 * 24 * 60 * 60
-
-/** Generous for any real retry budget, small enough that a poison order dead-letters in bounded time. */
-const MAX_ATTEMPTS = 100
+// What a new order must be lives with the SQL that stores it, in @postgres-queue/db (submission/rules.ts):
+// the api validates with it, and the in-transaction submit_order is generated from it.
+export { NewOrderBatchBody, NewOrderBody } from '@postgres-queue/db'
 
 const MAX_RETRY_IDS = 1000
 const MAX_RETRY_LIMIT = 10_000
 
 const OrderId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
-
-const Currency = Type.Enum(Intl.supportedValuesOf('currency'), { description: 'ISO 4217 currency code' })
-
-const LineItem = Type.Object(
-  {
-    sku: Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS }),
-    quantity: Type.Integer({ minimum: 1, maximum: MAX_QUANTITY }),
-    unitPriceCents: Type.Integer({ minimum: 0, maximum: MAX_UNIT_PRICE_CENTS, description: 'in the minor unit' }),
-  },
-  { additionalProperties: false },
-)
-
-export const NewOrderBody = Type.Object(
-  {
-    customerId: Type.String({ minLength: 1, maxLength: 128, pattern: NO_CONTROL_CHARACTERS }),
-    currency: Currency,
-    items: Type.Array(LineItem, { minItems: 1, maxItems: MAX_ITEMS }),
-    priority: Type.Optional(
-      Type.Integer({ minimum: -1000, maximum: 1000, default: 0, description: 'higher runs first' }),
-    ),
-    // What a schema cannot say is checked in submission.ts: runAt and delaySeconds exclude each
-    // other, and runAt must be an instant both JavaScript and PostgreSQL can hold.
-    runAt: Type.Optional(Type.String({ format: 'date-time', description: 'not processed before this instant' })),
-    delaySeconds: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: MAX_DELAY_SECONDS, description: 'not processed for this long' }),
-    ),
-    maxAttempts: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, default: 5, description: 'tries before it is failed' }),
-    ),
-  },
-  { additionalProperties: false },
-)
-export type NewOrderBody = Static<typeof NewOrderBody>
 
 /**
  * Printable ASCII without the space: a UUID, a ULID or any opaque token fits, and a repeated header
@@ -64,11 +17,6 @@ export type NewOrderBody = Static<typeof NewOrderBody>
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ pattern: '^[\\x21-\\x7E]{1,255}$' })),
 })
-
-export const NewOrderBatchBody = Type.Object(
-  { orders: Type.Array(NewOrderBody, { minItems: 1, maxItems: MAX_BATCH_ORDERS }) },
-  { additionalProperties: false },
-)
 
 export const OrderBatchCreated = Type.Object({
   ids: Type.Array(OrderId, { description: 'in submission order' }),
@@ -84,7 +32,7 @@ export const Order = Type.Object({
   id: OrderId,
   customerId: Type.String(),
   currency: Type.String(),
-  items: Type.Array(LineItem),
+  items: Type.Array(LineItemBody),
   totalCents: Type.Integer({ description: 'computed by the server from the items' }),
   status: OrderStatus,
   priority: Type.Integer(),
