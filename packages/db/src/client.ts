@@ -22,8 +22,10 @@ export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 export interface DbOptions {
   /**
    * The schema the queue lives in (default postgres_queue). Every connection's search_path is this
-   * schema alone, so the queue's unqualified names never meet another application's: a database
-   * may already have its own public.orders.
+   * schema first, then PostgreSQL's default ("$user", public): the queue's own unqualified names
+   * always find its tables (a database may have its own public.orders), and a processor's CommitWork
+   * finds the team's tables (`insert into shipments ...`). A team table named like one of the queue's
+   * (orders, workers, idempotency_keys, order_throughput) must be written qualified: public.orders.
    */
   schema?: string
   /** Connections in this process's pool. */
@@ -51,7 +53,7 @@ export function createDb(url: string, options: DbOptions = {}): Db {
   }
   const connection: Record<string, string | number> = {
     application_name: options.applicationName ?? 'postgres-queue',
-    search_path: queueSchema,
+    search_path: `${queueSchema}, "$user", public`,
   }
   if (options.statementTimeoutMs !== undefined) connection.statement_timeout = options.statementTimeoutMs
   if (options.idleInTransactionTimeoutMs !== undefined) {

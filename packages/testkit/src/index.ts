@@ -1,6 +1,7 @@
 export { checkDocumentedMetrics, servedMetrics } from './documented-metrics.js'
 export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
 export { makeOrder } from './fixtures.js'
+export { readmeCodeBlock } from './readme.js'
 export { settleNow } from './settle.js'
 export { skewClock } from './skewed-clock.js'
 export { createTestDatabase, openTestDb, startPrivateCluster, viaLocalPort } from './test-database.js'
