@@ -180,7 +180,7 @@ for (const dockerfile of dockerfiles) {
     t.ok(final.some((i) => i.keyword === 'ENV' && /\bNODE_ENV=production\b/.test(i.args)))
     const user = final.findLast((i) => i.keyword === 'USER')?.args
     t.ok(user && !/^(root|0)(:|$)/.test(user), `final stage runs as ${user}`)
-    t.same(imageCommand(dockerfile), ['node', 'dist/main.js'])
+    t.same(imageCommand(dockerfile), ['node', '--enable-source-maps', 'dist/main.js'])
   })
 }
 
@@ -227,7 +227,8 @@ t.test('every command a container runs names a file the build makes and pnpm dep
     if (!build) continue
     const svc = path.basename(build.dockerfile).split('.')[1]!
     const command = service.command ?? imageCommand(build.dockerfile)
-    const file = command[1]!
+    // node, its flags, then the file it runs.
+    const file = command.slice(1).find((arg) => !arg.startsWith('-')) ?? ''
     // In the image, /app is `pnpm deploy`'s copy of the service and node_modules/<pkg> a workspace package.
     const [, dependency, inDependency] = /^node_modules\/(@[^/]+\/[^/]+)\/(.+)$/.exec(file) ?? []
     const dir = packages.get(dependency ?? `@postgres-queue/${svc}`)

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from '@postgres-queue/devkit'
-import { makeOrder, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, readmeCodeBlock, waitFor } from '@postgres-queue/testkit'
 import semver from 'semver'
 import t, { type Test } from 'tap'
 import {
@@ -15,6 +15,7 @@ import {
   findDocker,
   run,
 } from '../support/docker.js'
+import { repoRoot } from '../support/processes.js'
 import { installedPackages, packageId, productionPackages } from '../support/production-packages.js'
 
 // The compose stack as a user runs it: the unmodified docker-compose.yml and Dockerfiles, built and
@@ -54,8 +55,10 @@ t.test(
     const docker = tools as DockerTools
     const name = `pqtest-${randomBytes(4).toString('hex')}`
     const apiPort = await freePort()
-    // As a deployment should run: with a token, which the compose file passes to the api.
-    const project = composeProject(docker, name, { API_PORT: String(apiPort), API_TOKEN })
+    // As a deployment should run: with a token, which the compose file passes to the api, and with
+    // a processor of the team's own in the workers, mounted by the README's override.
+    const override = await writeReadmeOverride(t)
+    const project = composeProject(docker, name, { API_PORT: String(apiPort), API_TOKEN }, { overrides: [override] })
     const base = `http://127.0.0.1:${apiPort}`
     t.teardown(async () => {
       await project
@@ -94,6 +97,10 @@ t.test(
       t.equal(migrate?.State.ExitCode, 0, 'the migration ran and exited 0')
       if (migrate) expectedExits.set(migrate.Id, { why: 'the one-shot migration', codes: [0] })
       await followWorkers(project, workersSeen)
+      // The team's own table, which its processor writes to.
+      await project.psql(
+        'create table public.shipments (order_id bigint primary key); grant insert on public.shipments to postgres_queue',
+      )
     })
 
     await t.test('the api is published on loopback only, and requires the token', async (t) => {
@@ -475,6 +482,18 @@ async function holdCompletions<T>(project: ComposeProject, act: (applicationName
   }
 }
 
+/**
+ * The README's compose override for a processor of the team's own, as shown there, pointing at this
+ * test's processor (test/docker/processor) instead of the reader's ./my-processor.
+ */
+async function writeReadmeOverride(t: Test): Promise<string> {
+  const shown = await readmeCodeBlock('yaml', 'WORKER_PROCESSOR')
+  const file = '.readme-snippet-compose.override.yml'
+  await writeFile(path.join(repoRoot, file), shown.replace('./my-processor', './test/docker/processor'))
+  t.teardown(() => rm(path.join(repoRoot, file), { force: true }))
+  return file
+}
+
 async function checkExactlyOnce(
   t: Test,
   project: ComposeProject,
@@ -482,6 +501,13 @@ async function checkExactlyOnce(
   workers: string[],
   killedHosts: readonly string[],
 ): Promise<void> {
+  // The team's processor (test/docker/processor): one row of its own per order, in public.
+  const shipped = await project.psql('select order_id from public.shipments order by order_id')
+  t.same(
+    shipped.map(([id]) => Number(id)),
+    [...acknowledged].sort((a, b) => a - b),
+    "the team's own processor wrote one shipment per order",
+  )
   const rows = await project.psql('select id, status, attempts, completed_by from orders order by id')
   t.same(
     rows.map(([id]) => Number(id)),

@@ -40,6 +40,7 @@ t.test(
     t.match(output, `api on http://localhost:${port}, 2 workers, database`)
     t.notMatch(output, `:${new URL(databaseUrl).password}@`, 'the password of a given DATABASE_URL is never printed')
     t.match(output, `worker metrics on http://localhost:${metricsPort}/metrics to :${metricsPort + 1}`)
+    t.match(output, `dashboard on http://localhost:${port}/, the API's documentation on http://localhost:${port}/docs`)
 
     for (const [index, name] of ['worker-1', 'worker-2'].entries()) {
       const body = await waitForMetrics(metricsPort + index)
@@ -59,6 +60,28 @@ t.test(
     t.match(output, 'worker-2 exited with code 0')
   },
 )
+
+t.test('WORKERS=0: PostgreSQL and the api only, for a worker of your own', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const port = await freePort()
+  const child = spawn(process.execPath, [launcher], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), WORKERS: '0', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => child.kill('SIGKILL'))
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  await waitFor(() => output.includes('dashboard on') || child.exitCode !== null, {
+    timeoutMs: 60_000,
+    message: 'the launcher to print its hint',
+  })
+  t.match(output, `api on http://localhost:${port}, no workers`)
+  t.notMatch(output, 'worker-1', 'no worker started')
+  t.equal((await fetch(`http://localhost:${port}/ready`)).status, 200, 'the api serves')
+  child.kill('SIGINT')
+  t.same(await exited, [0, null], 'and stops cleanly')
+})
 
 /** The worker's metrics once they list processed orders (its metrics server may not be up yet). */
 function waitForMetrics(port: number): Promise<string> {

@@ -112,7 +112,7 @@ export interface ContainerState {
 
 export interface ComposeProject {
   name: string
-  /** Runs `compose <args>` in the repository root, on the unmodified docker-compose.yml. */
+  /** Runs `compose <args>` in the repository root, on the unmodified docker-compose.yml and the overrides given. */
   compose(args: string[], options?: { timeoutMs?: number; onLine?: (line: string) => void }): Promise<RunResult>
   /** Ids of the service's containers, running or not. */
   containerIds(service: string): Promise<string[]>
@@ -141,7 +141,12 @@ interface PsqlSession {
 }
 
 /** A Compose project of its own name; `close` ends what it started (the caller runs `down`). */
-export function composeProject(tools: DockerTools, name: string, settings: Record<string, string>): ComposeProject {
+export function composeProject(
+  tools: DockerTools,
+  name: string,
+  settings: Record<string, string>,
+  { overrides = [] }: { overrides?: readonly string[] } = {},
+): ComposeProject {
   const env = { ...tools.env, COMPOSE_PROJECT_NAME: name, ...settings }
   const children = new Set<ChildProcess>()
   const follow = (args: string[], onLine: (line: string) => void) => {
@@ -182,11 +187,11 @@ export function composeProject(tools: DockerTools, name: string, settings: Recor
       return { nonJson: text }
     }
   }
+  const files = ['docker-compose.yml', ...overrides].flatMap((file) => ['-f', file])
   const compose = (
     args: string[],
     { timeoutMs = 300_000, onLine }: { timeoutMs?: number; onLine?: (line: string) => void } = {},
-  ) =>
-    run(tools.compose[0]!, [...tools.compose.slice(1), '-f', 'docker-compose.yml', ...args], { env, timeoutMs, onLine })
+  ) => run(tools.compose[0]!, [...tools.compose.slice(1), ...files, ...args], { env, timeoutMs, onLine })
   const containerIds = async (service: string) =>
     (await compose(['ps', '-q', service])).stdout.split('\n').filter(Boolean)
   const postgresId = async () => {

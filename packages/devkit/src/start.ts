@@ -32,7 +32,8 @@ const config = {
   databaseUrl: env.DATABASE_URL || undefined,
   embeddedPort: integer('EMBEDDED_POSTGRES_PORT', 54329),
   port: integer('PORT', 3000),
-  workers: integer('WORKERS', 3),
+  // 0: PostgreSQL and the api only, for a worker of your own (startWorker, runWorker) against them.
+  workers: integer('WORKERS', 3, { min: 0 }),
   /** Each worker serves its metrics on its own port: this one plus its index (worker-1 on this one). */
   metricsPort: env.METRICS_PORT ? integer('METRICS_PORT', 0) : undefined,
   logFormat: env.LOG_FORMAT || (tty ? 'pretty' : undefined),
@@ -116,7 +117,8 @@ function metricsEnv(index: number): NodeJS.ProcessEnv {
 
 /** Runs `node <entry>` in a process group of its own; resolves with its exit code once it has exited. */
 function run(name: string, entry: string, childEnv: NodeJS.ProcessEnv): Promise<number | null> {
-  const child = spawn(process.execPath, [entry], {
+  // Source maps on, as in the images: a processor's stack trace names its source, not the bundle.
+  const child = spawn(process.execPath, ['--enable-source-maps', entry], {
     cwd: root,
     env: childEnv,
     detached: true,
@@ -186,8 +188,13 @@ async function announceWhenReady(databaseUrl: string): Promise<void> {
       () => false,
     )
     if (ready && !stopping) {
-      const workers = `${config.workers} worker${config.workers === 1 ? '' : 's'}`
-      say(`api on http://localhost:${config.port}, ${workers}, database ${connectionHint(databaseUrl)}`)
+      const base = `http://localhost:${config.port}`
+      const workers =
+        config.workers === 0
+          ? 'no workers (WORKERS=0: start your own against the database below)'
+          : `${config.workers} worker${config.workers === 1 ? '' : 's'}`
+      say(`api on ${base}, ${workers}, database ${connectionHint(databaseUrl)}`)
+      say(`dashboard on ${base}/, the API's documentation on ${base}/docs`)
       if (config.metricsPort !== undefined) {
         const last = config.metricsPort + config.workers - 1
         say(
@@ -216,11 +223,11 @@ function say(message: string): void {
   process.stdout.write(tty ? `\x1b[1m${message}\x1b[0m\n` : `${message}\n`)
 }
 
-function integer(name: string, fallback: number): number {
+function integer(name: string, fallback: number, { min = 1 } = {}): number {
   const raw = env[name]
   if (!raw) return fallback
   const value = Number(raw)
-  if (Number.isInteger(value) && value > 0) return value
-  console.error(`start: ${name}=${raw} must be a positive integer`)
+  if (Number.isInteger(value) && value >= min) return value
+  console.error(`start: ${name}=${raw} must be an integer of at least ${min}`)
   process.exit(2)
 }

@@ -7,6 +7,13 @@ import Type from 'typebox'
 
 export const WorkerEnv = Type.Object({
   ...commonEnv,
+  WORKER_PROCESSOR: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'A module (a path, or a package name) whose `processor` or default export processes the orders, in place of the one the entry point gives',
+    }),
+  ),
   WORKER_NAME: Type.Optional(
     Type.String({
       minLength: 1,
@@ -162,6 +169,8 @@ export interface WorkerConfig {
   retentionBatchSize: number
   /** Undefined: no metrics server. */
   metricsPort: number | undefined
+  /** The module to load the processor from (WORKER_PROCESSOR); undefined: the entry point's. */
+  processorModule: string | undefined
   log: LoggerConfig
 }
 
@@ -226,6 +235,7 @@ export function loadConfig(
     retentionCron: e.RETENTION_CRON,
     retentionBatchSize: e.RETENTION_BATCH_SIZE,
     metricsPort: e.METRICS_PORT,
+    processorModule: e.WORKER_PROCESSOR,
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT, base: { service: 'worker', workerId } },
   })
 }

@@ -2,6 +2,7 @@ import { ConfigError, createLogger, startTracing, stopThenExit } from '@postgres
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, type WorkerConfig } from './config.js'
 import type { OrderProcessor } from './processor.js'
+import { loadProcessor } from './processor-module.js'
 import { type RunningWorker, startWorker } from './start.js'
 
 /** Past the worker's own bounded stop: only a bug in it runs into this. */
@@ -15,12 +16,15 @@ const STALLED_EXIT_MARGIN_MS = 1000
  * stop the worker gracefully (also while it is still starting) and exit 0; a second signal, or the
  * stop outliving its bound, exits at once; a bad configuration exits 2 with a message naming it; a
  * connection to the database that goes silent without closing stops it and exits 1 (onStalled).
- * With the standard OTEL_* variables set, it exports its spans (startTracing).
+ * With the standard OTEL_* variables set, it exports its spans (startTracing). WORKER_PROCESSOR names
+ * a module to take the processor from instead of `given` (a team's own, in the stock image).
  */
-export async function runWorker(env: NodeJS.ProcessEnv, processor: OrderProcessor): Promise<void> {
+export async function runWorker(env: NodeJS.ProcessEnv, given: OrderProcessor): Promise<void> {
   let config: Readonly<WorkerConfig>
+  let processor: OrderProcessor
   try {
     config = loadConfig(env)
+    processor = config.processorModule === undefined ? given : await loadProcessor(config.processorModule)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     console.error(err.message)

@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '@postgres-queue/runtime'
 import { createEffectsTable, createTestDatabase } from '@postgres-queue/testkit'
 import type { Test } from 'tap'
 import { DatabaseClock } from '../src/clock.js'
-import type { WorkerConfig } from '../src/config.js'
+import { loadConfig, type WorkerConfig } from '../src/config.js'
 import { ignoreProgress } from '../src/outcomes.js'
 
 /** A migrated database of this test's own, plus the table the processors under test write to. */
@@ -16,33 +16,25 @@ export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db:
   return { db, url }
 }
 
+/**
+ * The configuration loadConfig reads from a test's environment: the production defaults but where a
+ * test wants it quicker, quieter or smaller (no jitter, one batch in flight, retries at once).
+ */
 export function testConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig {
-  return {
-    databaseUrl: 'unused',
-    workerName: 'test-worker',
-    databaseSchema: 'postgres_queue',
-    workerId: 'test-worker',
-    mode: 'transaction',
-    cron: '*/5 * * * * *',
-    jitterMs: 0,
-    batchSize: 50,
-    maxBatchSize: 50,
-    batchesInFlight: 1,
-    leaseMs: 30_000,
-    concurrency: 10,
-    retry: { baseMs: 0, maxMs: 0 },
-    orderTimeoutMs: 5000,
-    batchTimeoutMs: 30_000,
-    shutdownTimeoutMs: 5000,
-    heartbeatMs: 5000,
-    retentionDays: 7,
-    idempotencyKeyDays: 30,
-    retentionCron: '0 */5 * * * *',
-    retentionBatchSize: 1000,
-    metricsPort: undefined,
-    log: { level: 'silent', format: 'json' },
-    ...overrides,
-  }
+  const config = loadConfig({
+    DATABASE_URL: 'postgres://unused',
+    WORKER_NAME: 'test-worker',
+    WORKER_ID: 'test-worker',
+    WORKER_JITTER_MS: '0',
+    WORKER_MAX_BATCH_SIZE: '50',
+    WORKER_BATCHES_IN_FLIGHT: '1',
+    WORKER_RETRY_BASE_MS: '0',
+    WORKER_RETRY_MAX_MS: '0',
+    WORKER_ORDER_TIMEOUT_MS: '5000',
+    WORKER_SHUTDOWN_TIMEOUT_MS: '5000',
+    LOG_LEVEL: 'silent',
+  })
+  return { ...config, ...overrides }
 }
 
 export const silentLogger: Logger = createLogger({ level: 'silent', format: 'json' })
