@@ -4,11 +4,16 @@ export { sql } from 'drizzle-orm'
 export { closeDb, createDb, type Db, type DbOptions, DEFAULT_SCHEMA, type Executor, type Schema } from './client.js'
 export { isDatabaseUnavailable, isTransientDatabaseError, sqlState } from './errors.js'
 export {
+  assertMigrated,
   type MigrateOptions,
   type MigrateWhenReachableOptions,
   migrateDatabase,
   migrateWhenReachable,
   migrationsFolder,
+  NEWEST_MIGRATION,
+  SchemaNotMigratedError,
+  type SchemaState,
+  schemaState,
 } from './migrate.js'
 export * from './queries/claims.js'
 export * from './queries/health.js'

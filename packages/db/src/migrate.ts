@@ -116,3 +116,45 @@ export async function migrateWhenReachable(url: string, options: MigrateWhenReac
     }
   }
 }
+
+/**
+ * The newest migration this code needs: the last of drizzle/meta/_journal.json (schema.test.ts holds
+ * them equal). A constant, because a service runs as one bundled file, far from the drizzle folder.
+ */
+export const NEWEST_MIGRATION = { tag: '0003_submit_order', when: 1796637827896 }
+
+/** Whether the queue's schema is ready for this code: migrated, not at all, or to an older migration. */
+export type SchemaState = 'current' | 'unmigrated' | 'behind'
+
+/** Reads the queue's migration journal. Rejects when the database cannot be reached. */
+export async function schemaState(db: Db): Promise<SchemaState> {
+  const journal = `${db.$queueSchema}.${JOURNAL_TABLE}`
+  const [found] = await db.execute<{ exists: boolean }>(sql`select to_regclass(${journal}) is not null as exists`)
+  if (!found?.exists) return 'unmigrated'
+  const [newest] = await db.execute<{ at: string | null }>(
+    sql`select max(created_at)::text as at from ${sql.identifier(db.$queueSchema)}.${sql.identifier(JOURNAL_TABLE)}`,
+  )
+  return Number(newest?.at ?? 0) >= NEWEST_MIGRATION.when ? 'current' : 'behind'
+}
+
+/** A service refusing a schema it cannot run on; the message says what to do. */
+export class SchemaNotMigratedError extends Error {
+  override readonly name = 'SchemaNotMigratedError'
+  constructor(schema: string, state: Exclude<SchemaState, 'current'>) {
+    super(
+      `${state === 'unmigrated' ? `the database has no migrated schema ${schema}` : `the schema ${schema} is behind this version (its newest migration is older than ${NEWEST_MIGRATION.tag})`}: run the migration first (pnpm db:migrate, the compose file's migrate service, the Kubernetes Job)`,
+    )
+  }
+}
+
+/** Throws SchemaNotMigratedError unless the schema is current; a database that cannot be reached passes (it is checked again on use). */
+export async function assertMigrated(db: Db): Promise<void> {
+  let state: SchemaState
+  try {
+    state = await schemaState(db)
+  } catch (err) {
+    if (isDatabaseUnavailable(err)) return
+    throw err
+  }
+  if (state !== 'current') throw new SchemaNotMigratedError(db.$queueSchema, state)
+}

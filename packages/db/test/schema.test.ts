@@ -1,8 +1,10 @@
+import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { createTestDatabase, makeOrder } from '@postgres-queue/testkit'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import t, { type Test } from 'tap'
 import {
+  assertMigrated,
   claimBatch,
   closeDb,
   countOrdersByStatus,
@@ -12,6 +14,8 @@ import {
   getOrder,
   insertOrders,
   migrateDatabase,
+  NEWEST_MIGRATION,
+  schemaState,
   sql,
 } from '../src/index.js'
 
@@ -123,4 +127,30 @@ t.test('upgrades an install of the earlier layout (everything in public), its or
   t.ok(next!.id > orders[0]!.id, 'the identity sequence moved with its table')
   await migrateDatabase(url) // a later start finds nothing to do
   t.match(await countOrdersByStatus(queue), { scheduled: 1, pending: 2, completed: 1 })
+})
+
+t.test('NEWEST_MIGRATION names the last migration of the journal', async (t) => {
+  const journal = JSON.parse(await readFile(new URL('../drizzle/meta/_journal.json', import.meta.url), 'utf8')) as {
+    entries: { tag: string; when: number }[]
+  }
+  const last = journal.entries.at(-1)
+  t.same(
+    NEWEST_MIGRATION,
+    { tag: last?.tag, when: last?.when },
+    'a new migration: update NEWEST_MIGRATION (migrate.ts)',
+  )
+})
+
+t.test('schemaState tells a current schema from one never migrated and one behind', async (t) => {
+  const url = await createTestDatabase(t)
+  t.equal(await schemaState(await open(t, url)), 'current')
+  t.equal(await schemaState(await open(t, url, 'never_migrated')), 'unmigrated')
+  const db = await open(t, url)
+  await db.execute(sql`delete from postgres_queue.__drizzle_migrations where created_at = ${NEWEST_MIGRATION.when}`)
+  t.equal(await schemaState(db), 'behind')
+  await t.rejects(assertMigrated(db), /behind this version/)
+  await t.rejects(
+    assertMigrated(await open(t, url, 'never_migrated')),
+    /no migrated schema never_migrated: run the migration first/,
+  )
 })

@@ -1,4 +1,4 @@
-import { closeDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
+import { assertMigrated, closeDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
 import { ConfigError, startTracing, stopThenExit } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
@@ -21,6 +21,14 @@ try {
 const stopTracing = await startTracing('postgres-queue-api', process.env)
 const db = createApiDb(config)
 const app = buildApp({ db, config })
+try {
+  // Refused at once with a line saying why, rather than answering every request with a 500.
+  await assertMigrated(db)
+} catch (err) {
+  app.log.fatal({ err }, 'api failed to start')
+  await closeDb(db)
+  process.exit(1)
+}
 
 const shutdown = async () => {
   stalls.stop()

@@ -38,10 +38,19 @@ export type CommitWork = (tx: Executor) => Promise<void>
 export type OrderProcessor = (order: Order, ctx: ProcessContext) => Promise<CommitWork | void>
 
 /**
+ * The sku the default processor refuses, on every attempt, as a payment gateway refuses a card: a
+ * way to watch retries, dead letters and redrive with the stock worker (README, "Make orders fail").
+ */
+export const FAILING_SKU = 'FAIL'
+
+/**
  * The default processor: fulfils the order. Fulfilment here is checking the order is consistent
  * (the stored total is the sum of its lines); a real team would reserve stock or charge a card.
  */
 export const processOrder: OrderProcessor = async (order) => {
+  if (order.items.some((item) => item.sku === FAILING_SKU)) {
+    throw new Error(`an item of sku ${FAILING_SKU}: the default processor refuses this order, on every attempt`)
+  }
   const expected = orderTotalCents(order.items)
   if (expected !== order.totalCents) {
     throw new Error(`order total ${order.totalCents} does not match its items (${expected})`)

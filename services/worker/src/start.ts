@@ -1,4 +1,12 @@
-import { closeDb, createDb, STALLED_CONNECTION, stallLimitMs, watchForStalls } from '@postgres-queue/db'
+import {
+  assertMigrated,
+  closeDb,
+  createDb,
+  migrateDatabase,
+  STALLED_CONNECTION,
+  stallLimitMs,
+  watchForStalls,
+} from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
 import type { WorkerConfig } from './config.js'
 import { joinFleet } from './fleet.js'
@@ -25,6 +33,11 @@ export interface StartWorkerOptions {
    * starts a process with fresh connections; an embedded worker only logs it unless given this.
    */
   onStalled?: (stall: { unansweredMs: number; limitMs: number }) => void
+  /**
+   * Migrate the database first (migrateDatabase: safe beside other processes doing the same). By
+   * default a worker only checks, and refuses to start on a schema that is not migrated, or behind.
+   */
+  migrate?: boolean
 }
 
 /** A worker running inside the caller's process. */
@@ -60,6 +73,7 @@ export async function startWorker({
   config,
   log: given,
   onStalled,
+  migrate = false,
 }: StartWorkerOptions): Promise<RunningWorker> {
   const log = given ?? createLogger(config.log)
   const statementTimeoutMs = config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS
@@ -86,6 +100,9 @@ export async function startWorker({
   const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
   try {
+    // Refused at once with a line saying why, rather than consuming and failing every batch.
+    if (migrate) await migrateDatabase(config.databaseUrl, { schema: config.databaseSchema })
+    else await assertMigrated(db)
     metricsServer =
       config.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metricsPort)
   } catch (err) {

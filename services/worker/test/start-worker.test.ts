@@ -53,3 +53,18 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
     'no signal or process handler added',
   )
 })
+
+t.test(
+  'startWorker refuses a schema never migrated, with a line saying what to do; migrate: true migrates it',
+  async (t) => {
+    const { url } = await setUpDatabase(t)
+    const config = loadConfig({ DATABASE_URL: url, DATABASE_SCHEMA: 'fresh_queue', LOG_LEVEL: 'silent' })
+    await t.rejects(
+      startWorker({ processor: async () => {}, config }),
+      /no migrated schema fresh_queue: run the migration first/,
+    )
+    const worker = await startWorker({ processor: async () => {}, config, migrate: true })
+    t.teardown(() => worker.stop())
+    t.ok(worker.id, 'it migrated and started')
+  },
+)
