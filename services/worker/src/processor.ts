@@ -41,7 +41,7 @@ export type OrderProcessor = (order: Order, ctx: ProcessContext) => Promise<Comm
  * The sku the default processor refuses, on every attempt, as a payment gateway refuses a card: a
  * way to watch retries, dead letters and redrive with the stock worker (README, "Make orders fail").
  */
-export const FAILING_SKU = 'FAIL'
+const FAILING_SKU = 'FAIL'
 
 /**
  * The default processor: fulfils the order. Fulfilment here is checking the order is consistent
