@@ -1,6 +1,6 @@
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle, type PostgresJsDatabase, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
-import postgres from 'postgres'
+import postgres from './driver.js'
 import * as schema from './schema.js'
 import { type PendingCalls, registerPendingCalls, watchClient } from './unanswered.js'
 
