@@ -168,7 +168,8 @@ function summaryTable(r: BenchResults, v: Record<string, string>): string[] {
   for (const ours of latency('ours')) {
     const p = (l: LatencyResult | undefined) => (l ? `${l.latencyMs.p50} / ${l.latencyMs.p99} ms` : '')
     rows.push([
-      `pickup latency p50 / p99, ${ours.workers} idle workers, ${ours.submitted} jobs ${r.settings.latencyGapMs} ms apart (${ours.label.split(',')[0]})`,
+      // The label's mode, and how the orders came: 'transaction mode, POST /orders to ...'.
+      `pickup latency p50 / p99, ${ours.workers} idle workers, ${ours.submitted} jobs ${r.settings.latencyGapMs} ms apart (${ours.label.split(' to ')[0]})`,
       p(ours) + flag(ours.exactlyOnce),
       p(latency('pg-boss')[0]),
       p(latency('graphile-worker')[0]),

@@ -1,4 +1,5 @@
-import { listenForOrders } from '@postgres-queue/db'
+import { listenForOrders, submitOrder } from '@postgres-queue/db'
+import postgres from 'postgres'
 import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
 import { BENCH_ORDER, createOurDatabase, dropOurDatabase, verifyOrders } from '../ours/orders.js'
@@ -20,7 +21,9 @@ const LATENCY_WORKERS = 3
 export async function runLatencyPhase(ctx: BenchContext): Promise<LatencyResult[]> {
   const results: LatencyResult[] = []
   const runs = [
-    ...WORKER_MODES.map((mode) => () => latencyOurs(ctx, mode)),
+    ...WORKER_MODES.map((mode) => () => latencyOurs(ctx, mode, 'http')),
+    // Submitted in the client's own transaction, as graphile-worker's add_job() is.
+    () => latencyOurs(ctx, 'transaction', 'sql'),
     ...PEER_NAMES.map((peer) => () => latencyPeer(ctx, peer)),
   ]
   for (const run of runs) {
@@ -38,10 +41,14 @@ export async function runLatencyPhase(ctx: BenchContext): Promise<LatencyResult[
  * WORKER_JITTER_MS) and any wake-up the worker has. Timed per hop too: the insert's statement
  * start (the order's createdAt, the server's clock on this machine), the api's answer, and the
  * arrival of the api's NOTIFY at a listener of the bench's own, as at a worker's.
+ *
+ * `via: 'sql'`: each order is submitted instead with submit_order() in a transaction of the
+ * client's own (BEGIN, the call, COMMIT, on a connection it keeps), its wake-up riding on that commit.
  */
-async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<LatencyResult> {
-  const { url, db } = await createOurDatabase(ctx, `ours_latency_${mode}`)
+async function latencyOurs(ctx: BenchContext, mode: WorkerMode, via: 'http' | 'sql'): Promise<LatencyResult> {
+  const { url, db } = await createOurDatabase(ctx, `ours_latency_${mode}_${via}`)
   const api = await startOurApi(url)
+  const client = postgres(url, { max: 1, onnotice: () => {} })
   const workers = startOurWorkers(url, LATENCY_WORKERS, {
     mode,
     batchSize: DEFAULT_BATCH_SIZE,
@@ -53,6 +60,7 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
   const subscription = await listenForOrders(db, () => hops.notified.push(nowMs()))
   try {
     const measure = await measurePickup(ctx, workers, async () => {
+      if (via === 'sql') return client.begin((tx) => submitOrder(tx, BENCH_ORDER))
       const res = await api.post('/orders', body)
       const answeredAt = nowMs()
       if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${res.text}`)
@@ -66,11 +74,11 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
     const problems = [...measure.problems, ...stored.exactlyOnce.problems]
     return {
       system: 'ours',
-      label: `${mode} mode, POST /orders to ${LATENCY_WORKERS} idle workers (WORKER_CRON every second, other settings default)`,
+      label: `${mode} mode, ${via === 'sql' ? "submit_order() in the client's own transaction" : 'POST /orders'} to ${LATENCY_WORKERS} idle workers (WORKER_CRON every second, other settings default)`,
       workers: LATENCY_WORKERS,
       submitted: ctx.sizes.latencyOrders,
       latencyMs: measure.latencyMs,
-      hopsMs: hopTimes(measure, hops),
+      hopsMs: via === 'http' ? hopTimes(measure, hops) : undefined,
       exactlyOnce: {
         ok: problems.length === 0,
         how: 'one processor start per order, and every order read back completed with attempts = 1',
@@ -79,6 +87,7 @@ async function latencyOurs(ctx: BenchContext, mode: WorkerMode): Promise<Latency
     }
   } finally {
     await subscription.unsubscribe()
+    await client.end()
     await stopAll([...workers, api.child])
     await dropOurDatabase(ctx, url, db)
   }
