@@ -1,8 +1,9 @@
 import { randomInt } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { countOrdersByStatus, sql } from '@postgres-queue/db'
+import { openEffectsDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
-import { auditEffects, insertManyOrders, ordersPerWorker, setUpEffectsDatabase } from '../support/effects.js'
+import { auditEffects, insertManyOrders, ordersPerWorker } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
 import { holdsWork } from '../support/work.js'
@@ -29,7 +30,7 @@ for (const mode of ['transaction', 'lease'] as const) {
     `${mode} mode: 3 workers, SIGKILLed at random and replaced, complete 10,000 orders with exactly one effect each`,
     async (t) => {
       t.setTimeout(DRAIN_DEADLINE_MS + 60_000)
-      const { db, url } = await setUpEffectsDatabase(t)
+      const { db, url } = await openEffectsDatabase(t, 4)
       // A lease-mode kill costs every order the victim held an attempt (counted at claim); the default
       // of 5 could dead-letter an order that was merely unlucky five times. Dead-lettering is the poison
       // test's subject; here every order must complete.

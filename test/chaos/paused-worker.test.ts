@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { countOrdersByStatus, type Db, sql } from '@postgres-queue/db'
-import { waitFor } from '@postgres-queue/testkit'
+import { openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
+import { auditEffects, insertManyOrders } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { linesWith, type ServiceProcess, stopService } from '../support/processes.js'
 
@@ -17,7 +17,7 @@ t.test(
   'lease mode: a worker paused past its lease, then resumed, completes nothing another worker took over',
   async (t) => {
     t.setTimeout(90_000)
-    const { db, url } = await setUpEffectsDatabase(t)
+    const { db, url } = await openEffectsDatabase(t, 4)
     const ids = await insertManyOrders(db, ORDERS)
     const env = {
       DATABASE_URL: url,

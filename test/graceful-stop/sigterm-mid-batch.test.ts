@@ -1,7 +1,7 @@
 import { countOrdersByStatus, listOrders } from '@postgres-queue/db'
-import { waitFor } from '@postgres-queue/testkit'
+import { openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
+import { auditEffects, insertManyOrders } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { linesWith, stopService } from '../support/processes.js'
 import { holdsWork } from '../support/work.js'
@@ -17,7 +17,7 @@ for (const mode of ['transaction', 'lease'] as const) {
   t.test(
     `${mode} mode: SIGTERM mid-batch finishes the orders in hand, leaves the unstarted ones pending and unattempted, and exits 0`,
     async (t) => {
-      const { db, url } = await setUpEffectsDatabase(t)
+      const { db, url } = await openEffectsDatabase(t, 4)
       const ids = await insertManyOrders(db, ORDERS)
       const worker = startEffectWorker(`${mode}-graceful`, {
         DATABASE_URL: url,

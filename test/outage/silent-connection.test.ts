@@ -2,9 +2,9 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Db, STALLED_CONNECTION, sql, stallLimitMs } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
-import { makeOrder, viaLocalPort, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, viaLocalPort, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
-import { auditEffects, insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
+import { auditEffects, insertManyOrders } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import {
   entryPoints,
@@ -18,7 +18,7 @@ import {
 // A connection that stops carrying anything without closing (a failover that moved the server's
 // address, a NAT or proxy that lost the flow): no RST, no FIN, and the server's own timeouts cannot
 // answer over it. Without a watch of its own, the worker waited on such a connection for as long
-// as the kernel kept it open: in the proxy below, forever (services/worker/src/stall.ts).
+// as the kernel kept it open: in the proxy below, forever (packages/db/src/unanswered.ts).
 
 const ORDER_TIMEOUT_MS = 1000
 /** start.ts: the worker's statement_timeout is the order timeout + 5 s. */
@@ -41,7 +41,7 @@ for (const mode of ['transaction', 'lease'] as const) {
   t.test(
     `${mode} mode: a worker whose connections go silent exits 1 once a call is past its bound; nothing is lost or done twice`,
     async (t) => {
-      const { db, url } = await setUpEffectsDatabase(t)
+      const { db, url } = await openEffectsDatabase(t, 4)
       const proxy = await startSilencingProxy(Number(new URL(url).port))
       t.teardown(() => proxy.close())
       const workerId = `${mode}-silenced`
@@ -91,7 +91,7 @@ for (const mode of ['transaction', 'lease'] as const) {
 t.test(
   'a worker kept waiting by the server (orders locked past the limit) is answered by its timeouts, and stays',
   async (t) => {
-    const { db, url } = await setUpEffectsDatabase(t)
+    const { db, url } = await openEffectsDatabase(t, 4)
     const worker = startEffectWorker('locked-out', { DATABASE_URL: url, ...workerEnv('transaction') })
     t.teardown(() => stopService(worker))
     await worker.waitForLine((l) => l.msg === 'worker started', 60_000)
@@ -117,7 +117,7 @@ t.test(
 t.test(
   'the api: submissions queued behind an insert on a silent connection get their 503 on time, and the api exits 1',
   async (t) => {
-    const { db, url } = await setUpEffectsDatabase(t)
+    const { db, url } = await openEffectsDatabase(t, 4)
     const statementTimeoutMs = 1000
     const { proxy, api, port } = await startApiThroughProxy(t, url, statementTimeoutMs)
     // Bounded, so that a regression fails the test instead of hanging it.
@@ -172,7 +172,7 @@ t.test(
 )
 
 t.test('the api: reads on a silent connection (the query builder, not only raw SQL) are watched too', async (t) => {
-  const { db, url } = await setUpEffectsDatabase(t)
+  const { db, url } = await openEffectsDatabase(t, 4)
   const [order] = await insertManyOrders(db, 1)
   const statementTimeoutMs = 1000
   const { proxy, api, port } = await startApiThroughProxy(t, url, statementTimeoutMs)

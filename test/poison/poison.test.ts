@@ -1,7 +1,7 @@
 import { countOrdersByStatus, type Db, getOrder, insertOrders, retryOrders } from '@postgres-queue/db'
-import { makeOrder, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { auditEffects, setUpEffectsDatabase } from '../support/effects.js'
+import { auditEffects } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
 
@@ -24,7 +24,7 @@ for (const mode of ['transaction', 'lease'] as const) {
   t.test(
     `${mode} mode: an order whose processor always throws is failed after max_attempts with its error kept, its batch completes, and redrive makes it pending again`,
     async (t) => {
-      const { db, url } = await setUpEffectsDatabase(t)
+      const { db, url } = await openEffectsDatabase(t, 4)
       const { ids, poisonId } = await insertWithPoison(db)
       const workers: ServiceProcess[] = []
       t.teardown(() => Promise.all(workers.map((w) => stopService(w))))
@@ -105,7 +105,7 @@ for (const mode of ['transaction', 'lease'] as const) {
 t.test(
   'lease mode: an order whose processor kills the worker is failed after max_attempts claims, and the others complete once',
   async (t) => {
-    const { db, url } = await setUpEffectsDatabase(t)
+    const { db, url } = await openEffectsDatabase(t, 4)
     const { ids, poisonId } = await insertWithPoison(db)
     const workers: ServiceProcess[] = []
     t.teardown(() => Promise.all(workers.map((w) => stopService(w))))

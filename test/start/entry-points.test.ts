@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url'
 import { countOrdersByStatus, sql } from '@postgres-queue/db'
-import { waitFor } from '@postgres-queue/testkit'
+import { openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { insertManyOrders, setUpEffectsDatabase } from '../support/effects.js'
+import { insertManyOrders } from '../support/effects.js'
 import { entryPoints, startService, stopService } from '../support/processes.js'
 
 // The entry points the images run, as they run them: the worker takes a team's own processor from
@@ -12,7 +12,7 @@ import { entryPoints, startService, stopService } from '../support/processes.js'
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/dist/${name}.js`, import.meta.url))
 
 t.test("the worker runs the module WORKER_PROCESSOR names: the team's own effects, once per order", async (t) => {
-  const { db, url } = await setUpEffectsDatabase(t)
+  const { db, url } = await openEffectsDatabase(t, 4)
   await db.execute(sql`create table public.shipments (order_id bigint primary key)`)
   const worker = startService('worker', [entryPoints.worker], {
     DATABASE_URL: url,
@@ -52,7 +52,7 @@ for (const [what, module, said] of [
 
 for (const [service, entry] of Object.entries(entryPoints)) {
   t.test(`the ${service} refuses a schema never migrated, with one line saying what to do, and exits 1`, async (t) => {
-    const { url } = await setUpEffectsDatabase(t)
+    const { url } = await openEffectsDatabase(t, 4)
     const started = startService(service, [entry], {
       DATABASE_URL: url,
       DATABASE_SCHEMA: 'never_migrated',
@@ -69,7 +69,7 @@ for (const [service, entry] of Object.entries(entryPoints)) {
 }
 
 t.test("with source maps on, as the images run, a processor's stack trace names its source file", async (t) => {
-  const { db, url } = await setUpEffectsDatabase(t)
+  const { db, url } = await openEffectsDatabase(t, 4)
   const worker = startService('worker', ['--enable-source-maps', entryPoints.worker], {
     DATABASE_URL: url,
     WORKER_CRON: '* * * * * *',

@@ -1,18 +1,5 @@
-import { closeDb, createDb, type Db, insertOrders, type NewOrder, sql } from '@postgres-queue/db'
-import { createEffectsTable, createTestDatabase, makeOrder } from '@postgres-queue/testkit'
-
-interface Teardown {
-  teardown(fn: () => unknown): void
-}
-
-/** A migrated database of this test's own, with the table the effect-worker fixture writes to. */
-export async function setUpEffectsDatabase(t: Teardown): Promise<{ db: Db; url: string }> {
-  const url = await createTestDatabase(t)
-  const db = createDb(url, { maxConnections: 4 })
-  t.teardown(() => closeDb(db))
-  await createEffectsTable(db)
-  return { db, url }
-}
+import { type Db, insertOrders, type NewOrder, sql } from '@postgres-queue/db'
+import { makeOrder } from '@postgres-queue/testkit'
 
 /** Inserts `count` orders, 1,000 to a statement; returns their ids in submission order. */
 export async function insertManyOrders(db: Db, count: number, overrides: Partial<NewOrder> = {}): Promise<number[]> {

@@ -268,7 +268,7 @@ class Fence {
       [...this.running].map(async (query) => {
         // Resolves once the server has taken the request: the statement then fails, or, if it had
         // just finished, the backend is idle and ignores it, so nothing later on the connection is hit.
-        await withTimeout(query.canceller?.(query), CANCEL_TIMEOUT_MS)
+        await waitAtMost(query.canceller?.(query), CANCEL_TIMEOUT_MS)
       }),
     )
   }
@@ -328,7 +328,8 @@ class Fence {
   }
 }
 
-async function withTimeout(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+/** Waits for `promise` to settle, or `ms`, whichever comes first; never rejects. */
+async function waitAtMost(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
   if (!promise) return
   let timer: NodeJS.Timeout | undefined
   await Promise.race([promise.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])

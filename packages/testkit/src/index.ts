@@ -1,5 +1,5 @@
 export { checkDocumentedMetrics, servedMetrics } from './documented-metrics.js'
-export { createEffectsTable, effectCounts, recordEffect } from './effects.js'
+export { createEffectsTable, effectCounts, openEffectsDatabase, recordEffect } from './effects.js'
 export { makeOrder } from './fixtures.js'
 export { readmeCodeBlock } from './readme.js'
 export { settleNow } from './settle.js'

@@ -3,7 +3,7 @@ import os from 'node:os'
 import type { RetryPolicy } from '@postgres-queue/db'
 import { ConfigError, commonEnv, type LoggerConfig, parseEnv } from '@postgres-queue/runtime'
 import { validate as isValidCron } from 'node-cron'
-import Type from 'typebox'
+import Type, { type Static } from 'typebox'
 
 export const WorkerEnv = Type.Object({
   ...commonEnv,
@@ -190,26 +190,7 @@ export function loadConfig(
   host: Host = thisHost(),
 ): Readonly<WorkerConfig> {
   const e = parseEnv(WorkerEnv, env)
-  for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
-    if (!isValidCron(e[name])) {
-      throw new ConfigError([`${name}=${JSON.stringify(e[name])} is not a valid node-cron expression`])
-    }
-  }
-  if (e.WORKER_ORDER_TIMEOUT_MS > e.WORKER_BATCH_TIMEOUT_MS) {
-    throw new ConfigError([
-      `WORKER_ORDER_TIMEOUT_MS=${e.WORKER_ORDER_TIMEOUT_MS} must not exceed WORKER_BATCH_TIMEOUT_MS=${e.WORKER_BATCH_TIMEOUT_MS}`,
-    ])
-  }
-  if (e.WORKER_RETRY_BASE_MS > e.WORKER_RETRY_MAX_MS) {
-    throw new ConfigError([
-      `WORKER_RETRY_BASE_MS=${e.WORKER_RETRY_BASE_MS} must not exceed WORKER_RETRY_MAX_MS=${e.WORKER_RETRY_MAX_MS}`,
-    ])
-  }
-  if (e.IDEMPOTENCY_KEY_DAYS < e.RETENTION_DAYS) {
-    throw new ConfigError([
-      `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive the orders retention deletes (it outlives scheduled, pending and failed ones anyway: it is kept while any of its orders exists)`,
-    ])
-  }
+  checkRelations(e)
   const workerName = e.WORKER_NAME ?? host.hostname
   const workerId = e.WORKER_ID ?? `${workerName}-${host.pid}-${host.instance}`
   return Object.freeze({
@@ -238,4 +219,28 @@ export function loadConfig(
     processorModule: e.WORKER_PROCESSOR,
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT, base: { service: 'worker', workerId } },
   })
+}
+
+/** What each variable's schema cannot say alone: cron syntax, and bounds between variables. */
+function checkRelations(e: Static<typeof WorkerEnv>): void {
+  for (const name of ['WORKER_CRON', 'RETENTION_CRON'] as const) {
+    if (!isValidCron(e[name])) {
+      throw new ConfigError([`${name}=${JSON.stringify(e[name])} is not a valid node-cron expression`])
+    }
+  }
+  if (e.WORKER_ORDER_TIMEOUT_MS > e.WORKER_BATCH_TIMEOUT_MS) {
+    throw new ConfigError([
+      `WORKER_ORDER_TIMEOUT_MS=${e.WORKER_ORDER_TIMEOUT_MS} must not exceed WORKER_BATCH_TIMEOUT_MS=${e.WORKER_BATCH_TIMEOUT_MS}`,
+    ])
+  }
+  if (e.WORKER_RETRY_BASE_MS > e.WORKER_RETRY_MAX_MS) {
+    throw new ConfigError([
+      `WORKER_RETRY_BASE_MS=${e.WORKER_RETRY_BASE_MS} must not exceed WORKER_RETRY_MAX_MS=${e.WORKER_RETRY_MAX_MS}`,
+    ])
+  }
+  if (e.IDEMPOTENCY_KEY_DAYS < e.RETENTION_DAYS) {
+    throw new ConfigError([
+      `IDEMPOTENCY_KEY_DAYS=${e.IDEMPOTENCY_KEY_DAYS} must be at least RETENTION_DAYS=${e.RETENTION_DAYS}: a key must outlive the orders retention deletes (it outlives scheduled, pending and failed ones anyway: it is kept while any of its orders exists)`,
+    ])
+  }
 }

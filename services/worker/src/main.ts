@@ -1,4 +1,4 @@
+import { runWorker } from './process/run.js'
 import { processOrder } from './processor.js'
-import { runWorker } from './run.js'
 
 await runWorker(process.env, processOrder)

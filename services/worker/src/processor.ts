@@ -1,6 +1,31 @@
-import type { Executor, Order } from '@postgres-queue/db'
+import type { Executor, LineItem, OrderStatus } from '@postgres-queue/db'
 import { orderTotalCents } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
+
+/**
+ * An order as a processor sees it: as the api shows it (GET /orders/:id), its times as Dates. Not
+ * the table's row: what only the queue uses (a lease's holder and fencing token, the trace context)
+ * stays with the queue.
+ */
+export interface Order {
+  id: number
+  customerId: string
+  currency: string
+  items: LineItem[]
+  /** In the currency's minor unit, computed from the items when the order was stored. */
+  totalCents: number
+  status: OrderStatus
+  priority: number
+  /** When it came due: its runAt, or for a retry, when its backoff ended. */
+  runAt: Date
+  /** Attempts counted so far, as stored (lease mode counts this one at its claim): ctx.attempt is this one's number. */
+  attempts: number
+  maxAttempts: number
+  /** Why the last attempt failed, if one did. */
+  lastError: string | null
+  createdAt: Date
+  updatedAt: Date
+}
 
 /**
  * The seam between the queue and a team's business logic. Replace `processOrder` below (or pass

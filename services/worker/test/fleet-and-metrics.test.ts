@@ -1,17 +1,17 @@
 import { getOrder, getQueueStats, insertOrders, listWorkers, sql } from '@postgres-queue/db'
 import { freePort } from '@postgres-queue/devkit'
-import { checkDocumentedMetrics, makeOrder, servedMetrics, waitFor } from '@postgres-queue/testkit'
+import { checkDocumentedMetrics, makeOrder, openEffectsDatabase, servedMetrics, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { joinFleet } from '../src/fleet.js'
-import { scheduleMaintenance } from '../src/maintenance.js'
-import { createWorkerMetrics, serveMetrics } from '../src/metrics.js'
-import { observeAll } from '../src/outcomes.js'
+import { createWorker } from '../src/loop/worker.js'
+import { observeAll } from '../src/observer.js'
+import { joinFleet } from '../src/process/fleet.js'
+import { scheduleMaintenance } from '../src/process/maintenance.js'
+import { createWorkerMetrics, serveMetrics } from '../src/process/metrics.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { createWorker } from '../src/worker.js'
-import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { silentLogger, testConfig } from './helpers.js'
 
 t.test('a worker registers, reports what it processed with its heartbeat, and leaves as stopped', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(db, [makeOrder(), makeOrder(), makeOrder({ customerId: 'bad', maxAttempts: 1 })])
   const config = testConfig({ workerId: 'fleet-1', heartbeatMs: 100 })
   const fleet = await joinFleet({ db, config, log: silentLogger })
@@ -31,7 +31,7 @@ t.test('a worker registers, reports what it processed with its heartbeat, and le
 })
 
 t.test('a worker knows the other workers of its mode alive: at once when joining, within a second later', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const first = await joinFleet({ db, config: testConfig({ workerId: 'first' }), log: silentLogger })
   t.teardown(() => first.leave())
   t.equal(first.othersAlive(), 0, 'alone')
@@ -46,7 +46,7 @@ t.test('a worker knows the other workers of its mode alive: at once when joining
 })
 
 t.test('retention deletes finished orders past RETENTION_DAYS in batches', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const orders = await insertOrders(
     db,
     Array.from({ length: 5 }, () => makeOrder()),
@@ -70,7 +70,7 @@ t.test('retention deletes finished orders past RETENTION_DAYS in batches', async
 })
 
 t.test('metrics count outcomes and time processing and pickup, served for Prometheus', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(db, [makeOrder(), makeOrder({ customerId: 'bad' })])
   const metrics = createWorkerMetrics({ worker: 'm-1', mode: 'transaction' })
   const processor: OrderProcessor = async (order) => {

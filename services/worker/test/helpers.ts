@@ -1,20 +1,10 @@
 import { Writable } from 'node:stream'
-import { closeDb, createDb, type Db } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
-import { createEffectsTable, createTestDatabase } from '@postgres-queue/testkit'
-import type { Test } from 'tap'
-import { DatabaseClock } from '../src/clock.js'
 import { loadConfig, type WorkerConfig } from '../src/config.js'
-import { ignoreProgress } from '../src/outcomes.js'
-
-/** A migrated database of this test's own, plus the table the processors under test write to. */
-export async function setUpDatabase(t: Test, maxConnections = 10): Promise<{ db: Db; url: string }> {
-  const url = await createTestDatabase(t)
-  const db = createDb(url, { maxConnections })
-  t.teardown(() => closeDb(db))
-  await createEffectsTable(db)
-  return { db, url }
-}
+import { DatabaseClock } from '../src/loop/clock.js'
+import type { DrainerDeps } from '../src/loop/drainer.js'
+import type { Mode, ModeDeps } from '../src/modes/mode.js'
+import { ignoreProgress } from '../src/observer.js'
 
 /**
  * The configuration loadConfig reads from a test's environment: the production defaults but where a
@@ -57,10 +47,33 @@ export function capturingLogger(base?: Record<string, unknown>): {
   return { log: createLogger({ level: 'debug', format: 'json', base }, stream), lines, raw }
 }
 
-/** The rest of a batch run's deps: never draining, never stopped, nobody listening, the clocks agreeing. */
+/** The rest of a mode's deps: never stopping, nobody listening, the clocks agreeing. */
 export const running = {
-  draining: new AbortController().signal,
-  stop: new AbortController().signal,
+  stopClaiming: new AbortController().signal,
+  abandonWork: new AbortController().signal,
   observer: ignoreProgress,
   clock: new DatabaseClock(),
+}
+
+/** One batch of a mode (transactionMode, leaseMode) as the drainer runs it: a claim of WORKER_BATCH_SIZE, none ahead. */
+export function runBatch(mode: (deps: ModeDeps) => Mode, deps: ModeDeps) {
+  return mode(deps).run({ limit: deps.config.batchSize, next: 0 })
+}
+
+/** A drainer's deps around `mode`: quiet, never stopping unless told, nothing to renew or promote. */
+export function drainerDeps(
+  mode: Mode,
+  { config, ...overrides }: Partial<Omit<DrainerDeps, 'config'>> & { config: Partial<DrainerDeps['config']> },
+): DrainerDeps {
+  return {
+    mode,
+    config: { batchSize: 50, maxBatchSize: 50, batchesInFlight: 1, ...config },
+    othersAlive: () => 0,
+    log: silentLogger,
+    stopClaiming: new AbortController().signal,
+    abandonWork: new AbortController().signal,
+    retryAt: () => {},
+    recovered: () => {},
+    ...overrides,
+  }
 }

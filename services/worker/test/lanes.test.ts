@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { insertOrders, listOrders } from '@postgres-queue/db'
-import { makeOrder } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
-import type { BatchResult } from '../src/batch.js'
-import { type ClaimSize, drainInLanes, lanesWanted } from '../src/lanes.js'
-import { runIsolatingPoison } from '../src/poison.js'
+import { drainInLanes, lanesWanted } from '../src/loop/drainer.js'
+import type { BatchResult, ClaimSize } from '../src/modes/mode.js'
+import { transactionMode } from '../src/modes/transaction.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { drainerDeps, running, silentLogger, testConfig } from './helpers.js'
 
 // How many batches a drain runs at once, on a real queue: up to maxLanes alone, one in a fleet when
 // processing is the short part of a batch, every lane again when the processor waits.
@@ -29,7 +29,7 @@ async function drain(
     timing,
   }: { processor: OrderProcessor; othersAlive: () => number; timing?: BatchResult['timing'] },
 ) {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(
     db,
     Array.from({ length: ORDERS }, () => makeOrder()),
@@ -39,25 +39,26 @@ async function drain(
   let most = 0
   const sizes: { size: ClaimSize; prefetched: boolean }[] = []
   const timings: NonNullable<BatchResult['timing']>[] = [] // of full batches
-  await drainInLanes({
-    maxLanes: 2,
-    batchSize: BATCH,
-    maxBatchSize: BATCH,
-    async runBatch(size, claimed) {
-      sizes.push({ size, prefetched: claimed !== undefined })
-      most = Math.max(most, ++inFlight)
-      try {
-        const result = await runIsolatingPoison(deps, { size, claimed })
-        if (result.timing && result.claimed === BATCH) timings.push(result.timing)
-        return timing ? { ...result, timing } : result
-      } finally {
-        inFlight--
-      }
-    },
-    onBatch() {},
-    stopped: () => false,
-    othersAlive,
-  })
+  const mode = transactionMode(deps)
+  await drainInLanes(
+    drainerDeps(
+      {
+        async run(size, claimedAhead) {
+          sizes.push({ size, prefetched: claimedAhead !== undefined })
+          most = Math.max(most, ++inFlight)
+          try {
+            const result = await mode.run(size, claimedAhead)
+            if (result.timing && result.claimed === BATCH) timings.push(result.timing)
+            return timing ? { ...result, timing } : result
+          } finally {
+            inFlight--
+          }
+        },
+      },
+      { config: { batchesInFlight: 2, batchSize: BATCH, maxBatchSize: BATCH }, othersAlive },
+    ),
+    () => {},
+  )
   const completed = await listOrders(db, { status: 'completed', limit: ORDERS + 1 })
   t.equal(completed.length, ORDERS, 'every order completed')
   t.ok(
@@ -121,18 +122,10 @@ t.test('lanesWanted', async (t) => {
     counted++
     return others
   }
-  t.equal(lanesWanted(batch(1, 5), { maxLanes: 4, othersAlive: fleetOf(0) }), 4, 'alone: every lane')
-  t.equal(lanesWanted(batch(1, 5), { maxLanes: 4, othersAlive: fleetOf(1) }), 1, 'in a fleet, quick processing: one')
+  t.equal(lanesWanted(batch(1, 5), 4, fleetOf(0)), 4, 'alone: every lane')
+  t.equal(lanesWanted(batch(1, 5), 4, fleetOf(1)), 1, 'in a fleet, quick processing: one')
   t.equal(counted, 2)
-  t.equal(
-    lanesWanted(batch(5, 5), { maxLanes: 4, othersAlive: fleetOf(1) }),
-    4,
-    'processing as long as settling: every lane',
-  )
-  t.equal(
-    lanesWanted({ claimed: 1 }, { maxLanes: 4, othersAlive: fleetOf(1) }),
-    4,
-    'no timing (lease mode): every lane',
-  )
+  t.equal(lanesWanted(batch(5, 5), 4, fleetOf(1)), 4, 'processing as long as settling: every lane')
+  t.equal(lanesWanted({ claimed: 1 }, 4, fleetOf(1)), 4, 'no timing (lease mode): every lane')
   t.equal(counted, 2, 'and the fleet is not asked: it would not change the answer')
 })

@@ -1,15 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getOrder, insertOrders, leaseOrders, listOrders, promoteDueOrders, sql } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect } from '@postgres-queue/testkit'
+import { effectCounts, makeOrder, openEffectsDatabase, recordEffect } from '@postgres-queue/testkit'
 import t from 'tap'
-import { runLeaseBatch } from '../src/lease-batch.js'
+import { leaseMode } from '../src/modes/lease.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, runBatch, running, silentLogger, testConfig } from './helpers.js'
 
 const leaseConfig = (overrides = {}) => testConfig({ mode: 'lease', ...overrides })
 
 t.test('a lease batch completes its orders, holding each as processing while it runs', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const inserted = await insertOrders(db, [makeOrder(), makeOrder(), makeOrder()])
   const seen: unknown[] = []
   const processor: OrderProcessor = async (order, ctx) => {
@@ -17,7 +17,13 @@ t.test('a lease batch completes its orders, holding each as processing while it 
     return recordEffect(order.id, ctx.workerId)
   }
   const { log, lines } = capturingLogger()
-  const { claimed } = await runLeaseBatch({ db, processor, config: leaseConfig({ workerId: 'w-l' }), log, ...running })
+  const { claimed } = await runBatch(leaseMode, {
+    db,
+    processor,
+    config: leaseConfig({ workerId: 'w-l' }),
+    log,
+    ...running,
+  })
   t.equal(claimed, 3)
   t.match(
     seen,
@@ -31,7 +37,7 @@ t.test('a lease batch completes its orders, holding each as processing while it 
 })
 
 t.test('orders of a lease batch run concurrently, up to the configured concurrency', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(
     db,
     Array.from({ length: 8 }, () => makeOrder()),
@@ -43,13 +49,13 @@ t.test('orders of a lease batch run concurrently, up to the configured concurren
     await sleep(50) // work that takes a moment, so that orders overlap
     running_--
   }
-  await runLeaseBatch({ db, processor, config: leaseConfig({ concurrency: 4 }), log: silentLogger, ...running })
+  await runBatch(leaseMode, { db, processor, config: leaseConfig({ concurrency: 4 }), log: silentLogger, ...running })
   t.equal(peak, 4)
   t.equal((await listOrders(db, { status: 'completed', limit: 10 })).length, 8)
 })
 
 t.test('a heartbeat keeps a slow order from being taken over', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [order] = await insertOrders(db, [makeOrder()])
   const rivals: number[] = []
   const processor: OrderProcessor = async (o, ctx) => {
@@ -62,19 +68,19 @@ t.test('a heartbeat keeps a slow order from being taken over', async (t) => {
     }
     return recordEffect(o.id, ctx.workerId)
   }
-  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 200 }), log: silentLogger, ...running })
+  await runBatch(leaseMode, { db, processor, config: leaseConfig({ leaseMs: 200 }), log: silentLogger, ...running })
   t.same(rivals, [], 'the rival never got the order')
   t.match(await getOrder(db, order!.id), { status: 'completed', attempts: 1 })
 })
 
 t.test('a failure is fenced, counted at claim, and retried later; its writes are undone', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [good, bad] = await insertOrders(db, [makeOrder(), makeOrder({ customerId: 'bad' })])
   const processor: OrderProcessor = async (order, ctx) => async (tx) => {
     await recordEffect(order.id, ctx.workerId)(tx)
     if (order.customerId === 'bad') throw new Error('ledger refused')
   }
-  await runLeaseBatch({
+  await runBatch(leaseMode, {
     db,
     processor,
     config: leaseConfig({ retry: { baseMs: 60_000, maxMs: 60_000 } }),
@@ -89,7 +95,7 @@ t.test('a failure is fenced, counted at claim, and retried later; its writes are
 })
 
 t.test('a worker whose lease was taken over completes nothing and aborts its processor', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [order] = await insertOrders(db, [makeOrder()])
   let aborted = false
   const processor: OrderProcessor = async (o, ctx) => {
@@ -102,7 +108,7 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
     return recordEffect(o.id, ctx.workerId)
   }
   const { log, lines } = capturingLogger()
-  await runLeaseBatch({ db, processor, config: leaseConfig({ leaseMs: 150 }), log, ...running })
+  await runBatch(leaseMode, { db, processor, config: leaseConfig({ leaseMs: 150 }), log, ...running })
   t.ok(aborted, 'the heartbeat noticed and aborted the processor')
   t.match(await getOrder(db, order!.id), { status: 'processing', lockedBy: 'usurper' })
   t.equal((await effectCounts(db)).size, 0, 'no effect was written')
@@ -110,23 +116,23 @@ t.test('a worker whose lease was taken over completes nothing and aborts its pro
 })
 
 t.test('a graceful stop releases the leases of unstarted orders at once', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [first] = await insertOrders(
     db,
     Array.from({ length: 5 }, () => makeOrder()),
   )
-  const draining = new AbortController()
+  const stopClaiming = new AbortController()
   const processor: OrderProcessor = async (order, ctx) => {
-    draining.abort()
+    stopClaiming.abort()
     return recordEffect(order.id, ctx.workerId)
   }
-  await runLeaseBatch({
+  await runBatch(leaseMode, {
     db,
     processor,
     config: leaseConfig({ concurrency: 1 }),
     log: silentLogger,
     ...running,
-    draining: draining.signal,
+    stopClaiming: stopClaiming.signal,
   })
   t.match(await getOrder(db, first!.id), { status: 'completed' })
   const pending = await listOrders(db, { status: 'pending', limit: 10 })
@@ -140,7 +146,7 @@ t.test('a graceful stop releases the leases of unstarted orders at once', async 
 t.test(
   'every order a batch holds keeps its lease, waiting, running or done, however long the batch takes',
   async (t) => {
-    const { db } = await setUpDatabase(t)
+    const { db } = await openEffectsDatabase(t)
     const inserted = await insertOrders(
       db,
       Array.from({ length: 6 }, () => makeOrder()),
@@ -165,7 +171,7 @@ t.test(
       await sleep(150)
       return recordEffect(order.id, ctx.workerId)
     }
-    await runLeaseBatch({
+    await runBatch(leaseMode, {
       db,
       processor,
       config: leaseConfig({ leaseMs: 300, concurrency: 1 }),
@@ -181,7 +187,7 @@ t.test(
 )
 
 t.test('an order whose CommitWork ends its own session fails alone; the others complete once', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const orders = await insertOrders(
     db,
     Array.from({ length: 4 }, (_, i) => makeOrder({ customerId: i === 1 ? 'killer' : `c-${i}`, maxAttempts: 1 })),
@@ -191,7 +197,7 @@ t.test('an order whose CommitWork ends its own session fails alone; the others c
     return async (tx) => void (await tx.execute(sql`select pg_terminate_backend(pg_backend_pid())`))
   }
   const { log, lines } = capturingLogger()
-  await runLeaseBatch({ db, processor, config: leaseConfig(), log, ...running })
+  await runBatch(leaseMode, { db, processor, config: leaseConfig(), log, ...running })
   t.match(await getOrder(db, orders[1]!.id), {
     status: 'failed',
     lastError: /completing this order failed, even alone/,
@@ -202,7 +208,7 @@ t.test('an order whose CommitWork ends its own session fails alone; the others c
 })
 
 t.test('slow CommitWork is completed over several short transactions, within the budget and the leases', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const orders = await insertOrders(
     db,
     Array.from({ length: 8 }, () => makeOrder()),
@@ -226,7 +232,7 @@ t.test('slow CommitWork is completed over several short transactions, within the
       await sleep(50)
     }
   })()
-  await runLeaseBatch({
+  await runBatch(leaseMode, {
     db,
     processor,
     config: leaseConfig({ orderTimeoutMs: 500, batchTimeoutMs: 1000, leaseMs: 1500 }),

@@ -1,19 +1,18 @@
 import { rm, writeFile } from 'node:fs/promises'
 import { countOrdersByStatus, insertOrders, sql } from '@postgres-queue/db'
-import { makeOrder, readmeCodeBlock, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, readmeCodeBlock, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
 import ts from 'typescript'
 import { loadConfig } from '../src/config.js'
+import { startWorker } from '../src/process/start.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { startWorker } from '../src/start.js'
-import { setUpDatabase } from './helpers.js'
 
 // The README's processor, exactly as shown, against a table of the team's own in public: its
 // CommitWork must find the table (the worker's search_path is the queue's schema, then the default),
 // and write one row per order, with the completion.
 
 t.test("the README's CommitWork example writes to the team's own public.shipments, once per order", async (t) => {
-  const { db, url } = await setUpDatabase(t)
+  const { db, url } = await openEffectsDatabase(t)
   await db.execute(sql`create table public.shipments (order_id bigint primary key)`)
   const snippet = await readmeCodeBlock('ts', 'insert into shipments')
   // What the README leaves to the reader: its own outside call.

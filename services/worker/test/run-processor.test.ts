@@ -5,8 +5,8 @@ import { promisify } from 'node:util'
 import type { Order } from '@postgres-queue/db'
 import { waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
+import { runProcessor } from '../src/modes/run-processor.js'
 import type { ProcessContext } from '../src/processor.js'
-import { runProcessor } from '../src/run-processor.js'
 import { capturingLogger, silentLogger } from './helpers.js'
 
 // runProcessor is plain JavaScript around the processor call (no database), so these drive it
@@ -17,7 +17,7 @@ const options = (overrides: Partial<Parameters<typeof runProcessor>[2]> = {}) =>
   workerId: 'w-1',
   attempt: 2,
   timeoutMs: 1000,
-  stop: new AbortController().signal,
+  abandonWork: new AbortController().signal,
   log: silentLogger,
   ...overrides,
 })
@@ -78,7 +78,7 @@ t.test("the worker's forced stop aborts the order in hand", async (t) => {
       await sleep(5000, undefined, { signal: ctx.signal })
     },
     order,
-    options({ stop: stop.signal }),
+    options({ abandonWork: stop.signal }),
   )
   stop.abort(new Error('forced stop'))
   t.match(await running, { ok: false, error: 'Error: forced stop' })
@@ -122,7 +122,7 @@ t.test('the long-lived signals keep nothing of an order once it is done (no leak
   t.ok(ours < 2 * 1024 * 1024, `runProcessor grew ${mb(ours)} MB over 200,000 orders`)
   const stopSignal = new AbortController().signal
   for (let i = 0; i < 1000; i++) {
-    await runProcessor(async () => {}, order, options({ stop: stopSignal }))
+    await runProcessor(async () => {}, order, options({ abandonWork: stopSignal }))
   }
   t.equal(getEventListeners(stopSignal, 'abort').length, 1, 'one listener on the stop signal, however many orders')
 })

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { createSchedule } from '../src/schedule.js'
+import { createSchedule } from '../src/loop/schedule.js'
 import { capturingLogger } from './helpers.js'
 
 async function until(condition: () => boolean, ms = 5000): Promise<boolean> {

@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Db, getOrder, insertOrders, leaseOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
-import { makeOrder, skewClock, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, skewClock, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { DatabaseClock } from '../src/clock.js'
-import { ignoreProgress } from '../src/outcomes.js'
+import { DatabaseClock } from '../src/loop/clock.js'
+import { Promoter } from '../src/loop/promoter.js'
+import { createWorker } from '../src/loop/worker.js'
+import { ignoreProgress } from '../src/observer.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { createPromoter } from '../src/promoter.js'
-import { createWorker } from '../src/worker.js'
-import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { silentLogger, testConfig } from './helpers.js'
 
 // Due times are the database's: a worker host whose clock is a minute off starts a delayed order
 // on time, and waits for a lease to lapse without asking the database over and over meanwhile.
@@ -20,11 +20,11 @@ async function commits(db: Db): Promise<number> {
 }
 
 t.test('a worker a minute ahead waits for a lease to lapse with one timer, not a run every 100 ms', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(db, [makeOrder()])
   await leaseOrders(db, { limit: 1, workerId: 'elsewhere', leaseMs: 30_000 }) // lapses in 30 s
   skewClock(t, 60_000)
-  const promoter = createPromoter({
+  const promoter = new Promoter({
     db,
     clock: new DatabaseClock(),
     log: silentLogger,
@@ -45,7 +45,7 @@ t.test('a worker a minute ahead waits for a lease to lapse with one timer, not a
 
 for (const skewMs of [60_000, -60_000]) {
   t.test(`a worker whose clock is ${skewMs / 1000} s off starts a delayed order when it comes due`, async (t) => {
-    const { db } = await setUpDatabase(t)
+    const { db } = await openEffectsDatabase(t)
     skewClock(t, skewMs)
     const started: number[] = []
     const processor: OrderProcessor = async () => void started.push(performance.now())

@@ -1,17 +1,34 @@
 import { getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
-import { makeOrder, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import { loadConfig, type OrderProcessor, startWorker } from '../src/index.js'
-import { setUpDatabase } from './helpers.js'
+import { loadConfig, type Order, type OrderProcessor, startWorker } from '../src/index.js'
+
+const PROCESSOR_SEES = [
+  'id',
+  'customerId',
+  'currency',
+  'items',
+  'totalCents',
+  'status',
+  'priority',
+  'runAt',
+  'attempts',
+  'maxAttempts',
+  'lastError',
+  'createdAt',
+  'updatedAt',
+] as const satisfies readonly (keyof Order)[]
 
 // The README's embedding example, as a team would run it inside its own process or test.
 
 t.test('startWorker: consuming once it resolves, stopped by stop(), nothing process-wide touched', async (t) => {
-  const { db, url } = await setUpDatabase(t)
+  const { db, url } = await openEffectsDatabase(t)
   const listenersBefore = ['SIGTERM', 'SIGINT', 'uncaughtException'].map((e) => process.listenerCount(e))
   const processed: number[] = []
+  const seen: Order[] = []
   const processor: OrderProcessor = async (order) => {
     processed.push(order.id)
+    seen.push(order)
   }
   // The schedule ticks once a year: only a wake-up can bring the order in.
   const config = loadConfig({
@@ -30,6 +47,20 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
   })
   t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: worker.id }, 'picked up by its wake-up')
   t.same(processed, [order!.id])
+  // The contract is the api's order (less its completion, which has not happened), not the row.
+  t.same(
+    Object.keys(seen[0]!).sort(),
+    [...PROCESSOR_SEES].sort(),
+    'the processor sees the order as the api shows it, and nothing of the lease',
+  )
+  // Transaction mode claims by row lock, without a write: the order is as stored, pending.
+  t.match(seen[0], {
+    id: order!.id,
+    customerId: order!.customerId,
+    items: order!.items,
+    status: 'pending',
+    attempts: 0,
+  })
   t.match(await worker.metrics.metrics(), /postgres_queue_orders_processed_total\{[^}]*outcome="completed"[^}]*\} 1/)
 
   await worker.stop()
@@ -57,7 +88,7 @@ t.test('startWorker: consuming once it resolves, stopped by stop(), nothing proc
 t.test(
   'startWorker refuses a schema never migrated, with a line saying what to do; migrate: true migrates it',
   async (t) => {
-    const { url } = await setUpDatabase(t)
+    const { url } = await openEffectsDatabase(t)
     const config = loadConfig({ DATABASE_URL: url, DATABASE_SCHEMA: 'fresh_queue', LOG_LEVEL: 'silent' })
     await t.rejects(
       startWorker({ processor: async () => {}, config }),

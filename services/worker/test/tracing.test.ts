@@ -2,11 +2,11 @@ import { trace } from '@opentelemetry/api'
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import { insertOrders } from '@postgres-queue/db'
 import { registerTracing } from '@postgres-queue/runtime'
-import { makeOrder } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
+import { transactionMode } from '../src/modes/transaction.js'
 import type { OrderProcessor } from '../src/processor.js'
-import { runTransactionBatch } from '../src/transaction-batch.js'
-import { running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { runBatch, running, silentLogger, testConfig } from './helpers.js'
 
 // Tracing on, with an in-memory exporter: an order stored with the api's traceparent is processed
 // in a span that is a child of the submission's, so one trace shows submission, wait and
@@ -19,7 +19,7 @@ const SUBMIT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const SUBMIT_SPAN = 'b7ad6b7169203331'
 
 t.test("an order's processing joins the trace it was submitted in; the processor's spans nest under it", async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [traced, untraced] = await insertOrders(db, [
     makeOrder({ traceparent: `00-${SUBMIT_TRACE}-${SUBMIT_SPAN}-01` }),
     makeOrder({ customerId: 'poison' }),
@@ -28,7 +28,7 @@ t.test("an order's processing joins the trace it was submitted in; the processor
     trace.getTracer('team').startActiveSpan('charge card', (span) => span.end())
     if (order.customerId === 'poison') throw new Error('card declined')
   }
-  await runTransactionBatch({ db, processor, config: testConfig(), log: silentLogger, ...running })
+  await runBatch(transactionMode, { db, processor, config: testConfig(), log: silentLogger, ...running })
 
   const spans = exporter.getFinishedSpans()
   const processed = spans.filter((s) => s.name === 'order process')

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeDb, createDb, type Db, getOrder, insertOrders, notifyOrdersWaiting, sql } from '@postgres-queue/db'
-import { makeOrder, waitFor } from '@postgres-queue/testkit'
+import { makeOrder, openEffectsDatabase, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import type { WorkerConfig } from '../src/config.js'
+import { createWorker } from '../src/loop/worker.js'
 import { type OrderProcessor, processOrder } from '../src/processor.js'
-import { createWorker } from '../src/worker.js'
-import { setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { silentLogger, testConfig } from './helpers.js'
 
 /** Milliseconds until order `id` is completed; fails the test if it is not within `timeoutMs`. */
 async function msUntilCompleted(db: Parameters<typeof getOrder>[0], id: number, timeoutMs: number): Promise<number> {
@@ -51,7 +51,7 @@ async function submitToWorkerFailingOnce(t: Test, db: Db, workerDb: Db) {
 }
 
 t.test('a notification wakes an idle worker at once, long before its next tick', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   // Hourly ticks: only the wake-up can explain a quick pickup.
   await startHourlyWorker(t, db)
   const [order] = await insertOrders(db, [makeOrder()])
@@ -61,7 +61,7 @@ t.test('a notification wakes an idle worker at once, long before its next tick',
 })
 
 t.test('a lost wake-up costs at most one cron interval: the tick picks the order up', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const worker = createWorker({
     db,
     processor: processOrder,
@@ -76,7 +76,7 @@ t.test('a lost wake-up costs at most one cron interval: the tick picks the order
 })
 
 t.test('an order due later is picked up when it comes due, not at the next tick', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   // Hourly ticks again: only the promoter's timer can explain a pickup on time.
   await startHourlyWorker(t, db)
   const dueAt = new Date(Date.now() + 1000)
@@ -91,7 +91,7 @@ t.test('an order due later is picked up when it comes due, not at the next tick'
 })
 
 t.test('a retry is picked up when its backoff ends, not at the next tick', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const { order, attempts } = await submitToWorkerFailingOnce(t, db, db)
   // Generous for a loaded machine (10 s timed out twice in full runs beside the compose test's image
   // builds); the hourly schedule could not explain a pickup either way.
@@ -101,7 +101,7 @@ t.test('a retry is picked up when its backoff ends, not at the next tick', async
 })
 
 t.test('a promotion that fails is tried again within a second, not left to the next tick', async (t) => {
-  const { db, url } = await setUpDatabase(t)
+  const { db, url } = await openEffectsDatabase(t)
   // The worker's statements give up after 200 ms: a lock held past the backoff's end fails the
   // promotion that its timer starts.
   const workerDb = createDb(url, { maxConnections: 4, statementTimeoutMs: 200 })
@@ -122,7 +122,7 @@ t.test('a promotion that fails is tried again within a second, not left to the n
 })
 
 t.test('a due order a promotion passed over (another transaction held it) is promoted once free', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await startHourlyWorker(t, db)
   const dueAt = new Date(Date.now() + 300)
   const [order] = await insertOrders(db, [makeOrder({ runAt: dueAt })])

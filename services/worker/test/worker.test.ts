@@ -1,18 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { claimBatch, closeDb, createDb, getOrder, insertOrders, listOrders } from '@postgres-queue/db'
-import { effectCounts, makeOrder, recordEffect, waitFor } from '@postgres-queue/testkit'
+import { effectCounts, makeOrder, openEffectsDatabase, recordEffect, waitFor } from '@postgres-queue/testkit'
 import t from 'tap'
-import type { BatchResult } from '../src/batch.js'
-import { drainInLanes } from '../src/lanes.js'
-import { runIsolatingPoison } from '../src/poison.js'
+import { drainInLanes } from '../src/loop/drainer.js'
+import { createWorker } from '../src/loop/worker.js'
+import type { BatchResult } from '../src/modes/mode.js'
+import { transactionMode } from '../src/modes/transaction.js'
 import { type OrderProcessor, processOrder } from '../src/processor.js'
-import { createWorker } from '../src/worker.js'
-import { capturingLogger, running, setUpDatabase, silentLogger, testConfig } from './helpers.js'
+import { capturingLogger, drainerDeps, running, silentLogger, testConfig } from './helpers.js'
 
 const recordingProcessor: OrderProcessor = async (order, ctx) => recordEffect(order.id, ctx.workerId)
 
 t.test('drain loops over batches until nothing is claimable', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(
     db,
     Array.from({ length: 120 }, () => makeOrder()),
@@ -35,7 +35,7 @@ t.test('drain loops over batches until nothing is claimable', async (t) => {
 
 for (const mode of ['transaction', 'lease'] as const) {
   t.test(`${mode} mode: three workers draining at once process every order exactly once, and all work`, async (t) => {
-    const { db, url } = await setUpDatabase(t)
+    const { db, url } = await openEffectsDatabase(t)
     await insertOrders(
       db,
       Array.from({ length: 1000 }, () => makeOrder()),
@@ -65,7 +65,7 @@ for (const mode of ['transaction', 'lease'] as const) {
 }
 
 t.test('a second batch goes in flight only while claims come back full', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const claims: number[] = []
   let inHand = 0
   let mostInHand = 0
@@ -101,7 +101,7 @@ t.test('a second batch goes in flight only while claims come back full', async (
 })
 
 t.test('a tick skipped while a drain runs is logged at debug, not as a warning', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(db, [makeOrder()])
   const { log, lines } = capturingLogger()
   let release = () => {}
@@ -131,7 +131,7 @@ t.test('a tick skipped while a drain runs is logged at debug, not as a warning',
 })
 
 t.test('a drain requested mid-drain makes the running drain look again', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [first] = await insertOrders(db, [makeOrder()])
   let late: Promise<unknown> | undefined
   const worker = createWorker({
@@ -150,7 +150,7 @@ t.test('a drain requested mid-drain makes the running drain look again', async (
 })
 
 t.test('stop settles the order in hand and starts no other: they stay pending, unattempted', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   await insertOrders(
     db,
     Array.from({ length: 10 }, () => makeOrder()),
@@ -180,24 +180,26 @@ t.test('stop settles the order in hand and starts no other: they stay pending, u
 t.test(
   'a full batch claims the next with its commit; a lane that stops gives that batch back unattempted',
   async (t) => {
-    const { db } = await setUpDatabase(t)
+    const { db } = await openEffectsDatabase(t)
     await insertOrders(
       db,
       Array.from({ length: 10 }, () => makeOrder()),
     )
     const deps = { db, processor: processOrder, config: testConfig({ batchSize: 5 }), log: silentLogger, ...running }
     const results: BatchResult[] = []
-    await drainInLanes({
-      maxLanes: 1,
-      batchSize: 5,
-      maxBatchSize: 5,
-      runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
-      onBatch: (result) => results.push(result),
-      stopped: () => results.length > 0,
-      othersAlive: () => 0,
-    })
+    const stopClaiming = new AbortController()
+    await drainInLanes(
+      drainerDeps(transactionMode(deps), {
+        config: { batchSize: 5, maxBatchSize: 5 },
+        stopClaiming: stopClaiming.signal,
+      }),
+      (result) => {
+        results.push(result)
+        stopClaiming.abort()
+      },
+    )
     t.equal(results.length, 1, 'the lane stopped after one batch')
-    t.equal(results[0]?.next?.orders.length, 5, 'which had claimed the next five with its commit')
+    t.equal(results[0]?.claimedAhead?.orders.length, 5, 'which had claimed the next five with its commit')
     const pending = await listOrders(db, { status: 'pending', limit: 10 })
     t.equal(pending.length, 5, 'those five are pending')
     t.ok(
@@ -211,7 +213,7 @@ t.test(
 )
 
 t.test('claims that come back full double, up to the maximum; each order is completed once', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const inserted = await insertOrders(
     db,
     Array.from({ length: 60 }, () => makeOrder()),
@@ -219,15 +221,9 @@ t.test('claims that come back full double, up to the maximum; each order is comp
   const config = testConfig({ batchSize: 5, maxBatchSize: 20 })
   const deps = { db, processor: processOrder, config, log: silentLogger, ...running }
   const claims: number[] = []
-  await drainInLanes({
-    maxLanes: 1,
-    batchSize: 5,
-    maxBatchSize: 20,
-    runBatch: (size, claimed) => runIsolatingPoison(deps, { size, claimed }),
-    onBatch: (result) => claims.push(result.claimed),
-    stopped: () => false,
-    othersAlive: () => 0,
-  })
+  await drainInLanes(drainerDeps(transactionMode(deps), { config: { batchSize: 5, maxBatchSize: 20 } }), (result) =>
+    claims.push(result.claimed),
+  )
   // Each full claim takes the next with its commit, twice as large up to 20; the last 5 come back
   // short, and the lane ends.
   t.same(claims, [5, 10, 20, 20, 5])
@@ -244,7 +240,7 @@ t.test('claims that come back full double, up to the maximum; each order is comp
 })
 
 t.test('stop rolls back a batch that outlives the shutdown timeout', async (t) => {
-  const { db } = await setUpDatabase(t)
+  const { db } = await openEffectsDatabase(t)
   const [order] = await insertOrders(db, [makeOrder()])
   let entered: () => void = () => {}
   const processing = new Promise<void>((resolve) => (entered = resolve))

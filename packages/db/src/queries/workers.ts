@@ -82,7 +82,7 @@ export async function recordHeartbeat(db: Executor, beat: Heartbeat): Promise<vo
 
 /**
  * How many workers other than `id` run in `mode` and are alive (as listWorkers decides): a worker
- * sizes its drains by it (services/worker/src/lanes.ts).
+ * sizes its drains by it (services/worker/src/loop/drainer.ts, lanesWanted).
  */
 export async function countOtherWorkersAlive(
   db: Executor,

@@ -1,7 +1,7 @@
 import { ConfigError, createLogger, startTracing, stopThenExit } from '@postgres-queue/runtime'
 import closeWithGrace from 'close-with-grace'
-import { loadConfig, type WorkerConfig } from './config.js'
-import type { OrderProcessor } from './processor.js'
+import { loadConfig, type WorkerConfig } from '../config.js'
+import type { OrderProcessor } from '../processor.js'
 import { loadProcessor } from './processor-module.js'
 import { type RunningWorker, startWorker } from './start.js'
 
@@ -20,16 +20,7 @@ const STALLED_EXIT_MARGIN_MS = 1000
  * a module to take the processor from instead of `given` (a team's own, in the stock image).
  */
 export async function runWorker(env: NodeJS.ProcessEnv, given: OrderProcessor): Promise<void> {
-  let config: Readonly<WorkerConfig>
-  let processor: OrderProcessor
-  try {
-    config = loadConfig(env)
-    processor = config.processorModule === undefined ? given : await loadProcessor(config.processorModule)
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    console.error(err.message)
-    process.exit(2)
-  }
+  const { config, processor } = await configure(env, given)
   const log = createLogger(config.log)
   // Spans go to the provider registered here (OTEL_* variables; off by default).
   const stopTracing = await startTracing('postgres-queue-worker', env)
@@ -71,4 +62,20 @@ export async function runWorker(env: NodeJS.ProcessEnv, given: OrderProcessor): 
     return undefined
   })
   if ((await running) === undefined) process.exit(1)
+}
+
+/** The config and the processor, or exit 2 with a message naming what is wrong. */
+async function configure(
+  env: NodeJS.ProcessEnv,
+  given: OrderProcessor,
+): Promise<{ config: Readonly<WorkerConfig>; processor: OrderProcessor }> {
+  try {
+    const config = loadConfig(env)
+    const processor = config.processorModule === undefined ? given : await loadProcessor(config.processorModule)
+    return { config, processor }
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    console.error(err.message)
+    process.exit(2)
+  }
 }

@@ -1,6 +1,6 @@
-import type { Order } from '@postgres-queue/db'
+import type { Order as OrderRow } from '@postgres-queue/db'
 import { type Logger, SpanStatusCode, startProcessSpan, traceContext } from '@postgres-queue/runtime'
-import type { CommitWork, OrderProcessor, ProcessContext } from './processor.js'
+import type { CommitWork, Order, OrderProcessor, ProcessContext } from '../processor.js'
 import { describeError } from './thrown.js'
 
 export type ProcessorResult =
@@ -8,7 +8,7 @@ export type ProcessorResult =
   /** `error` is what last_error stores; `thrown` is kept for the log line, with its stack. */
   | { ok: false; error: string; thrown: unknown; processMs: number }
 
-export class OrderTimeoutError extends Error {
+class OrderTimeoutError extends Error {
   override readonly name = 'OrderTimeoutError'
   constructor(timeoutMs: number) {
     super(`order processing timed out after ${timeoutMs} ms`)
@@ -20,7 +20,7 @@ export interface RunOptions {
   attempt: number
   timeoutMs: number
   /** The worker's forced stop: aborts every order in hand. */
-  stop: AbortSignal
+  abandonWork: AbortSignal
   /**
    * Hands over this order's own abort, for when its lease is found taken over; returns its
    * removal. A callback, not an AbortSignal: a signal per order, with its listener, cost lease mode
@@ -31,18 +31,22 @@ export interface RunOptions {
 }
 
 /**
- * Runs the processor on one order, bounded by `timeoutMs`, `stop` and `lost`. Never throws, whatever
+ * Runs the processor on one order, bounded by `timeoutMs`, `abandonWork` and `watchLost`. Never throws, whatever
  * the processor throws or returns: the outcome says whether the order succeeded and, if not, why.
  * A processor that ignores its abort signal is abandoned, not awaited; since it never got a
  * database handle, it cannot write anything after the fact.
  *
  * It runs once per order, so it allocates little: one promise, one timer, and the signal and child
- * logger only if the processor reads them. The long-lived `stop` signal gets one listener for the
- * worker's life (onAbort), not one per order: `AbortSignal.any([stop, ...])` per order left a
- * reference in `stop` for every order ever processed (Node 20 never prunes them: about 40 MB per
+ * logger only if the processor reads them. The long-lived `abandonWork` signal gets one listener for
+ * the worker's life (onAbort), not one per order: `AbortSignal.any([abandonWork, ...])` per order left a
+ * reference in `abandonWork` for every order ever processed (Node 20 never prunes them: about 40 MB per
  * 600k orders, measured).
  */
-export function runProcessor(processor: OrderProcessor, order: Order, options: RunOptions): Promise<ProcessorResult> {
+export function runProcessor(
+  processor: OrderProcessor,
+  order: OrderRow,
+  options: RunOptions,
+): Promise<ProcessorResult> {
   const started = performance.now()
   return new Promise((resolve) => {
     const context = new Context(order.id, options)
@@ -65,16 +69,16 @@ export function runProcessor(processor: OrderProcessor, order: Order, options: R
       if (context.abort(reason)) fail(reason)
     }
     const timer = setTimeout(() => abort(new OrderTimeoutError(options.timeoutMs)), options.timeoutMs)
-    const unwatchStop = onAbort(options.stop, abort)
+    const unwatchAbandon = onAbort(options.abandonWork, abort)
     const unwatchLost = options.watchLost ? options.watchLost(abort) : noop
     unwatch = () => {
-      unwatchStop()
+      unwatchAbandon()
       unwatchLost()
     }
     if (done) return unwatch() // aborted before it started
     let returned: ReturnType<OrderProcessor>
     try {
-      returned = traceContext.with(traced.context, () => processor(order, context))
+      returned = traceContext.with(traced.context, () => processor(forProcessor(order), context))
     } catch (thrown) {
       fail(thrown)
       return
@@ -133,6 +137,27 @@ class Context implements ProcessContext {
     this.abortedFor = { reason }
     this.controller?.abort(reason)
     return true
+  }
+}
+
+/** The order as the processor sees it (processor.ts, Order): a copy, without what only the queue uses. */
+function forProcessor(row: OrderRow): Order {
+  const { id, customerId, currency, items, totalCents, status, priority, runAt } = row
+  const { attempts, maxAttempts, lastError, createdAt, updatedAt } = row
+  return {
+    id,
+    customerId,
+    currency,
+    items,
+    totalCents,
+    status,
+    priority,
+    runAt,
+    attempts,
+    maxAttempts,
+    lastError,
+    createdAt,
+    updatedAt,
   }
 }
 

@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { ConfigError } from '@postgres-queue/runtime'
-import type { OrderProcessor } from './processor.js'
+import type { OrderProcessor } from '../processor.js'
 
 /**
  * The processor WORKER_PROCESSOR names: its module's `processor` export, or its default export. A

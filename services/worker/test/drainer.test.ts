@@ -1,33 +1,32 @@
 import t from 'tap'
-import type { BatchResult } from '../src/batch.js'
-import { createDrainer, type DrainerOptions } from '../src/drains.js'
+import { createDrainer, type DrainerDeps } from '../src/loop/drainer.js'
+import type { BatchResult } from '../src/modes/mode.js'
 import { capturingLogger } from './helpers.js'
 
-// The coalescer alone, no database: each batch is a step the test decides, and a batch that claims
-// less than a full batch ends the pass, so one batch is one pass here.
+// The drainer's coalescing alone, no database: each batch is a step the test decides, and a batch
+// that claims less than a full batch ends the pass, so one batch is one pass here.
 
 const unavailable = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })
 
-function drainerWith(runBatch: () => Promise<BatchResult>, overrides: Partial<DrainerOptions> = {}) {
+function drainerWith(runBatch: () => Promise<BatchResult>, overrides: Partial<DrainerDeps> = {}) {
   const { log, lines } = capturingLogger()
-  const draining = new AbortController()
-  const forced = new AbortController()
+  const stopClaiming = new AbortController()
+  const abandonWork = new AbortController()
   const events: string[] = []
   const drainer = createDrainer({
-    maxLanes: 1,
+    // Every batch names a retry, so the test sees each batch that completed (as 'batch').
+    mode: { run: async () => ({ ...(await runBatch()), retryAt: new Date(0) }) },
+    config: { batchSize: 10, maxBatchSize: 10, batchesInFlight: 1 },
     othersAlive: () => 0,
-    batchSize: 10,
-    maxBatchSize: 10,
-    runBatch,
     log,
-    draining: draining.signal,
-    forced: forced.signal,
-    onBatch: () => events.push('batch'),
-    onRecovered: () => events.push('recovered'),
+    stopClaiming: stopClaiming.signal,
+    abandonWork: abandonWork.signal,
+    retryAt: () => events.push('batch'),
+    recovered: () => events.push('recovered'),
     ...overrides,
   })
   const said = (msg: string) => lines.filter((line) => line.msg === msg).length
-  return { drainer, draining, forced, events, said }
+  return { drainer, stopClaiming, abandonWork, events, said }
 }
 
 /** A batch that waits until the test lets it end. */
@@ -75,17 +74,19 @@ t.test('requests during a drain join it and make it pass exactly once more, howe
 t.test('a graceful stop ends the drain after the batch in hand, requests or not', async (t) => {
   const held = heldBatch()
   let batches = 0
-  const { drainer, draining } = drainerWith(() => (++batches === 1 ? held.batch() : Promise.resolve({ claimed: 0 })))
+  const { drainer, stopClaiming } = drainerWith(() =>
+    ++batches === 1 ? held.batch() : Promise.resolve({ claimed: 0 }),
+  )
   const first = drainer.drain()
   await held.started
   void drainer.drain()
-  draining.abort()
+  stopClaiming.abort()
   held.release({ claimed: 10 }) // a full batch: without the stop, the lane would claim again
   await first
   t.equal(batches, 1, 'no batch after the one in hand, and no second pass')
 })
 
-t.test('an outage is said once, and its end once, with onRecovered after the batch', async (t) => {
+t.test('an outage is said once, and its end once, with recovered() after the batch', async (t) => {
   let down = true
   const { drainer, events, said } = drainerWith(async () => {
     if (down) throw unavailable()
@@ -123,12 +124,12 @@ t.test('a drain that fails otherwise is logged as an error each time and never r
 
 t.test('after a forced stop, the failure it causes is expected and not logged', async (t) => {
   const held = heldBatch()
-  const { drainer, forced, said } = drainerWith(() =>
+  const { drainer, abandonWork, said } = drainerWith(() =>
     held.batch().then(() => Promise.reject(new Error('the batch was rolled back'))),
   )
   const drain = drainer.drain()
   await held.started
-  forced.abort(new Error('worker stopped'))
+  abandonWork.abort(new Error('worker stopped'))
   held.release()
   await t.resolves(drain)
   t.equal(said('drain failed; retrying on the next tick'), 0, 'the rollback is not reported as a failure')

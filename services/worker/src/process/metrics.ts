@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
-import type { WorkerObserver } from './outcomes.js'
+import type { WorkerObserver } from '../observer.js'
 
 export interface WorkerMetrics {
   registry: Registry

@@ -22,4 +22,9 @@ export class DatabaseClock {
   msUntil(at: Date): number {
     return at.getTime() - this.now()
   }
+
+  /** How long an order has waited since `dueAt`, when it came due. */
+  waitSince(dueAt: Date): number {
+    return Math.max(0, -this.msUntil(dueAt))
+  }
 }

@@ -2,19 +2,20 @@ import {
   assertMigrated,
   closeDb,
   createDb,
+  type Db,
   migrateDatabase,
   STALLED_CONNECTION,
   stallLimitMs,
   watchForStalls,
 } from '@postgres-queue/db'
 import { createLogger, type Logger } from '@postgres-queue/runtime'
-import type { WorkerConfig } from './config.js'
+import type { WorkerConfig } from '../config.js'
+import { createWorker } from '../loop/worker.js'
+import { observeAll } from '../observer.js'
+import type { OrderProcessor } from '../processor.js'
 import { joinFleet } from './fleet.js'
 import { scheduleMaintenance } from './maintenance.js'
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js'
-import { observeAll } from './outcomes.js'
-import type { OrderProcessor } from './processor.js'
-import { createWorker } from './worker.js'
 
 /** Margin for the server-side transaction bounds over the client-side order timeout. */
 const SERVER_BOUND_MARGIN_MS = 5000
@@ -76,27 +77,7 @@ export async function startWorker({
   migrate = false,
 }: StartWorkerOptions): Promise<RunningWorker> {
   const log = given ?? createLogger(config.log)
-  const statementTimeoutMs = config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS
-  const db = createDb(config.databaseUrl, {
-    schema: config.databaseSchema,
-    // Per batch in flight, its transaction and its lease heartbeat; two more for the promoter,
-    // the fleet heartbeat and retention.
-    maxConnections: 2 * config.batchesInFlight + 2,
-    applicationName: `postgres-queue worker ${config.workerId}`,
-    // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
-    // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.
-    statementTimeoutMs,
-    idleInTransactionTimeoutMs: statementTimeoutMs,
-  })
-  // Watching from the first call: a start-up that waits on a silent connection is a stall too.
-  const stalls = watchForStalls({
-    db,
-    limitMs: stallLimitMs(statementTimeoutMs),
-    onStalled(stall) {
-      log.error(stall, STALLED_CONNECTION)
-      onStalled?.(stall)
-    },
-  })
+  const { db, stalls } = openDatabase(config, log, onStalled)
   const metrics = createWorkerMetrics({ worker: config.workerName, mode: config.mode })
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined
   try {
@@ -139,4 +120,34 @@ export async function startWorker({
       return stopping
     },
   }
+}
+
+/** The worker's pool, with its server-side bounds, watched for stalls from its first call. */
+function openDatabase(
+  config: Readonly<WorkerConfig>,
+  log: Logger,
+  onStalled: StartWorkerOptions['onStalled'],
+): { db: Db; stalls: ReturnType<typeof watchForStalls> } {
+  const statementTimeoutMs = config.orderTimeoutMs + SERVER_BOUND_MARGIN_MS
+  const db = createDb(config.databaseUrl, {
+    schema: config.databaseSchema,
+    // Per batch in flight, its transaction and its lease heartbeat; two more for the promoter,
+    // the fleet heartbeat and retention.
+    maxConnections: 2 * config.batchesInFlight + 2,
+    applicationName: `postgres-queue worker ${config.workerId}`,
+    // Nothing a worker runs may hold a transaction open past the order timeout: not a statement,
+    // and not an idle gap while a processor (or a frozen process) keeps the batch waiting.
+    statementTimeoutMs,
+    idleInTransactionTimeoutMs: statementTimeoutMs,
+  })
+  // Watching from the first call: a start-up that waits on a silent connection is a stall too.
+  const stalls = watchForStalls({
+    db,
+    limitMs: stallLimitMs(statementTimeoutMs),
+    onStalled(stall) {
+      log.error(stall, STALLED_CONNECTION)
+      onStalled?.(stall)
+    },
+  })
+  return { db, stalls }
 }
