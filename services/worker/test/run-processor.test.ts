@@ -97,7 +97,7 @@ t.test('the long-lived signals keep nothing of an order once it is done (no leak
   // hooks keep promises of their own), after full collections, beside that very pattern as the
   // control that shows the measure can see a leak.
   const measure = `
-    import { runProcessor } from ${JSON.stringify(new URL('../dist/run-processor.js', import.meta.url).href)}
+    import { runProcessor } from ${JSON.stringify(new URL('../dist/modes/run-processor.js', import.meta.url).href)}
     const log = { child: () => log }
     const stop = new AbortController().signal
     const order = { id: 1 }
