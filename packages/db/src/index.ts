@@ -18,6 +18,7 @@ export {
 export * from './queries/claims.js'
 export * from './queries/health.js'
 export * from './queries/leases.js'
+export * from './queries/ordering-keys.js'
 export * from './queries/orders.js'
 export * from './queries/retention.js'
 export {

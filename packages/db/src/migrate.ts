@@ -121,7 +121,7 @@ export async function migrateWhenReachable(url: string, options: MigrateWhenReac
  * The newest migration this code needs: the last of drizzle/meta/_journal.json (schema.test.ts holds
  * them equal). A constant, because a service runs as one bundled file, far from the drizzle folder.
  */
-export const NEWEST_MIGRATION = { tag: '0003_submit_order', when: 1796637827896 }
+export const NEWEST_MIGRATION = { tag: '0005_submit_ordering_key', when: 1796644155748 }
 
 /** Whether the queue's schema is ready for this code: migrated, not at all, or to an older migration. */
 export type SchemaState = 'current' | 'unmigrated' | 'behind'

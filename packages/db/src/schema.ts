@@ -1,11 +1,32 @@
-import { sql } from 'drizzle-orm'
-import { bigint, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core'
+import { type SQL, sql } from 'drizzle-orm'
+import {
+  bigint,
+  check,
+  index,
+  integer,
+  jsonb,
+  type PgColumn,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core'
 
 /**
- * scheduled: waiting for its runAt (a delay, or a retry's backoff); pending: due, waiting for a
- * worker; processing: leased by a lease-mode worker; then one of the three final states.
+ * scheduled: waiting for its runAt (a delay, or a retry's backoff); waiting: behind an earlier
+ * order of its orderingKey; pending: due, waiting for a worker; processing: leased by a lease-mode
+ * worker; then one of the three final states.
  */
-export const orderStatuses = ['scheduled', 'pending', 'processing', 'completed', 'failed', 'cancelled'] as const
+export const orderStatuses = [
+  'scheduled',
+  'waiting',
+  'pending',
+  'processing',
+  'completed',
+  'failed',
+  'cancelled',
+] as const
 export type OrderStatus = (typeof orderStatuses)[number]
 
 /** One line of an order. Prices are in the currency's minor unit (cents), never floats. */
@@ -16,6 +37,15 @@ export interface LineItem {
 }
 
 const timestamptz = () => timestamp({ withTimezone: true, mode: 'date' })
+
+/**
+ * Whether an order of a key is its head: the one order of the key that may be due, running, or
+ * blocking it (a dead letter not skipped). Written once, for the unique index and every statement
+ * that looks a head up, so the planner matches them to that index.
+ */
+export function keyHeadStatus(status: PgColumn | SQL, skippedAt: PgColumn | SQL): SQL {
+  return sql`(${status} in ('scheduled', 'pending', 'processing') or (${status} = 'failed' and ${skippedAt} is null))`
+}
 
 export const orders = pgTable(
   'orders',
@@ -41,6 +71,18 @@ export const orders = pgTable(
     attempts: integer().notNull().default(0),
     maxAttempts: integer().notNull().default(5),
     lastError: text(),
+    /**
+     * Orders sharing a key run one at a time, in id order, across the fleet. Only the key's head (its
+     * oldest order not finished) is ever scheduled, pending, processing or failed; the later ones
+     * are `waiting`, out of every index a claim or promotion reads, until settling the head promotes
+     * the next (queries/ordering-keys.ts).
+     */
+    orderingKey: text(),
+    /**
+     * Set when a failed order was skipped: it stays a dead letter, but no longer holds back the later
+     * orders of its key.
+     */
+    skippedAt: timestamptz(),
     /** W3C trace context of the request that submitted it (tracing on): its processing joins that trace. */
     traceparent: text(),
     createdAt: timestamptz().notNull().defaultNow(),
@@ -71,6 +113,17 @@ export const orders = pgTable(
     // orders stay out: a completion then writes one index entry fewer, and listing completed
     // orders (most of the table) reads the primary key, whose rows match almost at once.
     index('orders_status_id_idx').on(table.status, table.id).where(sql`${table.status} <> 'completed'`),
+    // At most one head per key: the database itself refuses a second order of a key running, due or
+    // blocking at once, whatever a bug in the code above it would do.
+    uniqueIndex('orders_key_head_idx')
+      .on(table.orderingKey)
+      .where(sql`${table.orderingKey} is not null and ${keyHeadStatus(table.status, table.skippedAt)}`),
+    // The next order of a key, found by settling its head: only waiting orders, so the key's history
+    // is never read.
+    index('orders_key_waiting_idx').on(table.orderingKey, table.id).where(sql`${table.status} = 'waiting'`),
+    // Listing one key's orders (GET /orders?orderingKey=), keyset on id.
+    index('orders_ordering_key_idx').on(table.orderingKey, table.id).where(sql`${table.orderingKey} is not null`),
+    check('orders_waiting_has_key', sql`${table.status} <> 'waiting' or ${table.orderingKey} is not null`),
     check('orders_status_known', sql`${table.status} in (${sql.raw(orderStatuses.map((s) => `'${s}'`).join(', '))})`),
     check('orders_currency_iso4217', sql`${table.currency} ~ '^[A-Z]{3}$'`),
     check('orders_total_nonnegative', sql`${table.totalCents} >= 0`),
@@ -119,6 +172,16 @@ export const orderThroughput = pgTable(
 )
 
 export type WorkerRow = typeof workers.$inferSelect
+
+/**
+ * One row per orderingKey in use, and nothing in it: its row lock is what serializes the changes to
+ * a key's line (a submission, the head settling, a cancel, skip or redrive), so that the decision
+ * which order is the head is always taken on what the last change committed. Retention deletes the
+ * rows of keys with nothing left in line.
+ */
+export const orderingKeys = pgTable('ordering_keys', {
+  key: text().primaryKey(),
+})
 
 /**
  * Idempotency-Keys, kept apart from the orders they stored so that a key outlives its orders:

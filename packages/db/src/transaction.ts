@@ -77,15 +77,16 @@ export class BatchTransaction {
     return prepared(this.connection, query)
   }
 
-  /** `last` (if any), then COMMIT, in one write; releases the connection. Returns `last`'s rows. */
-  async commit(last?: BoundQuery): Promise<unknown[][]> {
+  /**
+   * `statements` (if any) in turn, then COMMIT, in one write; releases the connection. Returns the
+   * last statement's rows. Each statement starts when the one before it ended, so it sees what that
+   * one waited for (a lock) and wrote.
+   */
+  async commit(...statements: BoundQuery[]): Promise<unknown[][]> {
     try {
-      const [rows] = await Promise.all([
-        last === undefined ? Promise.resolve([]) : this.execute(last),
-        this.connection.unsafe('commit'),
-      ])
+      const results = await Promise.all([...statements.map((q) => this.execute(q)), this.connection.unsafe('commit')])
       this.release()
-      return rows
+      return statements.length === 0 ? [] : (results[statements.length - 1] as unknown[][])
     } catch (err) {
       await this.rollback()
       throw err
@@ -93,32 +94,58 @@ export class BatchTransaction {
   }
 
   /**
-   * `last`, COMMIT, BEGIN and `first` in ONE write: this transaction commits and the next one opens
+   * BEGIN, `statements` in turn and COMMIT, in ONE write: a short transaction of several statements
+   * for one round trip. Returns each statement's rows; nothing commits if any fails.
+   */
+  static async run(db: Db, statements: readonly BoundQuery[]): Promise<unknown[][][]> {
+    const connection = await db.$client.reserve()
+    const tx = new BatchTransaction(db, connection)
+    try {
+      const results = await Promise.all([
+        connection.unsafe('begin'),
+        ...statements.map((q) => tx.execute(q)),
+        connection.unsafe('commit'),
+      ])
+      tx.release()
+      return results.slice(1, -1) as unknown[][][]
+    } catch (err) {
+      await tx.rollback()
+      throw err
+    }
+  }
+
+  /**
+   * `last` (its statements in turn), COMMIT, BEGIN and `first` in ONE write: this transaction commits and the next one opens
    * on the same connection, with no round trip between them. Throws if this transaction failed
    * (then the next is rolled back too). If only `first` failed, this one still committed: `next` is
    * then undefined and the connection released.
    */
   async commitAndBegin(
-    last: BoundQuery,
+    last: readonly [...BoundQuery[], BoundQuery],
     first: BoundQuery,
   ): Promise<{ rows: unknown[][]; next?: { tx: BatchTransaction; rows: unknown[][] } }> {
     const next = new BatchTransaction(this.db, this.connection)
     this.done = true // the connection passes to `next`, which releases it
-    const [settled, committed, , claimed] = await Promise.allSettled([
-      this.execute(last),
+    const results = await Promise.allSettled([
+      ...last.map((q) => this.execute(q)),
       this.connection.unsafe('commit'),
       this.connection.unsafe('begin'),
       next.execute(first),
     ])
-    if (settled.status === 'rejected' || committed.status === 'rejected') {
+    const claimed = results[last.length + 2] as PromiseSettledResult<unknown[][]>
+    // Settling (each statement and the COMMIT) failed: nothing of it committed, and `next` began on
+    // a connection in an unknown state, so it goes too.
+    const failed = results.slice(0, last.length + 1).find((r) => r.status === 'rejected')
+    if (failed) {
       await next.rollback()
-      throw settled.status === 'rejected' ? settled.reason : (committed as PromiseRejectedResult).reason
+      throw failed.reason
     }
+    const rows = (results[last.length - 1] as PromiseFulfilledResult<unknown[][]>).value
     if (claimed.status === 'rejected') {
       await next.rollback()
-      return { rows: settled.value }
+      return { rows }
     }
-    return { rows: settled.value, next: { tx: next, rows: claimed.value } }
+    return { rows, next: { tx: next, rows: claimed.value } }
   }
 
   /** Rolls back (best effort: on a lost connection the server already has) and releases the connection. */

@@ -147,7 +147,7 @@ t.test('settling completes and fails in one statement, counting the attempt, and
     workerId: 'worker-a',
     policy: noBackoff,
   })
-  t.match(outcomes, [{ id: bad!.id, status: 'pending', runAt: Date }])
+  t.match(outcomes, { failed: [{ id: bad!.id, status: 'pending', runAt: Date }], promoted: [] })
   const completed = await getOrder(db, ok!.id)
   t.match(completed, { status: 'completed', attempts: 1, completedBy: 'worker-a', completedAt: Date })
   const failed = await getOrder(db, bad!.id)
@@ -239,7 +239,7 @@ t.test('a failed attempt with a backoff is scheduled for then; on its last attem
     workerId: 'w',
     policy: { baseMs: 60_000, maxMs: 60_000 },
   })
-  const byId = new Map(outcomes.map((o) => [o.id, o]))
+  const byId = new Map(outcomes.failed.map((o) => [o.id, o]))
   t.equal(byId.get(retried!.id)?.status, 'scheduled')
   const delay = (byId.get(retried!.id)?.runAt.getTime() ?? 0) - before
   t.ok(delay >= 29_000 && delay <= 61_000, `jittered into [base/2, base): ${delay} ms`)

@@ -94,9 +94,9 @@ t.test("a lapsed lease is rescued and leased again, and the old holder's complet
     policy: noBackoff,
   })
   t.same(locked.held, new Set(), 'the old holder locks nothing')
-  t.same(staleOutcome, { completed: [], failed: [] }, 'and completes nothing')
+  t.same(staleOutcome, { completed: [], failed: [], promoted: [] }, 'and completes nothing')
   t.same(await extendLeases(db, { leases: [stale], leaseMs: 30_000 }), [], 'nor can it heartbeat')
-  t.same(await complete(db, fresh, 'fresh'), { completed: [order!.id], failed: [] })
+  t.same(await complete(db, fresh, 'fresh'), { completed: [order!.id], failed: [], promoted: [] })
   t.match(await getOrder(db, order!.id), { status: 'completed', completedBy: 'fresh', attempts: 2, lockedBy: null })
 })
 
@@ -110,7 +110,7 @@ t.test('a redrive resets attempts but not the token: an old holder cannot pass t
   const fresh = await leaseOne(db, 'fresh')
   t.equal(fresh.attempt, stale.attempt, 'the new lease is attempt 1 again: an attempts fence would match')
   t.not(fresh.token, stale.token)
-  t.same(await complete(db, stale, 'paused'), { completed: [], failed: [] })
+  t.same(await complete(db, stale, 'paused'), { completed: [], failed: [], promoted: [] })
   t.match(await getOrder(db, order!.id), { status: 'processing', lockedBy: 'fresh' })
 })
 

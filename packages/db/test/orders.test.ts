@@ -151,13 +151,13 @@ t.test('cancelOrder cancels a pending order and explains why it cannot cancel ot
   t.match(await cancelOrder(db, pending!.id), { outcome: 'cancelled', order: { status: 'cancelled' } })
   t.match(await cancelOrder(db, pending!.id), {
     outcome: 'conflict',
-    reason: 'the order is cancelled, not pending or scheduled',
+    reason: 'the order is cancelled; only scheduled, waiting, pending or failed orders can be',
   })
   t.same(await cancelOrder(db, 999_999), { outcome: 'not_found' })
   await db.$client`update orders set status = 'completed' where id = ${done!.id}`
   t.match(await cancelOrder(db, done!.id), {
     outcome: 'conflict',
-    reason: 'the order is completed, not pending or scheduled',
+    reason: 'the order is completed; only scheduled, waiting, pending or failed orders can be',
   })
   const [later] = await insertOrders(db, [makeOrder({ runAt: new Date(Date.now() + 60_000) })])
   t.match(await cancelOrder(db, later!.id), { outcome: 'cancelled' }, 'a scheduled order can be cancelled too')
@@ -202,7 +202,7 @@ t.test('a failed attempt dead-letters at max_attempts and otherwise backs off', 
   const before = Date.now()
   const outcomes = await settleNow(db, { failed: [last!.id, spare!.id], backoffMs: 10_000 })
   t.same(
-    new Map(outcomes.map((o) => [o.id, o.status])),
+    new Map(outcomes.failed.map((o) => [o.id, o.status])),
     new Map([
       [last!.id, 'failed'],
       [spare!.id, 'scheduled'],

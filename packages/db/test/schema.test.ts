@@ -62,6 +62,7 @@ t.test(
       '__drizzle_migrations_id_seq',
       'idempotency_keys',
       'order_throughput',
+      'ordering_keys',
       'orders',
       'orders_id_seq',
       'workers',

@@ -36,8 +36,8 @@ export interface OrderIntake {
   submit(order: NewOrder, idempotency?: IdempotencyKey): Promise<IntakeResult>
   /** Stores a batch as one insert, whole or not at all, and answers with ids. */
   submitBatch(orders: readonly NewOrder[], idempotency?: IdempotencyKey): Promise<IntakeResult>
-  /** Wakes listening workers (coalesced with other wake-ups), e.g. after a redrive. */
-  wakeWorkers(): void
+  /** Wakes listening workers (coalesced with other wake-ups) for orders due now, or later: after a redrive, a cancel or a skip. */
+  wakeWorkers(due?: Due): void
   /** Whether the queue is full: /ready says so, so a load balancer sends requests elsewhere. */
   saturated(): boolean
   /** Waits for queued submissions and wake-ups to settle. */
@@ -202,7 +202,7 @@ export function createOrderIntake(db: Db, options: OrderIntakeOptions): OrderInt
       return { stored: false, key }
     },
 
-    wakeWorkers: () => wake({ now: true }),
+    wakeWorkers: (due = { now: true }) => wake(due),
 
     saturated: () => queue.length >= options.maxQueued,
 

@@ -57,7 +57,7 @@ export async function insertFailedOrders(db: Db, count = 1): Promise<number[]> {
   )
   const ids = inserted.map((order) => order.id)
   const outcomes = await settleNow(db, { failed: ids, error: 'processor threw: card declined' })
-  if (outcomes.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
+  if (outcomes.failed.some((outcome) => outcome.status !== 'failed')) throw new Error('an order was not dead-lettered')
   return inserted.map((order) => order.id)
 }
 

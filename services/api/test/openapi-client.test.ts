@@ -31,7 +31,7 @@ export async function submitAndRead(): Promise<string> {
   const id: number = submitted.data.id
   const read = await client.GET('/orders/{id}', { params: { path: { id } } })
   if (read.error) return read.error.message
-  const status: 'scheduled' | 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled' = read.data.status
+  const status: 'scheduled' | 'waiting' | 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled' = read.data.status
   const page = await client.GET('/orders', { params: { query: { status: 'failed', limit: 10 } } })
   return status + (page.data?.orders.length ?? 0)
 }

@@ -139,7 +139,7 @@ t.test('cancelling an order that is not pending answers 409 ORDER_NOT_CANCELLABL
     statusCode: 409,
     error: 'Conflict',
     code: 'ORDER_NOT_CANCELLABLE',
-    message: `Order ${id} cannot be cancelled: the order is cancelled, not pending or scheduled`,
+    message: `Order ${id} cannot be cancelled: the order is cancelled; only scheduled, waiting, pending or failed orders can be`,
   })
 })
 

@@ -63,6 +63,7 @@ t.test('with the orders table locked, every request answers 503 within a bound, 
   await unlock()
   t.same(await countOrdersByStatus(db), {
     scheduled: 0,
+    waiting: 0,
     pending: 0,
     processing: 0,
     completed: 0,

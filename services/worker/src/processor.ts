@@ -23,6 +23,8 @@ export interface Order {
   maxAttempts: number
   /** Why the last attempt failed, if one did. */
   lastError: string | null
+  /** Orders of one key are processed one at a time, in submission order; null when it has none. */
+  orderingKey: string | null
   createdAt: Date
   updatedAt: Date
 }

@@ -15,13 +15,13 @@ function drainerWith(runBatch: () => Promise<BatchResult>, overrides: Partial<Dr
   const events: string[] = []
   const drainer = createDrainer({
     // Every batch names a retry, so the test sees each batch that completed (as 'batch').
-    mode: { run: async () => ({ ...(await runBatch()), retryAt: new Date(0) }) },
+    mode: { run: async () => ({ ...(await runBatch()), dueAt: new Date(0) }) },
     config: { batchSize: 10, maxBatchSize: 10, batchesInFlight: 1 },
     othersAlive: () => 0,
     log,
     stopClaiming: stopClaiming.signal,
     abandonWork: abandonWork.signal,
-    retryAt: () => events.push('batch'),
+    dueAt: () => events.push('batch'),
     recovered: () => events.push('recovered'),
     ...overrides,
   })

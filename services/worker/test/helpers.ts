@@ -72,7 +72,7 @@ export function drainerDeps(
     log: silentLogger,
     stopClaiming: new AbortController().signal,
     abandonWork: new AbortController().signal,
-    retryAt: () => {},
+    dueAt: () => {},
     recovered: () => {},
     ...overrides,
   }

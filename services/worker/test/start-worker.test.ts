@@ -15,6 +15,7 @@ const PROCESSOR_SEES = [
   'attempts',
   'maxAttempts',
   'lastError',
+  'orderingKey',
   'createdAt',
   'updatedAt',
 ] as const satisfies readonly (keyof Order)[]

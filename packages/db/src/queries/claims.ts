@@ -2,8 +2,9 @@ import { type SQL, sql } from 'drizzle-orm'
 import { PgDialect } from 'drizzle-orm/pg-core'
 import type { Db } from '../client.js'
 import { orders } from '../schema.js'
-import { Statement } from '../statement.js'
+import { type BoundQuery, Statement } from '../statement.js'
 import { BatchTransaction } from '../transaction.js'
+import { decodePromoted, lockOrderingKeys, type Promoted, promoteNextOf } from './ordering-keys.js'
 import {
   decodeOrderValues,
   decodeOutcomeValues,
@@ -85,31 +86,40 @@ function claimQuery(only: SQL): SQL {
     for update skip locked`
 }
 
+/** What settling a batch of orders did beyond completing them. */
+export interface Settlement {
+  /** The failed attempts: each retried (scheduled or pending) or dead-lettered. */
+  failed: FailureOutcome[]
+  /** The next orders of the keys whose head completed, now their keys' heads. */
+  promoted: Promoted[]
+}
+
+export interface BatchSettlement {
+  completed: readonly number[]
+  /**
+   * The orderingKeys of the completed orders (keysOf): their next orders are promoted. Leaving out
+   * a key leaves the orders behind it waiting.
+   */
+  completedKeys?: readonly string[]
+  failures: readonly OrderFailure[]
+  workerId: string
+  policy: RetryPolicy
+}
+
 /**
  * Settles a claimed batch and commits: the completed orders and the failed attempts in ONE
  * statement, sent in the same write as COMMIT. Every settled order's attempt is counted. A failed
  * order with attempts to spare is retried after `policy`'s backoff (scheduled, or pending when the
  * backoff is zero); one that has used `max_attempts` becomes failed: the dead letters, kept until
- * redriven. Orders of the batch in neither list are released unattempted by the commit.
+ * redriven. Orders of the batch in neither list are released unattempted by the commit. A completed
+ * order with an orderingKey makes the next order of its key the head (ordering-keys.ts): the keys
+ * are locked first, in the same write.
  *
- * Transition: pending (locked by the batch) -> completed | scheduled | pending | failed.
+ * Transition: pending (locked by the batch) -> completed | scheduled | pending | failed;
+ * waiting (next of a completed key) -> pending | scheduled.
  */
-export async function settleBatch(
-  tx: BatchTransaction,
-  {
-    completed,
-    failures,
-    workerId,
-    policy,
-  }: {
-    completed: readonly number[]
-    failures: readonly OrderFailure[]
-    workerId: string
-    policy: RetryPolicy
-  },
-): Promise<FailureOutcome[]> {
-  const query = bindSettlement(tx, { completed, failures, workerId, policy })
-  return decodeOutcomeValues(await tx.commit(query))
+export async function settleBatch(tx: BatchTransaction, settlement: BatchSettlement): Promise<Settlement> {
+  return decodeSettlement(await tx.commit(...settlementQueries(tx, settlement)))
 }
 
 /**
@@ -122,13 +132,15 @@ export async function settleBatch(
  */
 export async function settleBatchAndClaimNext(
   tx: BatchTransaction,
-  settlement: Parameters<typeof settleBatch>[1],
+  settlement: BatchSettlement,
   { limit }: { limit: number },
-): Promise<{ failed: FailureOutcome[]; next?: ClaimedBatch }> {
-  const settle = bindSettlement(tx, settlement)
-  const { rows, next } = await tx.commitAndBegin(settle, claimStatement.bind(tx.db, { limit }))
+): Promise<Settlement & { next?: ClaimedBatch }> {
+  const { rows, next } = await tx.commitAndBegin(
+    settlementQueries(tx, settlement),
+    claimStatement.bind(tx.db, { limit }),
+  )
   return {
-    failed: decodeOutcomeValues(rows),
+    ...decodeSettlement(rows),
     next: next && { tx: next.tx, orders: next.rows.map((row) => decodeOrderValues(row)) },
   }
 }
@@ -177,12 +189,17 @@ export function failureTransition(attempts: SQL): SQL {
     locked_by = null`
 }
 
-const settleStatement = new Statement<{ completed: readonly number[]; workerId: string } & FailureValues>(sql`
+type SettleValues = { completed: readonly number[]; workerId: string } & FailureValues
+
+/** The batch's settlement; `keyed`: with the promotion of the completed heads' next orders. */
+function settleQuery(keyed: boolean): SQL {
+  return sql`
     with completed as (
       update ${orders} set
         status = 'completed', attempts = ${orders.attempts} + 1, completed_at = statement_timestamp(),
         completed_by = ${sql.placeholder('workerId')}, updated_at = statement_timestamp()
       where ${orders.id} = any(${sql.placeholder('completed')}::bigint[]) and ${orders.status} = 'pending'
+      ${keyed ? sql`returning ${orders.orderingKey}` : sql``}
     ),
     failed as (
       update ${orders} set
@@ -192,12 +209,35 @@ const settleStatement = new Statement<{ completed: readonly number[]; workerId: 
       from ${failureTable}
       where ${orders.id} = failure.id and ${orders.status} = 'pending'
       returning ${orders.id}, ${orders.status}, ${orders.runAt}
-    )
-    select * from failed`)
+    )${
+      keyed
+        ? sql`,
+    promoted as (${promoteNextOf(sql`completed`)})
+    select id, status, run_at, false from failed
+    union all
+    select id, status, run_at, true from promoted`
+        : sql`
+    select * from failed`
+    }`
+}
 
-function bindSettlement(
+const settleStatement = new Statement<SettleValues>(settleQuery(false))
+const settleKeyedStatement = new Statement<SettleValues>(settleQuery(true))
+
+/** The settlement, after locking the completed orders' keys when there are any. */
+function settlementQueries(
   tx: BatchTransaction,
-  { completed, failures, workerId, policy }: Parameters<typeof settleBatch>[1],
-) {
-  return settleStatement.bind(tx.db, { completed, workerId, ...failureValues(failures, policy) })
+  { completed, completedKeys = [], failures, workerId, policy }: BatchSettlement,
+): [...BoundQuery[], BoundQuery] {
+  const values = { completed, workerId, ...failureValues(failures, policy) }
+  if (completedKeys.length === 0) return [settleStatement.bind(tx.db, values)]
+  return [lockOrderingKeys.bind(tx.db, { keys: completedKeys }), settleKeyedStatement.bind(tx.db, values)]
+}
+
+/** Rows of `(id, status, run_at[, promoted])`: failed attempts, and orders promoted when flagged. */
+export function decodeSettlement(rows: readonly unknown[][]): Settlement {
+  const failed: unknown[][] = []
+  const promoted: unknown[][] = []
+  for (const row of rows) (row[3] === true ? promoted : failed).push(row)
+  return { failed: decodeOutcomeValues(failed), promoted: decodePromoted(promoted) }
 }

@@ -4,11 +4,18 @@ import { orders } from '../schema.js'
 import type { BoundQuery } from '../statement.js'
 import { Statement } from '../statement.js'
 import { BatchTransaction, runPrepared } from '../transaction.js'
-import { claimable, type FailureValues, failureTable, failureTransition, failureValues } from './claims.js'
+import {
+  claimable,
+  decodeSettlement,
+  type FailureValues,
+  failureTable,
+  failureTransition,
+  failureValues,
+  type Settlement,
+} from './claims.js'
+import { lockOrderingKeys, promoteNextOf } from './ordering-keys.js'
 import {
   decodeOrderValues,
-  decodeOutcomeValues,
-  type FailureOutcome,
   type Order,
   type OrderFailure,
   orderColumnCount,
@@ -85,15 +92,16 @@ export async function extendLeases(
   return rows.map(([id]) => Number(id))
 }
 
-/** What settling leases did: the orders completed, and the failed attempts recorded. */
-export interface LeaseSettlement {
+/** What settling leases did: the orders completed, the failed attempts recorded, the next orders of keys promoted. */
+export interface LeaseSettlement extends Settlement {
   completed: number[]
-  failed: FailureOutcome[]
 }
 
 export interface LeaseSettlementInput {
   /** Leases whose attempt succeeded. */
   succeeded: readonly Lease[]
+  /** The orderingKeys of their orders (keysOf): the next order of each is promoted. */
+  succeededKeys?: readonly string[]
   /** Leases whose attempt failed, and why. */
   failures: readonly (OrderFailure & Lease)[]
   workerId: string
@@ -110,7 +118,10 @@ export interface LeaseSettlementInput {
  * Transition: processing (held) -> completed | scheduled | pending | failed.
  */
 export async function settleLeasedOrders(db: Db, input: LeaseSettlementInput): Promise<LeaseSettlement> {
-  return decodeSettlement(await runPrepared(db, bindSettlement(db, input)))
+  const queries = settlementQueries(db, input)
+  // Keyed: the keys' locks and the settlement, one transaction; else the statement commits alone.
+  const rows = queries.length === 1 ? await runPrepared(db, queries[0]) : (await BatchTransaction.run(db, queries))[1]
+  return decodeLeaseSettlement(rows ?? [])
 }
 
 /** Leased orders locked for their CommitWork, in a transaction settleLeasedBatch commits. */
@@ -136,21 +147,28 @@ export async function lockLeasedOrders(db: Db, { leases }: { leases: readonly Le
 
 /** settleLeasedOrders inside lockLeasedOrders' transaction, sent with its COMMIT. */
 export async function settleLeasedBatch(tx: BatchTransaction, input: LeaseSettlementInput): Promise<LeaseSettlement> {
-  return decodeSettlement(await tx.commit(bindSettlement(tx.db, input)))
+  return decodeLeaseSettlement(await tx.commit(...settlementQueries(tx.db, input)))
 }
 
-function bindSettlement(db: Db, { succeeded, failures, workerId, policy }: LeaseSettlementInput): BoundQuery {
-  return settlementStatement.bind(db, { ...leaseValues(succeeded), workerId, ...failureValues(failures, policy) })
+/** The settlement, after locking the completed orders' keys when there are any. */
+function settlementQueries(
+  db: Db,
+  { succeeded, succeededKeys = [], failures, workerId, policy }: LeaseSettlementInput,
+): [BoundQuery] | [BoundQuery, BoundQuery] {
+  const values = { ...leaseValues(succeeded), workerId, ...failureValues(failures, policy) }
+  if (succeededKeys.length === 0) return [settlementStatement.bind(db, values)]
+  return [lockOrderingKeys.bind(db, { keys: succeededKeys }), keyedSettlementStatement.bind(db, values)]
 }
 
-function decodeSettlement(rows: readonly unknown[][]): LeaseSettlement {
+/** Rows of `(id, 'completed', null)` for each completion, then settleBatch's rows. */
+function decodeLeaseSettlement(rows: readonly unknown[][]): LeaseSettlement {
   const completed: number[] = []
-  const failed: unknown[][] = []
+  const others: unknown[][] = []
   for (const row of rows) {
     if (row[1] === 'completed') completed.push(Number(row[0]))
-    else failed.push(row)
+    else others.push(row)
   }
-  return { completed, failed: decodeOutcomeValues(failed) }
+  return { completed, ...decodeSettlement(others) }
 }
 
 /**
@@ -226,24 +244,43 @@ const lockStatement = new Statement<LeaseValues>(
   sql`select ${orders.id} from ${orders}, ${leaseTable()} where ${held} for update of ${orders}`,
 )
 
-const settlementStatement = new Statement<LeaseValues & { workerId: string } & FailureValues>(sql`
+type SettlementValues = LeaseValues & { workerId: string } & FailureValues
+
+/** The leases' settlement; `keyed`: with the promotion of the completed heads' next orders. */
+function settlementQuery(keyed: boolean): SQL {
+  return sql`
   with completed as (
     update ${orders} set
       status = 'completed', completed_at = statement_timestamp(), completed_by = ${sql.placeholder('workerId')},
       locked_by = null, updated_at = statement_timestamp()
     from ${leaseTable()}
     where ${held}
-    returning ${orders.id}
+    returning ${orders.id}${keyed ? sql`, ${orders.orderingKey}` : sql``}
   ),
   failed as (
     update ${orders} set ${failureTransition(sql`${orders.attempts}`)}, updated_at = statement_timestamp()
     from ${failureTable}
     where ${orders.id} = failure.id and ${orders.leaseToken} = failure.token and ${orders.status} = 'processing'
     returning ${orders.id}, ${orders.status}, ${orders.runAt}
-  )
-  select id, 'completed', null from completed
+  )${
+    keyed
+      ? sql`,
+  promoted as (${promoteNextOf(sql`completed`)})`
+      : sql``
+  }
+  select id, 'completed', null${keyed ? sql`, false` : sql``} from completed
   union all
-  select id, status::text, run_at::text from failed`)
+  select id, status::text, run_at::text${keyed ? sql`, false` : sql``} from failed${
+    keyed
+      ? sql`
+  union all
+  select id, status::text, run_at::text, true from promoted`
+      : sql``
+  }`
+}
+
+const settlementStatement = new Statement<SettlementValues>(settlementQuery(false))
+const keyedSettlementStatement = new Statement<SettlementValues>(settlementQuery(true))
 
 const releaseStatement = new Statement<LeaseValues & { dueAt: string[] }>(sql`
   update ${orders} set

@@ -1,7 +1,10 @@
 import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm'
 import type { Db, Executor } from '../client.js'
-import { idempotencyKeys, type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
-import { decodeOrder, type Order } from './shared.js'
+import { idempotencyKeys, keyHeadStatus, type LineItem, type OrderStatus, orderStatuses, orders } from '../schema.js'
+import { type BoundQuery, Statement } from '../statement.js'
+import { BatchTransaction, drizzleOf, runPrepared } from '../transaction.js'
+import { decodePromoted, keysOf, lockOrderingKeys, type Promoted, promoteHeadless } from './ordering-keys.js'
+import { decodeOrder, decodeOrderValues, type Order, orderColumnList } from './shared.js'
 import { channelOf } from './wakeups.js'
 
 /** What a client submits; the server derives the total and everything else. */
@@ -22,6 +25,11 @@ export interface NewOrder {
   maxAttempts?: number
   /** W3C traceparent of the submitting span, when tracing is on. */
   traceparent?: string
+  /**
+   * Orders with the same key are processed one at a time, in submission (id) order, across the
+   * fleet: this one waits until every earlier one of its key is completed, cancelled or skipped.
+   */
+  orderingKey?: string
 }
 
 /** A client's Idempotency-Key and what it was sent with. */
@@ -66,7 +74,10 @@ export function orderTotalCents(items: readonly LineItem[]): number {
  * its commit and store nothing). Its result is then `{ stored: false }`; findIdempotencyKeys says
  * what the key stored. A key repeated within `submissions` stores once, for its first submission.
  *
- * An order due now (or at a past instant) is pending; one due later is scheduled. `returnRows`
+ * An order due now (or at a past instant) is pending; one due later is scheduled; one behind an
+ * earlier order of its orderingKey is waiting. Submissions with keys lock them first, in the same
+ * transaction (ordering-keys.ts), so that ids are drawn in the order the keys' lines are joined.
+ * `returnRows`
  * reads back and decodes every stored row; bulk intake answers with ids, and decoding was a quarter
  * of the api's CPU on a 1,000-order batch.
  *
@@ -75,7 +86,7 @@ export function orderTotalCents(items: readonly LineItem[]): number {
  * Only for an insert made while the intake is idle: the notifying commit holds a cluster-wide lock
  * through its WAL flush (notifyOrdersWaiting), and concurrent ones would not share an fsync.
  *
- * Transition: (none) -> pending | scheduled.
+ * Transition: (none) -> pending | scheduled | waiting.
  */
 export async function insertSubmissions(
   db: Db,
@@ -93,8 +104,10 @@ export async function insertSubmissions(
   const rows = submissions.flatMap((s, i) =>
     included[i] ? s.orders.map((order) => ({ submission: i, order, idempotency: s.idempotency })) : [],
   )
-  const stored =
-    rows.length === 0 ? [] : await db.execute(insertStatement(rows, returnRows, notify ? channelOf(db) : undefined))
+  const query = insertStatement(rows, returnRows, notify ? channelOf(db) : undefined)
+  const keys = keysOf(rows.map((row) => row.order))
+  const stored: Record<string, unknown>[] =
+    rows.length === 0 ? [] : keys.length === 0 ? await db.execute(query) : await underKeyLocks(db, keys, query)
   const bySubmission = new Map<number, Record<string, unknown>[]>()
   for (const row of stored) {
     const i = Number(row.submission)
@@ -123,10 +136,24 @@ export async function insertOrders(db: Db, input: readonly NewOrder[]): Promise<
   return result?.stored ? result.orders : []
 }
 
+/** `query` in a transaction that first locks `keys` (lockOrderingKeys): BEGIN, then both in one write. */
+async function underKeyLocks(db: Db, keys: readonly string[], query: SQL): Promise<Record<string, unknown>[]> {
+  const lock = lockOrderingKeys.bind(db, { keys })
+  const insert = drizzleOf(db).dialect.sqlToQuery(query)
+  return db.$client.begin(async (tx) => {
+    const [, rows] = await Promise.all([
+      tx.unsafe(lock.sql, lock.params as never[], { prepare: true }),
+      tx.unsafe(insert.sql, insert.params as never[]),
+    ])
+    return rows as unknown as Record<string, unknown>[]
+  })
+}
+
 function dueOf(rows: readonly Record<string, unknown>[]): Due {
   let now = false
   let earliestLater: Date | undefined
-  for (const { scheduled_at: at } of rows) {
+  for (const { scheduled_at: at, status } of rows) {
+    if (status === 'waiting') continue // due when its key's earlier orders are done: the worker settling them promotes it
     if (at === null || at === undefined) now = true
     else if (earliestLater === undefined || new Date(at as string) < earliestLater)
       earliestLater = new Date(at as string)
@@ -162,10 +189,11 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean, notify
         ${column((r) => r.order.maxAttempts ?? 5)}::int[],
         ${column((r) => r.idempotency?.key ?? null)}::text[],
         ${column((r) => r.idempotency?.requestHash ?? null)}::text[],
-        ${column((r) => r.order.traceparent ?? null)}::text[]
+        ${column((r) => r.order.traceparent ?? null)}::text[],
+        ${column((r) => r.order.orderingKey ?? null)}::text[]
       ) with ordinality
         as input(submission, customer_id, currency, items, total_cents, priority, requested_run_at,
-                 delay_seconds, max_attempts, idempotency_key, request_hash, traceparent, position)
+                 delay_seconds, max_attempts, idempotency_key, request_hash, traceparent, ordering_key, position)
       order by position
     ),
     keys as (
@@ -176,23 +204,34 @@ function insertStatement(rows: readonly InsertRow[], returnRows: boolean, notify
       on conflict (key) do nothing
       returning key
     ),
-    stored as (
-      insert into ${orders} (id, customer_id, currency, items, total_cents, status, priority, run_at, max_attempts,
-                             traceparent, created_at, updated_at)
-      overriding system value
-      select id, customer_id, currency, items, total_cents,
-             (case when run_at > statement_timestamp() then 'scheduled' else 'pending' end),
-             priority, run_at, max_attempts, traceparent, statement_timestamp(), statement_timestamp()
+    accepted as (
+      select input.*, row_number() over (partition by ordering_key order by position) as place_in_key
       from input
       where idempotency_key is null or idempotency_key in (select key from keys)
+    ),
+    stored as (
+      insert into ${orders} (id, customer_id, currency, items, total_cents, status, priority, run_at, max_attempts,
+                             traceparent, ordering_key, created_at, updated_at)
+      overriding system value
+      select id, customer_id, currency, items, total_cents,
+             (case
+                -- Behind an earlier order of its key: this submission's, or a head already in line.
+                when ordering_key is not null and (place_in_key > 1 or exists (
+                  select from ${orders} as head
+                  where head.ordering_key = accepted.ordering_key
+                    and ${keyHeadStatus(sql`head.status`, sql`head.skipped_at`)})) then 'waiting'
+                when run_at > statement_timestamp() then 'scheduled'
+                else 'pending' end),
+             priority, run_at, max_attempts, traceparent, ordering_key, statement_timestamp(), statement_timestamp()
+      from accepted
       order by position
-      returning ${returnRows ? sql`*` : sql`${orders.id}`}
+      returning ${returnRows ? sql`*` : sql`${orders.id}, ${orders.status}`}
     )${
       notifyChannel === undefined
         ? sql``
         : sql`,
     notified as (
-      select pg_notify(${notifyChannel}, '') where exists (select from input where run_at <= statement_timestamp())
+      select pg_notify(${notifyChannel}, '') where exists (select from stored where status = 'pending')
     )`
     }
     select stored.*, input.submission,
@@ -235,6 +274,8 @@ export async function getOrder(db: Executor, id: number): Promise<Order | undefi
 
 export interface ListOrdersQuery {
   status?: OrderStatus
+  /** Only the orders of this orderingKey (orders_ordering_key_idx). */
+  orderingKey?: string
   /** Keyset cursor: only orders past this id in the listing's order (above it ascending, below it descending). */
   after?: number
   limit: number
@@ -246,7 +287,7 @@ export interface ListOrdersQuery {
  * Orders in id order, optionally of one status, one page at a time (keyset on id). Both directions
  * read an index forwards or backwards, so a page costs the same deep in the history as at its
  * start: orders_status_id_idx (status, id) for every status but completed, the primary key for
- * completed orders and for all of them.
+ * completed orders and for all of them, orders_ordering_key_idx (ordering_key, id) for one key's.
  */
 export function listOrders(db: Executor, query: ListOrdersQuery): Promise<Order[]> {
   const newestFirst = query.order === 'desc'
@@ -257,6 +298,7 @@ export function listOrders(db: Executor, query: ListOrdersQuery): Promise<Order[
     .where(
       and(
         query.status === undefined ? undefined : eq(orders.status, query.status),
+        query.orderingKey === undefined ? undefined : eq(orders.orderingKey, query.orderingKey),
         query.after === undefined ? undefined : past(orders.id, query.after),
       ),
     )
@@ -276,34 +318,63 @@ export async function countOrdersByStatus(db: Executor): Promise<Record<OrderSta
 }
 
 export type CancelResult =
-  | { outcome: 'cancelled'; order: Order }
+  /** `due`: what the cancel made due, the next order of its key (for a wake-up). */
+  | { outcome: 'cancelled'; order: Order; due: Due }
   | { outcome: 'not_found' }
-  /** The order exists but is not pending, or a worker holds it right now. */
+  /** The order exists but cannot be cancelled now: running, finished, or a worker holds it right now. */
+  | { outcome: 'conflict'; order: Order; reason: string }
+
+/** The statuses an order can be cancelled from: every one in which no worker is running it. */
+const CANCELLABLE: readonly OrderStatus[] = ['scheduled', 'waiting', 'pending', 'failed']
+
+/**
+ * Cancels an order no worker is running: scheduled, waiting behind its key, pending, or failed (a
+ * dead letter given up on). An order a worker holds (its batch transaction has it locked) is not
+ * waited for: SKIP LOCKED passes it over and the result says it is being processed. Cancelling the
+ * head of an orderingKey lets the key's next order go (ordering-keys.ts).
+ *
+ * Transition: scheduled | waiting | pending | failed -> cancelled.
+ */
+export async function cancelOrder(db: Db, id: number): Promise<CancelResult> {
+  const before = await getOrder(db, id)
+  if (before === undefined) return { outcome: 'not_found' }
+  const { rows, due } = await changeKeyLines(db, keysOf([before]), cancelStatement.bind(db, { ids: [id] }))
+  const [cancelled] = rows
+  if (cancelled) return { outcome: 'cancelled', order: decodeOrderValues(cancelled), due }
+  const order = (await getOrder(db, id)) ?? before
+  const reason = CANCELLABLE.includes(order.status)
+    ? 'the order is being processed'
+    : `the order is ${order.status}; only ${CANCELLABLE.slice(0, -1).join(', ')} or ${CANCELLABLE.at(-1)} orders can be`
+  return { outcome: 'conflict', order, reason }
+}
+
+export type SkipResult =
+  /** `due`: what the skip made due, the next order of its key (for a wake-up). */
+  | { outcome: 'skipped'; order: Order; due: Due }
+  | { outcome: 'not_found' }
   | { outcome: 'conflict'; order: Order; reason: string }
 
 /**
- * Cancels an order that is waiting: pending, or scheduled for later. An order a worker holds (its
- * batch transaction has it locked) is not waited for: SKIP LOCKED passes it over and the result
- * says it is being processed.
+ * Lets an orderingKey's later orders past its dead letter: the failed order stays failed (kept, and
+ * redrivable), but no longer holds its key, whose next order is promoted. Skipping an order already
+ * skipped changes nothing.
  *
- * Transition: pending | scheduled -> cancelled.
+ * Transition: failed (its key's head) -> failed (skipped); waiting (the key's next) -> pending | scheduled.
  */
-export async function cancelOrder(db: Executor, id: number): Promise<CancelResult> {
-  const rows = await db.execute(sql`
-    update ${orders} set status = 'cancelled', updated_at = statement_timestamp()
-    where ${orders.id} = (
-      select id from ${orders} where id = ${id} and status in ('pending', 'scheduled') for update skip locked
-    )
-    returning *`)
-  const [cancelled] = rows
-  if (cancelled) return { outcome: 'cancelled', order: decodeOrder(cancelled) }
-  const order = await getOrder(db, id)
-  if (order === undefined) return { outcome: 'not_found' }
-  const reason =
-    order.status === 'pending' || order.status === 'scheduled'
-      ? 'the order is being processed'
-      : `the order is ${order.status}, not pending or scheduled`
-  return { outcome: 'conflict', order, reason }
+export async function skipOrder(db: Db, id: number): Promise<SkipResult> {
+  const before = await getOrder(db, id)
+  if (before === undefined) return { outcome: 'not_found' }
+  const conflict = (order: Order, reason: string): SkipResult => ({ outcome: 'conflict', order, reason })
+  if (before.orderingKey === null) return conflict(before, 'the order has no orderingKey: it holds nothing back')
+  const nothingDue: Due = { now: false }
+  if (before.status === 'failed' && before.skippedAt !== null)
+    return { outcome: 'skipped', order: before, due: nothingDue }
+  const { rows, due } = await changeKeyLines(db, keysOf([before]), skipStatement.bind(db, { id }))
+  const [skipped] = rows
+  if (skipped) return { outcome: 'skipped', order: decodeOrderValues(skipped), due }
+  const order = (await getOrder(db, id)) ?? before
+  if (order.status === 'failed' && order.skippedAt !== null) return { outcome: 'skipped', order, due: nothingDue }
+  return conflict(order, `the order is ${order.status}: only a failed order can be skipped`)
 }
 
 export interface RetryQuery {
@@ -314,23 +385,89 @@ export interface RetryQuery {
 }
 
 /**
- * Redrive: sends failed (dead-lettered) orders back to pending, due now, with their attempts reset
- * so they get a full set of retries. `last_error` is kept as history; lease_token is not reset, so
- * a holder of an old lease can never complete the redriven order. Returns the ids retried, oldest
- * first.
+ * Redrive: sends failed (dead-lettered) orders back, due now, with their attempts reset so they get
+ * a full set of retries: pending, or, for one that was skipped, waiting in its key's line by its id
+ * (after the order of its key in progress, before the ones submitted after it). `last_error` is kept
+ * as history; lease_token is not reset, so a holder of an old lease can never complete the
+ * redriven order. Returns the ids retried, oldest first.
  *
- * Transition: failed -> pending.
+ * Transition: failed -> pending | waiting.
  */
-export async function retryOrders(db: Executor, query: RetryQuery): Promise<number[]> {
-  const onlyIds = query.ids === undefined ? sql`` : sql`and id = any(${sql.param(query.ids)}::bigint[])`
-  const rows = await db.execute(sql`
-    update ${orders} set status = 'pending', attempts = 0, run_at = statement_timestamp(),
-      updated_at = statement_timestamp()
-    where ${orders.id} in (
-      select id from ${orders} where status = 'failed' ${onlyIds}
-      order by id limit ${query.limit}
-      for update skip locked
-    )
-    returning ${orders.id}`)
-  return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+export async function retryOrders(db: Db, query: RetryQuery): Promise<number[]> {
+  const { ids: only, limit } = query
+  const candidates = await runPrepared(
+    db,
+    only === undefined ? failedStatement.bind(db, { limit }) : failedAmongStatement.bind(db, { ids: only, limit }),
+  )
+  if (candidates.length === 0) return []
+  const ids = candidates.map(([id]) => Number(id))
+  const keys = [...new Set(candidates.flatMap(([, key]) => (key === null ? [] : [key as string])))]
+  const { rows } = await changeKeyLines(db, keys, redriveStatement.bind(db, { ids }))
+  // Whatever it made due is due now: the caller wakes the workers for the orders redriven.
+  return rows.map(([id]) => Number(id)).sort((a, b) => a - b)
 }
+
+/**
+ * Runs `change` (an UPDATE of some orders) under the locks of their orderingKeys, then promotes the
+ * next order of each key left without a head (ordering-keys.ts): one transaction, one write. Without
+ * keys, `change` alone. Returns `change`'s rows, and when the orders it promoted are due.
+ */
+async function changeKeyLines(
+  db: Db,
+  keys: readonly string[],
+  change: BoundQuery,
+): Promise<{ rows: unknown[][]; due: Due }> {
+  if (keys.length === 0) return { rows: await runPrepared(db, change), due: { now: false } }
+  const [, rows = [], promoted = []] = await BatchTransaction.run(db, [
+    lockOrderingKeys.bind(db, { keys }),
+    change,
+    promoteHeadless.bind(db, { keys }),
+  ])
+  return { rows, due: dueOfPromoted(decodePromoted(promoted)) }
+}
+
+/** When promoted orders are due: now (pending), and the earliest of those due later (scheduled). */
+function dueOfPromoted(promoted: readonly Promoted[]): Due {
+  let earliestLater: Date | undefined
+  for (const p of promoted)
+    if (p.status === 'scheduled' && (!earliestLater || p.runAt < earliestLater)) earliestLater = p.runAt
+  const now = promoted.some((p) => p.status === 'pending')
+  return earliestLater === undefined ? { now } : { now, earliestLater }
+}
+
+/** Locked with SKIP LOCKED: an order a batch holds is left alone, not waited for, under the key's lock. */
+const cancelStatement = new Statement<{ ids: readonly number[] }>(sql`
+  update ${orders} set status = 'cancelled', updated_at = statement_timestamp()
+  where ${orders.id} in (
+    select id from ${orders}
+    where id = any(${sql.placeholder('ids')}::bigint[])
+      and status in (${sql.raw(CANCELLABLE.map((s) => `'${s}'`).join(', '))})
+    for update skip locked)
+  returning ${orderColumnList}`)
+
+const skipStatement = new Statement<{ id: number }>(sql`
+  update ${orders} set skipped_at = statement_timestamp(), updated_at = statement_timestamp()
+  where ${orders.id} = (
+    select id from ${orders}
+    where id = ${sql.placeholder('id')} and status = 'failed' and skipped_at is null and ordering_key is not null
+    for update skip locked)
+  returning ${orderColumnList}`)
+
+/** The oldest failed orders, and their keys: what a redrive takes, read before the keys are locked. */
+const failedStatement = new Statement<{ limit: number }>(sql`
+  select id, ordering_key from ${orders} where status = 'failed'
+  order by id limit ${sql.placeholder('limit')}`)
+
+const failedAmongStatement = new Statement<{ ids: readonly number[]; limit: number }>(sql`
+  select id, ordering_key from ${orders}
+  where status = 'failed' and id = any(${sql.placeholder('ids')}::bigint[])
+  order by id limit ${sql.placeholder('limit')}`)
+
+const redriveStatement = new Statement<{ ids: readonly number[] }>(sql`
+  update ${orders} set
+    status = (case when ordering_key is not null and skipped_at is not null then 'waiting' else 'pending' end),
+    skipped_at = null, attempts = 0, run_at = statement_timestamp(), updated_at = statement_timestamp()
+  where ${orders.id} in (
+    select id from ${orders} where status = 'failed' and id = any(${sql.placeholder('ids')}::bigint[])
+    for update skip locked)
+  returning ${orders.id}`)

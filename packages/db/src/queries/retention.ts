@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { advisoryLock } from '../advisory-locks.js'
-import type { Db } from '../client.js'
-import { idempotencyKeys, orders } from '../schema.js'
+import type { Db, Executor } from '../client.js'
+import { idempotencyKeys, keyHeadStatus, orderingKeys, orders } from '../schema.js'
 
 export interface RetentionPolicy {
   /** Completed and cancelled orders last updated longer ago than this are deleted. */
@@ -20,11 +20,7 @@ export interface RetentionPolicy {
  * Transition: completed | cancelled -> (deleted).
  */
 export async function deleteExpiredOrders(db: Db, policy: RetentionPolicy): Promise<number | undefined> {
-  return db.transaction(async (tx) => {
-    const [lock] = await tx.execute<{ locked: boolean }>(
-      sql`select pg_try_advisory_xact_lock(${advisoryLock(db, 'retention')}) as locked`,
-    )
-    if (!lock?.locked) return undefined
+  return underRetentionLock(db, async (tx) => {
     // One status at a time: each reads the (status, id) index from the oldest id and stops at the batch.
     let deleted = 0
     for (const status of ['completed', 'cancelled'] as const) {
@@ -56,11 +52,7 @@ export async function deleteExpiredIdempotencyKeys(
   db: Db,
   { olderThanDays, batchSize }: RetentionPolicy,
 ): Promise<number | undefined> {
-  return db.transaction(async (tx) => {
-    const [lock] = await tx.execute<{ locked: boolean }>(
-      sql`select pg_try_advisory_xact_lock(${advisoryLock(db, 'retention')}) as locked`,
-    )
-    if (!lock?.locked) return undefined
+  return underRetentionLock(db, async (tx) => {
     const rows = await tx.execute(sql`
       delete from ${idempotencyKeys} where key in (
         select key from ${idempotencyKeys}
@@ -70,5 +62,45 @@ export async function deleteExpiredIdempotencyKeys(
       )
       returning key`)
     return rows.length
+  })
+}
+
+/**
+ * Deletes one batch of ordering_keys rows whose key has nothing in line (no head, nothing waiting),
+ * under the same try-lock as deleteExpiredOrders. The rows carry nothing but their lock, so deleting
+ * one that a submission is about to use costs nothing: its lockOrderingKeys creates it again, and a
+ * row locked right now is passed over. Returns the rows deleted, or `undefined` when another worker
+ * holds the lock.
+ */
+export async function deleteIdleOrderingKeys(
+  db: Db,
+  { batchSize }: { batchSize: number },
+): Promise<number | undefined> {
+  return underRetentionLock(db, async (tx) => {
+    const rows = await tx.execute(sql`
+      delete from ${orderingKeys} where key in (
+        select key from ${orderingKeys} as line
+        where not exists (select from ${orders} where ordering_key = line.key and status = 'waiting')
+          and not exists (
+            select from ${orders} where ordering_key = line.key and ${keyHeadStatus(orders.status, orders.skippedAt)})
+        order by key limit ${batchSize}
+        for update skip locked
+      )
+      returning key`)
+    return rows.length
+  })
+}
+
+/**
+ * Runs `work` in a transaction if this caller takes the retention lock: a transaction-level
+ * advisory lock taken with try, so of several workers running maintenance at once exactly one
+ * works and the others skip at once instead of queueing. `undefined` when another holds it.
+ */
+async function underRetentionLock<T>(db: Db, work: (tx: Executor) => Promise<T>): Promise<T | undefined> {
+  return db.transaction(async (tx) => {
+    const [lock] = await tx.execute<{ locked: boolean }>(
+      sql`select pg_try_advisory_xact_lock(${advisoryLock(db, 'retention')}) as locked`,
+    )
+    return lock?.locked ? work(tx) : undefined
   })
 }

@@ -14,7 +14,8 @@ export interface QueueStats {
 
 /**
  * Queue depth: the orders that are due and wait for a worker (pending means due; those due later
- * are `scheduled`). Its one home: getQueueStats counts `pending` with it (the api's
+ * are `scheduled`, and those behind an earlier order of their orderingKey `waiting`: a thousand
+ * orders behind one blocked key are work for one worker at a time, not for a larger fleet). Its one home: getQueueStats counts `pending` with it (the api's
  * `postgres_queue_depth` gauge, /queue/stats, the dashboard), and KEDA's PostgreSQL scaler runs
  * this very text to size the worker fleet (deploy/kubernetes/worker-scaledobject.yaml; a test holds
  * the two equal). Plain SQL text, so it can go where this package does not; qualified with the
@@ -31,6 +32,7 @@ const EXACT_COUNT_LIMIT = 100_000
 export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
     select
       (select count(*) from ${orders} where status = 'scheduled')::int as scheduled,
+      (select count(*) from ${orders} where status = 'waiting')::int as waiting,
       (${sql.raw(queueDepthQuery(schema))})::int as pending,
       (select count(*) from ${orders} where status = 'processing')::int as processing,
       (select count(*) from ${orders} where status = 'failed')::int as failed,
@@ -61,7 +63,7 @@ export const queueStatsStatement = (schema: string = DEFAULT_SCHEMA) => sql`
 export async function getQueueStats(db: Db): Promise<QueueStats> {
   const [row] = await db.execute<Record<string, number | string | null>>(queueStatsStatement(db.$queueSchema))
   const n = (key: string) => Number(row?.[key] ?? 0)
-  const exact = n('scheduled') + n('pending') + n('processing') + n('failed') + n('cancelled')
+  const exact = orderStatuses.reduce((sum, status) => (status === 'completed' ? sum : sum + n(status)), 0)
   const counts = Object.fromEntries(orderStatuses.map((s) => [s, n(s)])) as Record<OrderStatus, number>
   // Never fewer than the completions the workers reported in the last 5 minutes: those orders are
   // surely still there (retention keeps a day at least), so the estimate cannot read below them.

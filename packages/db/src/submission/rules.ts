@@ -66,6 +66,15 @@ export const NewOrderBody = Type.Object(
     maxAttempts: Type.Optional(
       Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, default: 5, description: 'tries before it is failed' }),
     ),
+    orderingKey: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        pattern: NO_CONTROL_CHARACTERS,
+        description:
+          'orders with the same key are processed one at a time, in submission order; a failed one holds the later ones back until it is redriven, cancelled or skipped',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

@@ -1,3 +1,6 @@
+import { sql } from 'drizzle-orm'
+import { PgDialect } from 'drizzle-orm/pg-core'
+import { keyHeadStatus } from '../schema.js'
 import { NewOrderBatchBody, NewOrderBody, NO_CONTROL_CHARACTERS, schedule } from './rules.js'
 
 // The SQL side of submission: functions in the queue's schema that take orders as jsonb and store
@@ -55,6 +58,9 @@ const KNOWN = new Set([
 const PATTERNS: Record<string, string> = {
   [NO_CONTROL_CHARACTERS]: '^[^\\x01-\\x1f\\x7f-\\x9f]+$',
 }
+
+/** Whether the order `head` is its key's head (schema.ts, keyHeadStatus): the unique index's predicate, as text. */
+const HEAD_STATUS = new PgDialect().sqlToQuery(keyHeadStatus(sql.raw('head.status'), sql.raw('head.skipped_at'))).sql
 
 const literal = (value: string) => `'${value.replaceAll("'", "''")}'`
 
@@ -301,11 +307,18 @@ $fn$;
 create or replace function store_submission(submitted jsonb, key_given text, hash text) returns bigint[]
 language plpgsql volatile set search_path from current as $fn$
 declare
-  ids bigint[] := array(select nextval('orders_id_seq') from generate_series(1, jsonb_array_length(submitted)));
+  ids bigint[];
   taken idempotency_keys;
   due_now boolean;
   earliest timestamptz;
 begin
+  -- The orderingKeys' locks first (queries/ordering-keys.ts), in key order; then the ids, drawn in
+  -- the order the keys' lines are joined; the insert, a later statement, sees the last holder's commit.
+  insert into ordering_keys (key)
+  select distinct value ->> 'orderingKey' from jsonb_array_elements(submitted)
+  where value ->> 'orderingKey' is not null order by 1
+  on conflict (key) do update set key = excluded.key where false;
+  ids := array(select nextval('orders_id_seq') from generate_series(1, jsonb_array_length(submitted)));
   if key_given is not null then
     insert into idempotency_keys (key, request_hash, order_ids) values (key_given, hash, ids)
     on conflict (key) do nothing;
@@ -320,7 +333,8 @@ begin
     end if;
   end if;
   with input as (
-    select ids[position] as id, value as body,
+    select ids[position] as id, value as body, value ->> 'orderingKey' as ordering_key,
+           row_number() over (partition by value ->> 'orderingKey' order by position) as place_in_key,
            greatest(coalesce(rfc3339_instant(value ->> 'runAt'),
                              statement_timestamp() + (value ->> 'delaySeconds')::int * interval '1 second',
                              statement_timestamp()),
@@ -329,19 +343,26 @@ begin
   ),
   stored as (
     insert into orders (id, customer_id, currency, items, total_cents, status, priority, run_at, max_attempts,
-                        created_at, updated_at)
+                        ordering_key, created_at, updated_at)
     overriding system value
     select id, body ->> 'customerId', body ->> 'currency', body -> 'items',
            (select sum((item ->> 'quantity')::bigint * (item ->> 'unitPriceCents')::bigint)
             from jsonb_array_elements(body -> 'items') as item),
-           case when run_at > statement_timestamp() then 'scheduled' else 'pending' end,
+           case
+             -- Behind an earlier order of its key: this submission's, or a head already in line.
+             when ordering_key is not null and (place_in_key > 1 or exists (
+               select from orders as head
+               where head.ordering_key = input.ordering_key
+                 and ${HEAD_STATUS})) then 'waiting'
+             when run_at > statement_timestamp() then 'scheduled'
+             else 'pending' end,
            (body ->> 'priority')::int, run_at, (body ->> 'maxAttempts')::int,
-           statement_timestamp(), statement_timestamp()
+           ordering_key, statement_timestamp(), statement_timestamp()
     from input
     order by id
-    returning run_at
+    returning status, run_at
   )
-  select bool_or(run_at <= statement_timestamp()), min(run_at) filter (where run_at > statement_timestamp())
+  select bool_or(status = 'pending'), min(run_at) filter (where status = 'scheduled')
   into due_now, earliest
   from stored;
   -- As the api's wake-ups say it (queries/wakeups.ts): '' for due now, else the due time in ms.

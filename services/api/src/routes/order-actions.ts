@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { cancelOrder, type Db, getOrder, retryOrders } from '@postgres-queue/db'
+import { cancelOrder, type Db, getOrder, retryOrders, skipOrder } from '@postgres-queue/db'
 import type { FastifyInstance } from 'fastify'
 import { ApiError } from '../errors.js'
 import type { OrderIntake } from '../order-intake.js'
 import { NoBody, Order, OrderParams, RetriedOrders, RetryOrdersBody } from '../schemas/orders.js'
 import { toOrderJson } from './order-json.js'
 
-/** Redrive (failed -> pending) and cancel (pending -> cancelled). */
+/** Redrive (failed -> pending), cancel (-> cancelled) and skip (a failed order lets its key go on). */
 type Deps = { db: Db; intake: OrderIntake }
 
 // Retried orders are due at once: listening workers take them now instead of at their next poll.
@@ -43,7 +43,7 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     response: { 200: Order },
   })
 
-  const redrive = schema('retryOrder', 'Redrive one failed order: back to pending, due now')
+  const redrive = schema('retryOrder', "Redrive one failed order: due now, or back in its key's line if it was skipped")
   app.post('/orders/:id/retry', { schema: redrive, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
     const [retried] = await retryOrders(db, { ids: [id], limit: 1 })
@@ -59,7 +59,7 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
     return toOrderJson(order)
   })
 
-  const cancel = schema('cancelOrder', 'Cancel a pending order')
+  const cancel = schema('cancelOrder', 'Cancel an order no worker is running: scheduled, waiting, pending or failed')
   app.post('/orders/:id/cancel', { schema: cancel, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
     const result = await cancelOrder(db, id)
@@ -68,6 +68,20 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
       throw new ApiError(409, 'ORDER_NOT_CANCELLABLE', `Order ${id} cannot be cancelled: ${result.reason}`)
     }
     request.log.info({ orderId: id }, 'order cancelled')
+    intake.wakeWorkers(result.due) // the next order of its key, if it had one
+    return toOrderJson(result.order)
+  })
+
+  const skip = schema('skipOrder', "Let a failed order's orderingKey go on without it; it stays failed")
+  app.post('/orders/:id/skip', { schema: skip, config: { errors: [404, 409] } }, async (request) => {
+    const { id } = request.params
+    const result = await skipOrder(db, id)
+    if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
+    if (result.outcome === 'conflict') {
+      throw new ApiError(409, 'ORDER_NOT_SKIPPABLE', `Order ${id} cannot be skipped: ${result.reason}`)
+    }
+    request.log.info({ orderId: id, orderingKey: result.order.orderingKey }, 'failed order skipped')
+    intake.wakeWorkers(result.due)
     return toOrderJson(result.order)
   })
 }

@@ -19,5 +19,7 @@ export function toOrderJson(order: OrderRow): Order {
     updatedAt: order.updatedAt.toISOString(),
     completedAt: order.completedAt?.toISOString() ?? null,
     completedBy: order.completedBy,
+    orderingKey: order.orderingKey,
+    skippedAt: order.skippedAt?.toISOString() ?? null,
   }
 }

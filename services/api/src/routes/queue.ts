@@ -1,12 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import {
   type Db,
+  getBlockedKeys,
   getQueueStats,
   getThroughputHistory,
   listWorkers,
   THROUGHPUT_BUCKET_SECONDS,
 } from '@postgres-queue/db'
 import { QueueStats, Throughput, ThroughputQuery } from '../schemas/queue.js'
+
+/** The blocked keys /queue/stats lists, oldest first. */
+const BLOCKED_KEYS_SHOWN = 10
 
 export const queueRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
   const stats = {
@@ -15,9 +19,23 @@ export const queueRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { 
     summary: 'Counts by status, lag, recent throughput and the worker fleet',
   }
   app.get('/queue/stats', { schema: { ...stats, response: { 200: QueueStats } } }, async () => {
-    const [queue, workers] = await Promise.all([getQueueStats(db), listWorkers(db)])
+    const [queue, blocked, workers] = await Promise.all([
+      getQueueStats(db),
+      getBlockedKeys(db, { limit: BLOCKED_KEYS_SHOWN }),
+      listWorkers(db),
+    ])
     return {
       ...queue,
+      blockedKeys: {
+        count: blocked.count,
+        onFailed: blocked.onFailed,
+        oldest: blocked.oldest.map((k) => ({
+          key: k.key,
+          head: k.head ?? null,
+          waiting: k.waiting,
+          waitingSince: k.waitingSince.toISOString(),
+        })),
+      },
       workers: workers.map((w) => ({
         id: w.id,
         host: w.host,

@@ -44,6 +44,12 @@ export const Order = Type.Object({
   updatedAt: Timestamp,
   completedAt: NullableTimestamp,
   completedBy: Type.Union([Type.String(), Type.Null()]),
+  orderingKey: Type.Union([Type.String(), Type.Null()], {
+    description: 'orders with the same key are processed one at a time, in submission order',
+  }),
+  skippedAt: Type.Union([Timestamp, Type.Null()], {
+    description: 'a failed order that no longer holds its key back (POST /orders/{id}/skip)',
+  }),
 })
 export type Order = Static<typeof Order>
 
@@ -66,12 +72,15 @@ export const RetryOrdersBody = Type.Object(
 
 export const RetriedOrders = Type.Object({
   retried: Type.Integer({ minimum: 0 }),
-  ids: Type.Array(OrderId, { description: 'the orders sent back to pending, oldest first' }),
+  ids: Type.Array(OrderId, {
+    description: "the orders sent back (pending; waiting in their key's line if skipped), oldest first",
+  }),
 })
 
 export const ListOrdersQuery = Type.Object(
   {
     status: Type.Optional(OrderStatus),
+    orderingKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "only this key's orders" })),
     // Required in the type because the validator fills the default before checking.
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
     after: Type.Optional(

@@ -7,7 +7,11 @@ export const QueueStats = Type.Object({
   counts: Type.Object(
     {
       scheduled: Type.Integer({ minimum: 0, description: 'Waiting for their runAt: delayed, or a retry backing off' }),
-      pending: Count,
+      waiting: Type.Integer({
+        minimum: 0,
+        description: 'Behind an earlier order of their orderingKey: neither claimable nor counted as queue depth',
+      }),
+      pending: Type.Integer({ minimum: 0, description: 'Due and claimable: the queue depth the fleet scales on' }),
       processing: Count,
       completed: Type.Integer({
         minimum: 0,
@@ -27,6 +31,28 @@ export const QueueStats = Type.Object({
   completedLastMinute: Count,
   completedLast5Minutes: Count,
   failedLast5Minutes: Type.Integer({ minimum: 0, description: 'failed attempts, retried or dead-lettered' }),
+  blockedKeys: Type.Object(
+    {
+      count: Type.Integer({ minimum: 0, description: 'orderingKeys with orders waiting behind their head' }),
+      onFailed: Type.Integer({
+        minimum: 0,
+        description: 'of those, keys whose head is a dead letter: they wait for a retry, cancel or skip',
+      }),
+      oldest: Type.Array(
+        Type.Object({
+          key: Type.String(),
+          head: Type.Union([
+            Type.Object({ id: Type.Integer(), status: Type.String({ description: 'the order that blocks the key' }) }),
+            Type.Null(),
+          ]),
+          waiting: Type.Integer({ minimum: 1 }),
+          waitingSince: Timestamp,
+        }),
+        { description: 'the keys whose orders have waited longest, oldest first (at most 10)' },
+      ),
+    },
+    { description: 'orderingKeys holding orders back' },
+  ),
   workers: Type.Array(
     Type.Object({
       id: Type.String(),

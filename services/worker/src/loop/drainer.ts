@@ -21,8 +21,8 @@ export interface DrainerDeps {
   stopClaiming: AbortSignal
   /** The forced stop: the failure it causes (the batch's rollback) is expected, so not logged. */
   abandonWork: AbortSignal
-  /** A batch scheduled a retry: the promoter's timer must fire then. */
-  retryAt(at: Date): void
+  /** A batch scheduled an order (a retry, a key's next order due later): the promoter's timer must fire then. */
+  dueAt(at: Date): void
   /** A batch completed after the database was found unavailable: what died with it can be renewed. */
   recovered(): void
 }
@@ -43,7 +43,9 @@ export function createDrainer(deps: DrainerDeps): Drainer {
   let databaseDown = false
 
   function afterBatch(result: BatchResult): void {
-    if (result.retryAt) deps.retryAt(result.retryAt)
+    if (result.dueAt) deps.dueAt(result.dueAt)
+    // The next orders of keys whose head just completed: claimable now, by this drain's next pass.
+    if (result.promoted) again = true
     if (databaseDown) {
       databaseDown = false
       deps.log.info('database reachable again')

@@ -80,7 +80,7 @@ function wireLoop({ db, processor, config, log, observer = ignoreProgress, other
     othersAlive,
     log,
     ...signals,
-    retryAt: (at) => promoter.dueAt(at),
+    dueAt: (at) => promoter.dueAt(at),
     // The LISTEN connection died with the database.
     recovered: () => void wakeups.renew(),
   })

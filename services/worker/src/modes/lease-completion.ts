@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  type FailureOutcome,
+  keysOf,
   type Lease,
+  type LeaseSettlement,
   type LeaseSettlementInput,
   lockLeasedOrders,
+  type Settlement,
   settleLeasedBatch,
   settleLeasedOrders,
 } from '@postgres-queue/db'
@@ -21,15 +23,16 @@ const SETTLE_RETRY_MS = [100, 250, 500, 1000, 2000]
 export type Processed = ProcessedOrder & { lease: Lease }
 
 /**
- * Completes the processed orders, fenced; returns the failures recorded. Retries while the database
- * is away and the leases last; splits a completion that fails for another reason.
+ * Completes the processed orders, fenced; returns the failures recorded and the keys' next orders
+ * promoted. Retries while the database is away and the leases last; splits a completion that fails
+ * for another reason.
  */
-export async function settle(deps: ModeDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
+export async function settle(deps: ModeDeps, processed: Processed[], held: HeldLeases): Promise<Settlement> {
   const mine = processed.filter((p) => held.isHeld(p.order.id))
   for (const p of processed) {
     if (!held.isHeld(p.order.id)) logLost(deps, p)
   }
-  if (mine.length === 0) return []
+  if (mine.length === 0) return { failed: [], promoted: [] }
   for (let retry = 0; ; retry++) {
     try {
       return await completeProcessed(deps, mine, held)
@@ -50,9 +53,9 @@ export async function settle(deps: ModeDeps, processed: Processed[], held: HeldL
         { err, orders: mine.length },
         'completing a batch failed; splitting it to isolate the order that breaks it',
       )
-      const failed: FailureOutcome[] = []
-      for (const part of partsToIsolate(mine, err)) failed.push(...(await settle(deps, part, held)))
-      return failed
+      const parts: Settlement[] = []
+      for (const part of partsToIsolate(mine, err)) parts.push(await settle(deps, part, held))
+      return joined(parts)
     }
   }
 }
@@ -63,8 +66,8 @@ export async function settle(deps: ModeDeps, processed: Processed[], held: HeldL
  * a transaction their CommitWork runs in, and settled with its commit: as many as fit in one such
  * transaction (settleWithCommitWork), then the rest in the next.
  */
-async function completeProcessed(deps: ModeDeps, processed: Processed[], held: HeldLeases): Promise<FailureOutcome[]> {
-  const failed: FailureOutcome[] = []
+async function completeProcessed(deps: ModeDeps, processed: Processed[], held: HeldLeases): Promise<Settlement> {
+  const parts: Settlement[] = []
   for (let rest = processed; rest.length > 0; ) {
     const ids = rest.map((p) => p.order.id)
     // A completing transaction's rows are not extended while it holds them (an extension would wait
@@ -88,26 +91,28 @@ async function completeProcessed(deps: ModeDeps, processed: Processed[], held: H
         reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
       else logLost(deps, p)
     }
-    failed.push(...outcome.failed)
+    parts.push(outcome)
     rest = outcome.rest
   }
-  return failed
+  return joined(parts)
+}
+
+function joined(parts: readonly Settlement[]): Settlement {
+  return { failed: parts.flatMap((p) => p.failed), promoted: parts.flatMap((p) => p.promoted) }
 }
 
 const hasCommitWork = (p: Processed) => p.result.ok && p.result.commit !== undefined
 
-interface Settled {
+interface Settled extends LeaseSettlement {
   /** What this transaction settled (or found lost), in order. */
   settled: Processed[]
-  completed: number[]
-  failed: FailureOutcome[]
   /** What did not fit: for the next transaction. */
   rest: Processed[]
 }
 
 async function settleAlone(deps: ModeDeps, processed: Processed[]): Promise<Settled> {
-  const { completed, failed } = await settleLeasedOrders(deps.db, settlement(deps, processed))
-  return { settled: processed, completed, failed, rest: [] }
+  const outcome = await settleLeasedOrders(deps.db, settlement(deps, processed))
+  return { ...outcome, settled: processed, rest: [] }
 }
 
 /**
@@ -135,14 +140,14 @@ async function settleWithCommitWork(deps: ModeDeps, processed: Processed[], held
       ranCommitWork = true
       settled.push({ ...(await runCommitWork(tx, p, { timeoutMs: orderTimeoutMs })), lease: p.lease })
     }
-    const { completed, failed } = await settleLeasedBatch(
+    const outcome = await settleLeasedBatch(
       tx,
       settlement(
         deps,
         settled.filter((p) => locked.has(p.order.id)),
       ),
     )
-    return { settled, completed, failed, rest: processed.slice(settled.length) }
+    return { ...outcome, settled, rest: processed.slice(settled.length) }
   } catch (err) {
     await tx.rollback()
     throw err
@@ -156,21 +161,22 @@ function settlement(deps: ModeDeps, processed: Processed[]): LeaseSettlementInpu
     if (result.ok) succeeded.push(lease)
     else failures.push({ ...lease, error: result.error })
   }
-  return { succeeded, failures, workerId: deps.config.workerId, policy: deps.config.retry }
+  const succeededKeys = keysOf(processed.filter((p) => p.result.ok).map((p) => p.order))
+  return { succeeded, succeededKeys, failures, workerId: deps.config.workerId, policy: deps.config.retry }
 }
 
 /** The order whose completion breaks its transaction even alone: its attempt fails, fenced, on its own. */
-async function failAlone(deps: ModeDeps, p: Processed, cause: unknown, held: HeldLeases): Promise<FailureOutcome[]> {
+async function failAlone(deps: ModeDeps, p: Processed, cause: unknown, held: HeldLeases): Promise<Settlement> {
   const error = describeError(new Error(`completing this order failed, even alone: ${describeError(cause)}`))
   const { lease } = p
-  const { failed } = await settleLeasedOrders(deps.db, {
+  const settled = await settleLeasedOrders(deps.db, {
     succeeded: [],
     failures: [{ ...lease, error }],
     workerId: deps.config.workerId,
     policy: deps.config.retry,
   })
   held.drop([lease.id])
-  const [outcome] = failed
+  const [outcome] = settled.failed
   deps.log.error(
     { orderId: lease.id, attempt: lease.attempt, err: cause },
     'completing the order breaks its transaction',
@@ -182,7 +188,7 @@ async function failAlone(deps: ModeDeps, p: Processed, cause: unknown, held: Hel
       outcome: outcome.status === 'failed' ? 'dead_lettered' : 'retried',
     })
   }
-  return failed
+  return settled
 }
 
 /** A processed order this worker no longer holds: found by a heartbeat, or by the completion's fence. */

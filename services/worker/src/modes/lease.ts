@@ -2,7 +2,7 @@ import { type LeasedOrder, leaseOrders, releaseLeasedOrders } from '@postgres-qu
 import { HeldLeases, keepLeases } from './held-leases.js'
 import { type Processed, settle } from './lease-completion.js'
 import type { BatchResult, ClaimSize, Mode, ModeDeps } from './mode.js'
-import { earliestRetry } from './report.js'
+import { followUpOf } from './report.js'
 import { runProcessor } from './run-processor.js'
 
 /**
@@ -46,8 +46,7 @@ async function runLeaseBatch(deps: ModeDeps, { limit }: ClaimSize): Promise<Batc
       held.drop(unstarted.map(({ lease }) => lease.id))
       deps.log.info({ orders: unstarted.length }, 'released unstarted leases')
     }
-    const failed = await settle(deps, processed, held)
-    return { claimed: leased.length, retryAt: earliestRetry(failed) }
+    return { claimed: leased.length, ...followUpOf(await settle(deps, processed, held)) }
   } finally {
     stopBeating()
   }

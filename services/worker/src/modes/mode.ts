@@ -4,6 +4,7 @@ import type { WorkerConfig } from '../config.js'
 import type { DatabaseClock } from '../loop/clock.js'
 import type { WorkerObserver } from '../observer.js'
 import type { OrderProcessor } from '../processor.js'
+import type { FollowUp } from './report.js'
 
 // The two processing modes behind one interface: the drainer (loop/drainer.ts) runs batches of
 // either the same way. transaction.ts and lease.ts say how each claims, processes and settles.
@@ -14,12 +15,14 @@ export interface ClaimSize {
   next: number
 }
 
-/** What a batch came to. */
-export interface BatchResult {
+/**
+ * What a batch came to. `dueAt`: the earliest order it scheduled, so the worker promotes it on
+ * time; `promoted`: orders it made due now (the next orders of keys whose head it completed), so the
+ * worker drains again.
+ */
+export interface BatchResult extends FollowUp {
   /** Orders the claim took: a full batch means the queue may hold more. */
   claimed: number
-  /** The earliest retry the batch scheduled, so the worker promotes it on time. */
-  retryAt?: Date
   /**
    * Transaction mode: the next batch, already claimed with this one's commit. Whoever receives it
    * runs it (mode.run) or rolls it back.

@@ -1,4 +1,4 @@
-import type { FailureOutcome, Order } from '@postgres-queue/db'
+import type { FailureOutcome, Order, Settlement } from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import type { OrderSettled, WorkerObserver } from '../observer.js'
 import type { ProcessorResult } from './run-processor.js'
@@ -42,9 +42,32 @@ export function reportOrder(
   observer.settled({ orderId: order.id, attempt, outcome, waitMs, processMs: result.processMs })
 }
 
-/** The earliest retry among `failures`, so the worker can promote it on time. */
-export function earliestRetry(failures: readonly FailureOutcome[]): Date | undefined {
-  let earliest: Date | undefined
-  for (const f of failures) if (f.status === 'scheduled' && (!earliest || f.runAt < earliest)) earliest = f.runAt
-  return earliest
+/** What settling left for the loop to do: an order to promote at `dueAt`, and orders due now. */
+export interface FollowUp {
+  /** The earliest order the settlement scheduled (a retry's backoff, a key's next order due later). */
+  dueAt?: Date
+  /** Orders it made due now that no claim has seen yet: the next orders of keys whose head completed. */
+  promoted?: number
+}
+
+/** The follow-up of one or more settlements. */
+export function followUpOf(...settlements: readonly Settlement[]): FollowUp {
+  let dueAt: Date | undefined
+  let promoted = 0
+  for (const { failed, promoted: next } of settlements) {
+    for (const o of [...failed, ...next]) if (o.status === 'scheduled' && (!dueAt || o.runAt < dueAt)) dueAt = o.runAt
+    for (const o of next) if (o.status === 'pending') promoted++
+  }
+  return { ...(dueAt && { dueAt }), ...(promoted > 0 && { promoted }) }
+}
+
+/** The follow-ups of several parts of a batch, as one. */
+export function combineFollowUps(parts: readonly FollowUp[]): FollowUp {
+  let dueAt: Date | undefined
+  let promoted = 0
+  for (const part of parts) {
+    if (part.dueAt && (!dueAt || part.dueAt < dueAt)) dueAt = part.dueAt
+    promoted += part.promoted ?? 0
+  }
+  return { ...(dueAt && { dueAt }), ...(promoted > 0 && { promoted }) }
 }

@@ -143,7 +143,7 @@ class Context implements ProcessContext {
 /** The order as the processor sees it (processor.ts, Order): a copy, without what only the queue uses. */
 function forProcessor(row: OrderRow): Order {
   const { id, customerId, currency, items, totalCents, status, priority, runAt } = row
-  const { attempts, maxAttempts, lastError, createdAt, updatedAt } = row
+  const { attempts, maxAttempts, lastError, orderingKey, createdAt, updatedAt } = row
   return {
     id,
     customerId,
@@ -156,6 +156,7 @@ function forProcessor(row: OrderRow): Order {
     attempts,
     maxAttempts,
     lastError,
+    orderingKey,
     createdAt,
     updatedAt,
   }

@@ -1,16 +1,17 @@
 import {
   type ClaimedBatch,
   claimBatch,
-  type FailureOutcome,
+  keysOf,
   type Order,
   type OrderFailure,
+  type Settlement,
   settleBatch,
   settleBatchAndClaimNext,
 } from '@postgres-queue/db'
 import { runCommitWork } from './commit-work.js'
 import { breaksItsBatch, partsToIsolate } from './isolate.js'
 import type { BatchResult, ClaimSize, Mode, ModeDeps } from './mode.js'
-import { earliestRetry, type ProcessedOrder, reportOrder } from './report.js'
+import { combineFollowUps, followUpOf, type ProcessedOrder, reportOrder } from './report.js'
 import { runProcessor } from './run-processor.js'
 import { describeError } from './thrown.js'
 
@@ -65,12 +66,9 @@ async function runIsolating(deps: ModeDeps, job: Job): Promise<BatchResult> {
       { err: err.cause, orders: err.ids.length },
       'batch failed; splitting it to isolate the order that breaks it',
     )
-    let retryAt: Date | undefined
-    for (const only of partsToIsolate(err.ids, err.cause, err.inHand)) {
-      const part = await runIsolating(deps, { only })
-      if (part.retryAt && (!retryAt || part.retryAt < retryAt)) retryAt = part.retryAt
-    }
-    return { claimed: err.ids.length, retryAt }
+    const parts: BatchResult[] = []
+    for (const only of partsToIsolate(err.ids, err.cause, err.inHand)) parts.push(await runIsolating(deps, { only }))
+    return { claimed: err.ids.length, ...combineFollowUps(parts) }
   }
 }
 
@@ -101,7 +99,7 @@ async function runBatch(deps: ModeDeps, job: Job): Promise<BatchResult> {
   const failures = new Map(settled.failed.map((f) => [f.id, f]))
   for (const p of work.processed) reportOrder(deps.log, deps.observer, p, failures.get(p.order.id))
   const timing = { processingMs: settled.from - work.processingFrom, settlingMs: performance.now() - settled.from }
-  return { claimed: ids.length, retryAt: earliestRetry(settled.failed), claimedAhead: settled.next, timing }
+  return { claimed: ids.length, ...followUpOf(settled), claimedAhead: settled.next, timing }
 }
 
 /** A batch's orders processed so far, and the one in hand (the last started). */
@@ -152,12 +150,13 @@ async function settle(deps: ModeDeps, batch: ClaimedBatch, processed: readonly P
     if (p.result.ok) completed.push(p.order.id)
     else failures.push({ id: p.order.id, attempt: p.attempt, error: p.result.error })
   }
-  const settlement = { completed, failures, workerId: deps.config.workerId, policy: deps.config.retry }
+  const completedKeys = keysOf(processed.filter((p) => p.result.ok).map((p) => p.order))
+  const settlement = { completed, completedKeys, failures, workerId: deps.config.workerId, policy: deps.config.retry }
   const from = performance.now()
-  const settled: { failed: FailureOutcome[]; next?: ClaimedBatch } =
+  const settled: Settlement & { next?: ClaimedBatch } =
     next > 0
       ? await settleBatchAndClaimNext(batch.tx, settlement, { limit: next })
-      : { failed: await settleBatch(batch.tx, settlement) }
+      : await settleBatch(batch.tx, settlement)
   return { ...settled, from }
 }
 
@@ -172,7 +171,8 @@ async function recordAlone(deps: ModeDeps, id: number, cause: unknown): Promise<
   const attempt = order.attempts + 1
   const error = describeError(new PoisonOrderError(cause))
   const { workerId, retry } = deps.config
-  const [failed] = await settleBatch(tx, { completed: [], failures: [{ id, attempt, error }], workerId, policy: retry })
+  const settled = await settleBatch(tx, { completed: [], failures: [{ id, attempt, error }], workerId, policy: retry })
+  const [failed] = settled.failed
   if (failed === undefined) return { claimed: 0 }
   const deadLettered = failed.status === 'failed'
   deps.log.error(
@@ -180,7 +180,7 @@ async function recordAlone(deps: ModeDeps, id: number, cause: unknown): Promise<
     `order breaks its batch; ${deadLettered ? 'dead-lettered' : 'will retry'}`,
   )
   deps.observer.settled({ orderId: id, attempt, outcome: deadLettered ? 'dead_lettered' : 'retried' })
-  return { claimed: 1, retryAt: deadLettered ? undefined : failed.runAt }
+  return { claimed: 1, ...followUpOf(settled) }
 }
 
 class PoisonOrderError extends Error {

@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Db, deleteExpiredIdempotencyKeys, deleteExpiredOrders, deleteStaleWorkers } from '@postgres-queue/db'
+import {
+  type Db,
+  deleteExpiredIdempotencyKeys,
+  deleteExpiredOrders,
+  deleteIdleOrderingKeys,
+  deleteStaleWorkers,
+} from '@postgres-queue/db'
 import type { Logger } from '@postgres-queue/runtime'
 import cron from 'node-cron'
 import type { WorkerConfig } from '../config.js'
@@ -11,7 +17,7 @@ const KEEP_THROUGHPUT_MS = 24 * 60 * 60 * 1000
 const PAUSE_BETWEEN_BATCHES_MS = 50
 
 export interface Maintenance {
-  /** One run: delete expired orders batch by batch, then stale fleet rows. */
+  /** One run: delete expired orders batch by batch, then expired idempotency keys, idle ordering keys and stale fleet rows. */
   run(): Promise<void>
   stop(): Promise<void>
 }
@@ -60,12 +66,16 @@ async function retain(db: Db, config: RetentionConfig, log: Logger, stopping: Ab
   const keys = await inBatches(() =>
     deleteExpiredIdempotencyKeys(db, { olderThanDays: config.idempotencyKeyDays, batchSize }),
   )
+  const idleKeys = await inBatches(() => deleteIdleOrderingKeys(db, { batchSize }))
   const forgotten = await deleteStaleWorkers(db, {
     olderThanMs: FORGET_WORKER_AFTER_MS,
     keepThroughputMs: KEEP_THROUGHPUT_MS,
   })
-  if (deleted > 0 || keys > 0 || forgotten > 0) {
-    log.info({ deleted, idempotencyKeys: keys, forgottenWorkers: forgotten }, 'retention done')
+  if (deleted > 0 || keys > 0 || idleKeys > 0 || forgotten > 0) {
+    log.info(
+      { deleted, idempotencyKeys: keys, idleOrderingKeys: idleKeys, forgottenWorkers: forgotten },
+      'retention done',
+    )
   }
 }
 
