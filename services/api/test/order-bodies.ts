@@ -5,7 +5,16 @@ import fc from 'fast-check'
 
 // ---- The independent check -------------------------------------------------------------------
 
-const ORDER_FIELDS = new Set(['customerId', 'currency', 'items', 'priority', 'runAt', 'delaySeconds', 'maxAttempts'])
+const ORDER_FIELDS = new Set([
+  'customerId',
+  'currency',
+  'items',
+  'priority',
+  'runAt',
+  'delaySeconds',
+  'maxAttempts',
+  'orderingKey',
+])
 const ITEM_FIELDS = ['quantity', 'sku', 'unitPriceCents']
 // The runtime's ISO 4217 list is data; how the code is checked (exact, upper case) is this file's.
 const CURRENCIES = new Set(Intl.supportedValuesOf('currency'))
@@ -62,7 +71,7 @@ function isItem(v: unknown): boolean {
 
 export function isValidOrder(v: unknown): v is Record<string, Json> {
   if (!isRecord(v) || !Object.keys(v).every((key) => ORDER_FIELDS.has(key))) return false
-  const { customerId, currency, items, priority, runAt, delaySeconds, maxAttempts } = v
+  const { customerId, currency, items, priority, runAt, delaySeconds, maxAttempts, orderingKey } = v
   return (
     isText(customerId, 128) &&
     typeof currency === 'string' &&
@@ -76,7 +85,8 @@ export function isValidOrder(v: unknown): v is Record<string, Json> {
     (runAt === undefined || isRunAt(runAt)) &&
     (delaySeconds === undefined || isIntegerIn(delaySeconds, 0, 31_536_000)) &&
     (runAt === undefined || delaySeconds === undefined) &&
-    (maxAttempts === undefined || isIntegerIn(maxAttempts, 1, 100))
+    (maxAttempts === undefined || isIntegerIn(maxAttempts, 1, 100)) &&
+    (orderingKey === undefined || isText(orderingKey, 128))
   )
 }
 
@@ -121,6 +131,8 @@ export const validOrder = fc
         ),
         priority: fc.integer({ min: -1000, max: 1000 }),
         maxAttempts: fc.integer({ min: 1, max: 100 }),
+        // A few shared keys, so that orders queue behind each other, and any key at all.
+        orderingKey: fc.oneof(fc.constantFrom('customer-1', 'customer-2'), text(128)),
       },
       { requiredKeys: ['customerId', 'currency', 'items'] },
     ),
@@ -138,6 +150,7 @@ const junk = fc.anything({ maxDepth: 3, stringUnit: 'binary' })
 /** Values just outside each field's rules, where an off-by-one or a missed rule would show. */
 const nearMisses: Record<string, unknown[]> = {
   customerId: ['', 'c'.repeat(129), 'c-\u000042', 'c-42\n', '\u001b[31mc', 'c-\u009b42', 'c-\ud800', 42],
+  orderingKey: ['', 'k'.repeat(129), 'k-\u000042', 'k-42\n', '\u001b[31mk', 'k-\u009b42', 'k-\ud800', 42, null],
   currency: ['eur', 'ABC', 'EURO', 'EU', '', 978],
   items: [[], 'SKU-1', {}],
   priority: [-1001, 1001, 0.5, '1', null],
