@@ -34,7 +34,7 @@ function setText(id, text) {
 }
 
 function renderStats(stats) {
-  for (const status of ['scheduled', 'pending', 'processing', 'failed', 'cancelled']) {
+  for (const status of ['scheduled', 'waiting', 'pending', 'processing', 'failed', 'cancelled']) {
     setText(`count-${status}`, formatCount(stats.counts[status]))
   }
   setText('count-completed', `≈ ${formatCount(stats.counts.completed)}`)
@@ -45,6 +45,36 @@ function renderStats(stats) {
   setText('failed-5m', formatCount(stats.failedLast5Minutes))
   renderWorkers(stats.workers)
   renderDepth(stats.counts)
+  renderBlockedKeys(stats.blockedKeys)
+}
+
+/** The keys waiting longest, and what holds each: a dead letter can be skipped from here. */
+function renderBlockedKeys(blocked) {
+  const rows = blocked.oldest.map((line) => {
+    const tr = document.createElement('tr')
+    tr.dataset.orderingKey = line.key
+    const action = document.createElement('td')
+    const head = line.head
+    if (head?.status === 'failed') {
+      action.append(actionButton('Skip', `Skip order ${head.id} of key ${line.key}`, (button) => skip(head.id, button)))
+    }
+    tr.append(
+      cell(line.key),
+      cell(head ? `order ${head.id}, ${head.status}` : '–'),
+      cell(formatCount(line.waiting), 'number'),
+      cell(formatTime(line.waitingSince)),
+      action,
+    )
+    return tr
+  })
+  $('blocked-keys').replaceChildren(...rows)
+  $('blocked-empty').hidden = rows.length > 0
+  setText(
+    'blocked-summary',
+    blocked.count === 0
+      ? ''
+      : `${formatCount(blocked.count)} key${blocked.count === 1 ? '' : 's'}, ${formatCount(blocked.onFailed)} on a failed order`,
+  )
 }
 
 function renderWorkers(workers) {
@@ -186,6 +216,14 @@ async function redrive(id, button) {
   })
 }
 
+async function skip(id, button) {
+  button.disabled = true
+  await act(async () => {
+    await api(`orders/${id}/skip`, { method: 'POST' })
+    return `Order ${id} skipped: its key goes on without it.`
+  }, 'skip-status')
+}
+
 async function cancel(id, button) {
   button.disabled = true
   await act(async () => {
@@ -211,6 +249,7 @@ async function find(id) {
     ['Customer', order.customerId],
     ['Total', `${(order.totalCents / 100).toFixed(2)} ${order.currency}`],
     ['Priority', String(order.priority)],
+    ['Ordering key', order.orderingKey ?? '–'],
     ['Attempts', `${order.attempts} / ${order.maxAttempts}`],
     ['Due', formatTime(order.runAt)],
     ['Created', formatTime(order.createdAt)],
@@ -229,7 +268,7 @@ async function find(id) {
   )
   $('found-order').hidden = false
   const again = () => find(order.id)
-  if (order.status === 'pending' || order.status === 'scheduled') {
+  if (['scheduled', 'waiting', 'pending'].includes(order.status)) {
     $('found-actions').append(
       actionButton('Cancel', `Cancel order ${order.id}`, async (button) => {
         await cancel(order.id, button)
@@ -244,6 +283,14 @@ async function find(id) {
         await again()
       }),
     )
+    if (order.orderingKey !== null && order.skippedAt === null) {
+      $('found-actions').append(
+        actionButton('Skip', `Skip order ${order.id}`, async (button) => {
+          await skip(order.id, button)
+          await again()
+        }),
+      )
+    }
   }
 }
 

@@ -92,6 +92,29 @@ t.test(
   },
 )
 
+t.test('the dashboard shows a key blocked by a dead letter, and skips it', { skip: noBrowser }, async (t) => {
+  const { db, url } = await listenApi(t, { maxConnections: 4 })
+  const [head, next] = await insertOrders(db, [
+    makeOrder({ orderingKey: 'acct-7', maxAttempts: 1 }),
+    makeOrder({ orderingKey: 'acct-7' }),
+  ])
+  await settleNow(db, { failed: [head!.id], error: 'processor threw: card declined' })
+  const page = await (await openBrowser(t)).newPage()
+  await page.goto(url)
+  await waitForText(page, '#count-waiting', '1')
+  const row = page.locator('#blocked-keys tr[data-ordering-key="acct-7"]')
+  await row.getByText(`order ${head!.id}, failed`).waitFor()
+  await waitForText(page, '#blocked-summary', '1 key, 1 on a failed order')
+  t.pass('the blocked key is listed with the order that blocks it')
+
+  await page.getByRole('button', { name: `Skip order ${head!.id} of key acct-7` }).click()
+  await row.waitFor({ state: 'detached' })
+  await page.getByText(`Order ${head!.id} skipped: its key goes on without it.`).waitFor()
+  await waitForText(page, '#count-waiting', '0')
+  t.match(await getOrder(db, head!.id), { status: 'failed', skippedAt: Date })
+  t.equal((await getOrder(db, next!.id))?.status, 'pending', 'the next order of the key is due')
+})
+
 t.test('with API_TOKEN set, the page asks for the token, then shows the queue', { skip: noBrowser }, async (t) => {
   const TOKEN = 'browser-test-token-0123456789'
   const { db, url } = await listenApi(t, { env: { API_TOKEN: TOKEN } })
