@@ -81,7 +81,7 @@ for (const mode of ['transaction', 'lease'] as const) {
       const counts = await countOrdersByStatus(db)
       t.same(
         counts,
-        { scheduled: 0, pending: 0, processing: 0, completed: ORDERS, failed: 0, cancelled: 0 },
+        { scheduled: 0, waiting: 0, pending: 0, processing: 0, completed: ORDERS, failed: 0, cancelled: 0 },
         'every order is completed',
       )
       const audit = await auditEffects(db, ids)
