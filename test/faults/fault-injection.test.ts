@@ -21,7 +21,10 @@ import { entryPoints, isRunning, type ServiceProcess, startService, stopService 
 //   really died or was paused, or the database was restarted or locked meanwhile (counted);
 // - every submission the api acknowledged is stored exactly once;
 // - no process that was not killed exits, and each stops cleanly at the end;
-// - a lease worker's heap stays flat.
+// - a lease worker's heap stays flat;
+// - the orders of one orderingKey (a third of them, over KEYS keys) start in id order, each after
+//   the one before it completed or, dead-lettered, was skipped (the harness skips such heads over
+//   HTTP once the faults stop, as an operator would).
 //
 // FAULT_SEED replays a run (a failure prints its seed); FAULT_SECONDS sets how long faults are
 // injected (default 30; longer runs: FAULT_SECONDS=600 pnpm exec tap test/faults/fault-injection.test.ts);
@@ -32,6 +35,8 @@ const SEED = Number(process.env.FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31
 const randomInt = seededRandomInt(SEED)
 const FAULT_SECONDS = Number(process.env.FAULT_SECONDS ?? 30)
 const PRELOADED = 1500
+/** A third of the orders, preloaded and submitted, carry one of this many orderingKeys. */
+const KEYS = 20
 const MAX_ATTEMPTS = 6
 const ORDER_TIMEOUT_MS = 400
 const LEASE_MS = 1500
@@ -128,7 +133,7 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const submitters = Array.from({ length: 2 }, async (_, client) => {
     while (submitting) {
       const key = `c${client}-${++submission}`
-      const body = makeOrder({ maxAttempts: MAX_ATTEMPTS })
+      const body = makeOrder({ maxAttempts: MAX_ATTEMPTS, ...keyed(submission) })
       for (;;) {
         const id = await submit(base, key, body)
         if (id !== undefined) {
@@ -211,8 +216,10 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   await Promise.all(submitters)
   const settleStarted = now()
   const progress: string[] = []
+  let skipped = 0
   await waitFor(
     async () => {
+      skipped += await skipDeadHeads(db, base)
       const left = await unfinished(db)
       progress.push(`${Math.round((now() - settleStarted) / 1000)}s:${left}`)
       return left === 0
@@ -228,6 +235,29 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
     })
   })
   t.comment(`all orders final ${now() - settleStarted} ms after the faults stopped (left: ${progress.join(' ')})`)
+  t.comment(`dead letters skipped to let their keys go on: ${skipped}`)
+
+  // Per key, from the outside calls (each attempt's first act): every order started after the one
+  // before it in its key had completed or been skipped, so also in id order.
+  const [lines] = await db.execute<{ keyed: number; early: number; examples: unknown }>(sql`
+    with starts as (
+      select o.id, o.ordering_key, min(c.at) as started, coalesce(o.completed_at, o.skipped_at) as released
+      from orders o join outside_calls c on c.order_id = o.id
+      where o.ordering_key is not null group by o.id),
+    lined as (
+      select *, lag(released) over (partition by ordering_key order by id) as previous_released,
+        lag(id) over (partition by ordering_key order by id) as previous
+      from starts)
+    select count(*)::int as keyed, count(*) filter (where started < previous_released or (previous is not null and previous_released is null))::int as early,
+      (json_agg(json_build_object('id', id, 'previous', previous)) filter (where started < previous_released or (previous is not null and previous_released is null)))
+        as examples
+    from lined`)
+  t.ok((lines?.keyed ?? 0) > PRELOADED / 5, `keyed orders that ran: ${lines?.keyed}`)
+  t.same(
+    [lines?.early, lines?.examples],
+    [0, null],
+    `seed ${SEED}: each key's orders started one after another, in id order`,
+  )
 
   const [totals] = await db.execute<{ completed: number; failed: number; over: number; total: number }>(sql`
     select count(*) filter (where status = 'completed')::int as completed,
@@ -390,10 +420,11 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   )
 })
 
-/** PRELOADED orders: mixed priorities, a fifth of them due a few seconds later. */
+/** PRELOADED orders: mixed priorities, a fifth of them due a few seconds later, a third keyed. */
 async function preload(db: Db): Promise<void> {
   const orders = Array.from({ length: PRELOADED }, (_, i) =>
     makeOrder({
+      ...keyed(i),
       maxAttempts: MAX_ATTEMPTS,
       priority: randomInt(-2, 3),
       ...(i % 5 === 0 ? { runAt: new Date(Date.now() + randomInt(1000, 8000)) } : {}),
@@ -417,10 +448,30 @@ async function submit(base: string, key: string, body: unknown): Promise<number 
   }
 }
 
+/** Every third order carries one of KEYS orderingKeys. */
+function keyed(n: number): { orderingKey?: string } {
+  return n % 3 === 0 ? { orderingKey: `key-${(n / 3) % KEYS}` } : {}
+}
+
+/** Skips, over HTTP, each dead letter that holds orders of its key back; returns how many. */
+async function skipDeadHeads(db: Db, base: string): Promise<number> {
+  const heads = await db
+    .execute<{ id: string }>(sql`
+      select id from orders as head where status = 'failed' and skipped_at is null and exists (
+        select from orders as next where next.ordering_key = head.ordering_key and next.status = 'waiting')`)
+    .catch(() => [])
+  let skipped = 0
+  for (const { id } of heads) {
+    const response = await fetch(`${base}/orders/${id}/skip`, { method: 'POST' }).catch(() => undefined)
+    if (response?.status === 200) skipped += 1
+  }
+  return skipped
+}
+
 async function unfinished(db: Db): Promise<number> {
   const [row] = await db
     .execute<{ n: number }>(
-      sql`select count(*)::int as n from orders where status in ('scheduled', 'pending', 'processing')`,
+      sql`select count(*)::int as n from orders where status in ('scheduled', 'waiting', 'pending', 'processing')`,
     )
     .catch(() => [{ n: -1 }])
   return row?.n ?? -1
