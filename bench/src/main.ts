@@ -2,7 +2,7 @@
  * `pnpm bench`: this project, pg-boss and graphile-worker side by side on one embedded PostgreSQL,
  * plus the database's own ceiling for the same patterns. Writes bench/results/latest.{md,json} and a
  * timestamped copy. `--quick` (or BENCH_QUICK=1) is a smoke run with small sizes; `--only=a,b` (or
- * BENCH_ONLY) runs some phases: ceiling, processing, scale, enqueue, latency. `--pg=queue` (or
+ * BENCH_ONLY) runs some phases: ceiling, processing, keys, scale, enqueue, latency. `--pg=queue` (or
  * BENCH_PG) runs on PostgreSQL set for a queue (settings.ts, SERVER_PROFILES); its results are
  * written as latest-queue.{md,json}.
  */
@@ -14,6 +14,7 @@ import { startCpuMeter } from './cpu.js'
 import { describeMachine } from './machine.js'
 import { runCeilingPhase } from './phases/ceiling.js'
 import { runEnqueuePhase } from './phases/enqueue.js'
+import { runKeysPhase } from './phases/keys.js'
 import { runLatencyPhase } from './phases/latency.js'
 import { runProcessingPhase } from './phases/processing.js'
 import { runScalePhase } from './phases/scale.js'
@@ -25,7 +26,7 @@ import { BUSY_MACHINE_CORES, FULL, QUICK, SERVER_PROFILES, type ServerProfile } 
 /** How long the idle check watches the machine before the first measure. */
 const IDLE_CHECK_MS = 2000
 
-const PHASES = ['ceiling', 'processing', 'scale', 'enqueue', 'latency'] as const
+const PHASES = ['ceiling', 'processing', 'keys', 'scale', 'enqueue', 'latency'] as const
 type Phase = (typeof PHASES)[number]
 
 const args = process.argv.slice(2)
@@ -97,6 +98,7 @@ try {
     settings: { ...sizes },
     ceiling,
     processing,
+    keys: only.includes('keys') ? await runKeysPhase(ctx) : [],
     scale: only.includes('scale') ? await runScalePhase(ctx, processing) : [],
     enqueue: only.includes('enqueue') ? await runEnqueuePhase(ctx) : [],
     latency: only.includes('latency') ? await runLatencyPhase(ctx) : [],
@@ -107,6 +109,7 @@ try {
   console.log(`\n${markdown}`)
   const failed = [
     ...results.processing,
+    ...results.keys,
     ...results.scale,
     ...results.enqueue,
     ...results.latency,

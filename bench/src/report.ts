@@ -41,7 +41,7 @@ export function renderMarkdown(r: BenchResults): string {
 
 /** Says up front when other processes took CPU during the run, from the `other` column of every measure. */
 function noiseWarning(r: BenchResults): string[] {
-  const others = [...r.ceiling, ...r.processing, ...r.scale, ...r.enqueue]
+  const others = [...r.ceiling, ...r.processing, ...r.keys, ...r.scale, ...r.enqueue]
     .map((m) => m.cpu?.other)
     .filter((o): o is number => o !== undefined)
     .sort((a, b) => a - b)
@@ -282,6 +282,7 @@ function detailSections(r: BenchResults): string[] {
     'First to last: ours from `min(completed_at)` to `max(completed_at)` read back with every order; the peers from the first to the last',
     "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.",
   )
+  if (r.keys.length) out.push(...keysSection(r.keys))
   out.push('', '## Scale (ours, default mode and batch)', '')
   const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0 && s.delayedRows === 0)
   out.push(
@@ -436,6 +437,38 @@ function enqueueRow(e: EnqueueResult): string[] {
     String(e.non2xx),
     cpu(e.cpu),
     once(e.exactlyOnce),
+  ]
+}
+
+/**
+ * Per-key FIFO: each keyed run beside the unkeyed run of its system and mode just before it (the
+ * same round), so the ratio compares runs minutes apart.
+ */
+function keysSection(runs: readonly ProcessingResult[]): string[] {
+  const unkeyed = new Map<string, ProcessingResult>()
+  const rows = runs.map((p) => {
+    const kind = `${p.system} ${p.mode ?? ''}`
+    if (!p.keys) unkeyed.set(kind, p)
+    const base = unkeyed.get(kind)
+    return [
+      p.system,
+      p.label,
+      p.keys ? p.keys.toLocaleString('en') : 'none',
+      p.jobs.toLocaleString('en'),
+      rate(p.rate, '/s'),
+      p.keys ? ratio(p.rate, base?.rate) : '',
+      once(p.exactlyOnce),
+    ]
+  })
+  return [
+    '',
+    `## Per-key FIFO (${runs[0]?.workers ?? 0} processes; ours: orderingKeys; graphile-worker: named job queues)`,
+    '',
+    ...table(['system', 'setting', 'keys', 'jobs', 'rate', 'vs unkeyed, same round', 'exactly once'], rows),
+    '',
+    "One key's orders run one at a time, in order, across every process: with one key the rate is one order's",
+    'claim, processing and completion after another. Ours also checks each key completed in id order. graphile-worker',
+    'runs its named-queue measures without its local queue, which breaks their serial guarantee (graphile/worker#621).',
   ]
 }
 

@@ -25,6 +25,8 @@ export interface ProcessingResult {
   historyRows: number
   /** Scheduled (not yet due) orders of a higher priority in the table beside the due ones. */
   delayedRows: number
+  /** Ours: orderingKeys the orders were spread over; graphile-worker: named job queues. None if absent. */
+  keys?: number
   /** First to last completion; `timing` says how each system's instants were taken. */
   firstToLastMs: number
   rate: number
@@ -103,6 +105,8 @@ export interface BenchResults {
   settings: Record<string, unknown>
   ceiling: CeilingResult[]
   processing: ProcessingResult[]
+  /** Per-key FIFO: ours keyed and unkeyed beside graphile-worker's named queues (phases/keys.ts). */
+  keys: ProcessingResult[]
   scale: ProcessingResult[]
   enqueue: EnqueueResult[]
   latency: LatencyResult[]

@@ -51,6 +51,14 @@ export interface Sizes {
   latencyGapMs: number
   /** Length of the insert ceiling loops (the claim loops run until the preload is drained). */
   ceilingInsertSeconds: number
+  /**
+   * Orders spread over 1,000 keys, and of one hot key (strictly sequential): fewer than the
+   * processing runs', since graphile-worker's named queues drain at a few hundred jobs a second.
+   */
+  keyedOrders: number
+  hotKeyOrders: number
+  /** Rounds of the keys phase. */
+  keyRounds: number
 }
 
 export const FULL: Sizes = {
@@ -65,6 +73,9 @@ export const FULL: Sizes = {
   latencyOrders: 500,
   latencyGapMs: 20,
   ceilingInsertSeconds: 8,
+  keyedOrders: 20_000,
+  hotKeyOrders: 1_000,
+  keyRounds: 2,
 }
 
 /** A smoke run (`BENCH_QUICK=1` or `--quick`): every code path in about two minutes, numbers meaningless. */
@@ -80,6 +91,9 @@ export const QUICK: Sizes = {
   latencyOrders: 40,
   latencyGapMs: 20,
   ceilingInsertSeconds: 2,
+  keyedOrders: 2_000,
+  hotKeyOrders: 200,
+  keyRounds: 1,
 }
 
 /** The concurrency of each enqueue measure, as issue 4 sets them. */

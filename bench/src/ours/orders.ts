@@ -34,20 +34,27 @@ export async function dropOurDatabase(ctx: BenchContext, url: string, db: Db): P
   await ctx.server.dropDatabase(url)
 }
 
-/** Inserts `count` pending orders with the product's own insert; returns the id before the first. */
-export async function preloadOrders(db: Db, count: number): Promise<number> {
+/**
+ * Inserts `count` orders with the product's own insert, spread round-robin over `keys` orderingKeys
+ * if any; returns the id before the first.
+ */
+export async function preloadOrders(db: Db, count: number, keys = 0): Promise<number> {
   let before: number | undefined
   for (let done = 0; done < count; done += PRELOAD_CHUNK) {
-    const chunk = Array.from({ length: Math.min(PRELOAD_CHUNK, count - done) }, () => BENCH_ORDER)
+    const chunk = Array.from({ length: Math.min(PRELOAD_CHUNK, count - done) }, (_, i) =>
+      keys > 0 ? { ...BENCH_ORDER, orderingKey: `key-${(done + i) % keys}` } : BENCH_ORDER,
+    )
     const inserted = await insertOrders(db, chunk)
     before ??= inserted[0]!.id - 1
   }
   return before ?? 0
 }
 
-/** True when no order is pending: every claimed batch has committed. */
+/** True when no order is pending or waiting behind its key: every claimed batch has committed. */
 export async function nonePending(db: Db): Promise<boolean> {
-  return (await listOrders(db, { status: 'pending', limit: 1 })).length === 0
+  for (const status of ['pending', 'waiting'] as const)
+    if ((await listOrders(db, { status, limit: 1 })).length > 0) return false
+  return true
 }
 
 export interface OrdersVerdict {
@@ -71,6 +78,10 @@ export async function verifyOrders(
   let last: Date | undefined
   const notCompleted = new Map<string, number>()
   let retried = 0
+  // Per orderingKey, the last completion seen: ids ascend, so each key's completions must too.
+  // Strictly earlier only: a Date keeps milliseconds, and a hot key completes an order every 2 ms.
+  const lastOfKey = new Map<string, Date>()
+  let outOfOrder = 0
   const perWorker: Record<string, number> = {}
   for (let cursor = after; ; ) {
     const page = await listOrders(db, { after: cursor, limit: VERIFY_PAGE })
@@ -82,6 +93,11 @@ export async function verifyOrders(
         if (!first || order.completedAt < first) first = order.completedAt
         if (!last || order.completedAt > last) last = order.completedAt
       }
+      if (order.orderingKey !== null && order.completedAt) {
+        const previous = lastOfKey.get(order.orderingKey)
+        if (previous && order.completedAt < previous) outOfOrder += 1
+        lastOfKey.set(order.orderingKey, order.completedAt)
+      }
       if (order.completedBy) perWorker[order.completedBy] = (perWorker[order.completedBy] ?? 0) + 1
     }
     if (page.length < VERIFY_PAGE) break
@@ -91,10 +107,11 @@ export async function verifyOrders(
   if (count !== expected) problems.push(`${count} orders stored, ${expected} expected`)
   for (const [status, n] of notCompleted) problems.push(`${n} orders ${status}`)
   if (retried) problems.push(`${retried} completed orders with attempts <> 1`)
+  if (outOfOrder) problems.push(`${outOfOrder} orders completed before the order before them in their key`)
   return {
     exactlyOnce: {
       ok: problems.length === 0,
-      how: 'every order read back: completed, attempts = 1, count as expected',
+      how: 'every order read back: completed, attempts = 1, count as expected, each key in id order',
       problems,
     },
     count,

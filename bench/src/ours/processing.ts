@@ -18,6 +18,10 @@ export interface OurProcessingOptions {
   historyRows?: number
   delayedRows?: number
   logLevel?: 'warn' | 'info'
+  /** Spread the orders over this many orderingKeys (none if absent). */
+  keys?: number
+  /** Orders preloaded, if not `sizes.processingOrders`. */
+  jobs?: number
 }
 
 /**
@@ -26,20 +30,23 @@ export interface OurProcessingOptions {
  * Throughput is first to last `completed_at`, read back with every order.
  */
 export async function processOurs(ctx: BenchContext, options: OurProcessingOptions): Promise<ProcessingResult> {
-  const jobs = ctx.sizes.processingOrders
+  const jobs = options.jobs ?? ctx.sizes.processingOrders
+  const keys = options.keys ?? 0
   const historyRows = options.historyRows ?? 0
   const delayedRows = options.delayedRows ?? 0
   const logLevel = options.logLevel ?? 'warn'
-  const label = `${options.mode} mode, ${describeBatches(options.batchSize)}${logLevel === 'warn' ? '' : `, LOG_LEVEL=${logLevel}`}`
+  const label =
+    `${options.mode} mode, ${describeBatches(options.batchSize)}` +
+    `${logLevel === 'warn' ? '' : `, LOG_LEVEL=${logLevel}`}${keys ? `, ${keys.toLocaleString('en')} orderingKey${keys === 1 ? '' : 's'}` : ''}`
   const { url, db } = await createOurDatabase(
     ctx,
-    `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d_${logLevel}`,
+    `ours_${options.workers}w_${options.batchSize}_${historyRows}h_${delayedRows}d_${logLevel}_${keys}k`,
   )
   try {
     if (historyRows > 0) await loadHistory(url, historyRows)
     // Before the preload: verifyOrders reads back the orders after the last id it was given.
     if (delayedRows > 0) await loadDelayedBacklog(url, delayedRows)
-    const after = await preloadOrders(db, jobs)
+    const after = await preloadOrders(db, jobs, keys)
     await ctx.server.checkpoint()
 
     const workers = startOurWorkers(url, options.workers, options)
@@ -72,6 +79,7 @@ export async function processOurs(ctx: BenchContext, options: OurProcessingOptio
       jobs,
       historyRows,
       delayedRows,
+      ...(keys ? { keys } : {}),
       firstToLastMs,
       rate: perSecond(jobs, firstToLastMs),
       timing: 'min to max completed_at (statement time of each batch completion)',

@@ -18,9 +18,15 @@ export async function openGraphile(url: string): Promise<Peer> {
   return {
     system: 'graphile-worker',
     script: scripts.graphileWorker,
-    async preload(total) {
+    async preload(total, queues = 0) {
       for (const ns of chunks(total, PRELOAD_CHUNK)) {
-        await utils.addJobs(ns.map((n) => ({ identifier: PEER_QUEUE, payload: { n } })))
+        await utils.addJobs(
+          ns.map((n) => ({
+            identifier: PEER_QUEUE,
+            payload: { n },
+            ...(queues ? { queueName: `q-${n % queues}` } : {}),
+          })),
+        )
       }
     },
     async addOne(n) {

@@ -8,8 +8,11 @@ export interface Peer {
   system: Exclude<System, 'ours'>
   /** The worker script (bench/src/peers/*-worker.ts) the bench starts one process of per worker. */
   script: string
-  /** Adds jobs n = 0 .. count-1 in bulk calls. */
-  preload(count: number): Promise<void>
+  /**
+   * Adds jobs n = 0 .. count-1 in bulk calls; with `queues`, spread round-robin over that many
+   * named queues whose jobs run one at a time, in order (graphile-worker's job queues; only it).
+   */
+  preload(count: number, queues?: number): Promise<void>
   /** One job, one call: the peer's plain enqueue. */
   addOne(n: number): Promise<void>
   /** Many jobs, one call. */

@@ -25,7 +25,8 @@ export async function openPgBoss(url: string): Promise<Peer> {
   return {
     system: 'pg-boss',
     script: scripts.pgBossWorker,
-    async preload(total) {
+    async preload(total, queues = 0) {
+      if (queues) throw new Error('pg-boss: named queues are not part of the bench')
       for (const ns of chunks(total, PRELOAD_CHUNK))
         await boss.insert(
           PEER_QUEUE,

@@ -14,15 +14,19 @@ const PROGRESS_POLL_MS = 50
  * then `workers` processes of its worker script until every job is handled and gone from (or
  * completed in) its table. Throughput is first to last handler return across the processes.
  */
-export async function processPeer(ctx: BenchContext, system: PeerName, workers: number): Promise<ProcessingResult> {
-  const jobs = ctx.sizes.processingOrders
-  const url = await ctx.server.createDatabase(`${system}_${workers}w`)
+export async function processPeer(
+  ctx: BenchContext,
+  system: PeerName,
+  workers: number,
+  { queues = 0, jobs = ctx.sizes.processingOrders }: { queues?: number; jobs?: number } = {},
+): Promise<ProcessingResult> {
+  const url = await ctx.server.createDatabase(`${system}_${workers}w_${queues}q`)
   const peer = await PEERS[system](url)
   try {
-    await peer.preload(jobs)
+    await peer.preload(jobs, queues)
     await ctx.server.checkpoint()
 
-    const running = startPeerWorkers(peer, url, workers)
+    const running = startPeerWorkers(peer, url, workers, queues ? { SERIAL_QUEUES: '1' } : {})
     const cpu = await ctx.startCpuMeter(() => running.children.map((c) => c.pid))
     const started = nowMs()
     let wallMs: number
@@ -53,11 +57,12 @@ export async function processPeer(ctx: BenchContext, system: PeerName, workers: 
     const firstToLastMs = lastDone - firstDone
     return {
       system,
-      label: 'documented high-throughput settings',
+      label: `documented high-throughput settings${queues ? `, ${queues.toLocaleString('en')} named queue${queues === 1 ? '' : 's'}` : ''}`,
       workers,
       jobs,
       historyRows: 0,
       delayedRows: 0,
+      ...(queues ? { keys: queues } : {}),
       firstToLastMs,
       rate: perSecond(jobs, firstToLastMs),
       timing: 'first to last handler return, across the worker processes',
