@@ -321,3 +321,24 @@ t.test('retention forgets the lock rows of keys with nothing in line, and keeps 
   const [again] = await insertOrders(db, [makeOrder({ orderingKey: 'done' })])
   t.equal(again!.status, 'pending', 'a key forgotten is made again by its next submission')
 })
+
+t.test(
+  'a promoted order joins the line when it is promoted: a backlog of keys does not hold newer orders back',
+  async (t) => {
+    const db = await setUp(t)
+    const backlog = await insertOrders(
+      db,
+      Array.from({ length: 60 }, (_, i) => makeOrder({ orderingKey: `k-${i % 20}` })),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    const [newer] = await insertOrders(db, [makeOrder()])
+    const heads = await claimableIds(db)
+    t.same(heads, [...ids(backlog.slice(0, 20)), newer!.id], 'the 20 heads and the newer order')
+    await settleNow(db, { completed: heads.slice(0, 20) })
+    const { tx, orders } = await claimBatch(db, { limit: 1 })
+    await tx.rollback()
+    t.same(ids(orders), [newer!.id], 'the newer order before the 20 heads promoted after it was submitted')
+    const promoted = await getOrder(db, backlog[20]!.id)
+    t.ok(promoted!.runAt > newer!.runAt, 'a promoted order is due from its promotion')
+  },
+)

@@ -31,8 +31,16 @@ export const lockOrderingKeys = new Statement<{ keys: readonly string[] }>(sql`
   select distinct key from unnest(${sql.placeholder('keys')}::text[]) as key order by key
   on conflict (key) do update set key = excluded.key where false`)
 
-/** A waiting order that becomes its key's head: due now (pending) or at its runAt (scheduled). */
-const headStatus = sql`(case when ${orders.runAt} > statement_timestamp() then 'scheduled' else 'pending' end)`
+/**
+ * A waiting order that becomes its key's head: due at its runAt if that is still ahead (scheduled),
+ * else due now (pending), and it joins the claim's line now. Kept at its submission time, it would
+ * go ahead of every order submitted since it: a backlog of keys, promoted one head after another,
+ * would hold newer unkeyed orders back until it drained.
+ */
+const asHead = sql`
+  status = (case when ${orders.runAt} > statement_timestamp() then 'scheduled' else 'pending' end),
+  run_at = greatest(${orders.runAt}, statement_timestamp()),
+  updated_at = statement_timestamp()`
 
 /** The next waiting order of the key `key` (an SQL expression), by orders_key_waiting_idx. */
 const nextWaiting = (key: SQL) => sql`(
@@ -46,7 +54,7 @@ const nextWaiting = (key: SQL) => sql`(
  */
 export function promoteNextOf(settledHeads: SQL): SQL {
   return sql`
-    update ${orders} set status = ${headStatus}, updated_at = statement_timestamp()
+    update ${orders} set ${asHead}
     where ${orders.id} in (
       select ${nextWaiting(sql`settled.ordering_key`)} from ${settledHeads} as settled
       where settled.ordering_key is not null)
@@ -59,7 +67,7 @@ export function promoteNextOf(settledHeads: SQL): SQL {
  * locks. Returns the orders promoted as `[id, status, run_at]`.
  */
 export const promoteHeadless = new Statement<{ keys: readonly string[] }>(sql`
-  update ${orders} set status = ${headStatus}, updated_at = statement_timestamp()
+  update ${orders} set ${asHead}
   where ${orders.id} in (
     select ${nextWaiting(sql`line.key`)}
     from unnest(${sql.placeholder('keys')}::text[]) as line(key)
