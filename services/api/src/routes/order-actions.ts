@@ -1,5 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { cancelOrder, type Db, getOrder, retryOrders, skipOrder } from '@postgres-queue/db'
+import {
+  type CancelResult,
+  cancelOrder,
+  type Db,
+  type Due,
+  getOrder,
+  type Order as OrderRow,
+  retryOrders,
+  type SkipResult,
+  skipOrder,
+} from '@postgres-queue/db'
 import type { FastifyInstance } from 'fastify'
 import { ApiError } from '../errors.js'
 import type { OrderIntake } from '../order-intake.js'
@@ -62,28 +72,33 @@ const singleOrderActions: FastifyPluginAsyncTypebox<Deps> = async (app, { db, in
   const cancel = schema('cancelOrder', 'Cancel an order no worker is running: scheduled, waiting, pending or failed')
   app.post('/orders/:id/cancel', { schema: cancel, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
-    const result = await cancelOrder(db, id)
-    if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
-    if (result.outcome === 'conflict') {
-      throw new ApiError(409, 'ORDER_NOT_CANCELLABLE', `Order ${id} cannot be cancelled: ${result.reason}`)
-    }
+    const { order, due } = changedOrder(id, await cancelOrder(db, id), 'ORDER_NOT_CANCELLABLE', 'cancelled')
     request.log.info({ orderId: id }, 'order cancelled')
-    intake.wakeWorkers(result.due) // the next order of its key, if it had one
-    return toOrderJson(result.order)
+    intake.wakeWorkers(due) // the next order of its key, if it had one
+    return toOrderJson(order)
   })
 
   const skip = schema('skipOrder', "Let a failed order's orderingKey go on without it; it stays failed")
   app.post('/orders/:id/skip', { schema: skip, config: { errors: [404, 409] } }, async (request) => {
     const { id } = request.params
-    const result = await skipOrder(db, id)
-    if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
-    if (result.outcome === 'conflict') {
-      throw new ApiError(409, 'ORDER_NOT_SKIPPABLE', `Order ${id} cannot be skipped: ${result.reason}`)
-    }
-    request.log.info({ orderId: id, orderingKey: result.order.orderingKey }, 'failed order skipped')
-    intake.wakeWorkers(result.due)
-    return toOrderJson(result.order)
+    const { order, due } = changedOrder(id, await skipOrder(db, id), 'ORDER_NOT_SKIPPABLE', 'skipped')
+    request.log.info({ orderId: id, orderingKey: order.orderingKey }, 'failed order skipped')
+    intake.wakeWorkers(due)
+    return toOrderJson(order)
   })
+}
+
+/** The order a cancel or a skip changed, and what it made due; a 404 or a 409 saying why not. */
+function changedOrder(
+  id: number,
+  result: CancelResult | SkipResult,
+  conflictCode: string,
+  verb: string,
+): { order: OrderRow; due: Due } {
+  if (result.outcome === 'not_found') throw new ApiError(404, 'ORDER_NOT_FOUND', `Order ${id} does not exist`)
+  if (result.outcome === 'conflict')
+    throw new ApiError(409, conflictCode, `Order ${id} cannot be ${verb}: ${result.reason}`)
+  return result
 }
 
 /**
