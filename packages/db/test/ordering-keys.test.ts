@@ -117,14 +117,20 @@ t.test('a head waiting for its retry holds its key; a dead letter holds it until
   t.same(await claimableIds(db), [next!.id])
 })
 
-t.test('skip lets the key go on and keeps the dead letter; a redrive puts it back in line by id', async (t) => {
-  const db = await setUp(t)
-  const [head, second, third] = await insertOrders(db, [
+/** Key 'k': a dead-lettered head and two orders waiting behind it. */
+async function deadHeadAndTwoBehind(db: Db): Promise<Order[]> {
+  const line = await insertOrders(db, [
     makeOrder({ orderingKey: 'k', maxAttempts: 1 }),
     makeOrder({ orderingKey: 'k' }),
     makeOrder({ orderingKey: 'k' }),
   ])
-  await settleNow(db, { failed: [head!.id] })
+  await settleNow(db, { failed: [line[0]!.id] })
+  return line
+}
+
+t.test('skip lets the key go on and keeps the dead letter; a redrive puts it back in line by id', async (t) => {
+  const db = await setUp(t)
+  const [head, second, third] = await deadHeadAndTwoBehind(db)
   t.match(await skipOrder(db, second!.id), {
     outcome: 'conflict',
     reason: 'the order is waiting: only a failed order can be skipped',
@@ -153,12 +159,7 @@ t.test('skip lets the key go on and keeps the dead letter; a redrive puts it bac
 
 t.test('cancel: a waiting order leaves the line; a cancelled head lets the next go', async (t) => {
   const db = await setUp(t)
-  const [head, second, third] = await insertOrders(db, [
-    makeOrder({ orderingKey: 'k', maxAttempts: 1 }),
-    makeOrder({ orderingKey: 'k' }),
-    makeOrder({ orderingKey: 'k' }),
-  ])
-  await settleNow(db, { failed: [head!.id] })
+  const [head, second, third] = await deadHeadAndTwoBehind(db)
   t.match(await cancelOrder(db, second!.id), { outcome: 'cancelled', due: { now: false } })
   t.same(await claimableIds(db), [], 'the dead letter still holds the key')
   t.match(await cancelOrder(db, head!.id), { outcome: 'cancelled', due: { now: true } })
