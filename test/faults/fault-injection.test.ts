@@ -462,7 +462,10 @@ async function skipDeadHeads(db: Db, base: string): Promise<number> {
     .catch(() => [])
   let skipped = 0
   for (const { id } of heads) {
-    const response = await fetch(`${base}/orders/${id}/skip`, { method: 'POST' }).catch(() => undefined)
+    const response = await fetch(`${base}/orders/${id}/skip`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(5000),
+    }).catch(() => undefined)
     if (response?.status === 200) skipped += 1
   }
   return skipped
