@@ -45,6 +45,13 @@ const AFTERMATH_MS = 2000
 /** Once the faults stop, every order must be final within this. */
 const SETTLE_MS = 90_000
 /**
+ * Once the faults stop, a submission still being resent must be acknowledged within this: the api
+ * and the database are back, so a longer wait is a fault of its own, not the test's timing.
+ */
+const LAST_SUBMISSION_MS = 60_000
+/** Past SETTLE_MS, a settle check (a query, a skip request) still not returned is a hang. */
+const SETTLE_HANG_MS = 30_000
+/**
  * Longer than a batch may keep its transaction idle (its 2 s budget), shorter than the server's own
  * bound (idle_in_transaction_session_timeout, the order timeout + 5 s), so a stuck worker shows.
  */
@@ -61,7 +68,8 @@ type Event = {
   until: number
 }
 
-t.setTimeout((FAULT_SECONDS + 60) * 1000 + SETTLE_MS + 60_000)
+// Start-up (60 s), the faults, the last submissions, the settle, and the checks: each bounded.
+t.setTimeout((FAULT_SECONDS + 120) * 1000 + LAST_SUBMISSION_MS + SETTLE_MS + SETTLE_HANG_MS)
 
 t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold (seed ${SEED})`, async (t) => {
   t.comment(`FAULT_SEED=${SEED} FAULT_SECONDS=${FAULT_SECONDS} replays this run`)
@@ -129,6 +137,7 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   const base = `http://127.0.0.1:${port}`
   const acknowledged = new Map<string, number>()
   let submitting = true
+  let stoppedSubmittingAt = Infinity
   let submission = 0
   const submitters = Array.from({ length: 2 }, async (_, client) => {
     while (submitting) {
@@ -140,6 +149,8 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
           acknowledged.set(key, id)
           break
         }
+        if (now() - stoppedSubmittingAt > LAST_SUBMISSION_MS)
+          throw new Error(`seed ${SEED}: ${key} not acknowledged ${LAST_SUBMISSION_MS} ms after the faults stopped`)
         await sleep(200)
       }
       await sleep(100)
@@ -150,6 +161,10 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
   // worker waiting on itself, say for a free connection, would show here before its leases lapse).
   const stuck: { at: number; worker: string; idleMs: number; query: string }[] = []
   let sampling = true
+  // Also when a step before the sampler's own end fails: a sampling loop would keep the process up.
+  t.teardown(() => {
+    sampling = false
+  })
   const sampler = (async () => {
     const probe = createDb(url, { maxConnections: 1, maxReconnectDelaySeconds: 0.2 })
     while (sampling) {
@@ -213,15 +228,17 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
 
   // Settle: submissions stop, every order must become final.
   submitting = false
+  stoppedSubmittingAt = now()
   await Promise.all(submitters)
   const settleStarted = now()
   const progress: string[] = []
   let skipped = 0
-  await waitFor(
+  const settled = waitFor(
     async () => {
+      progress.push(`${Math.round((now() - settleStarted) / 1000)}s:`)
       skipped += await skipDeadHeads(db, base)
       const left = await unfinished(db)
-      progress.push(`${Math.round((now() - settleStarted) / 1000)}s:${left}`)
+      progress.push(`${progress.pop()}${left}`)
       return left === 0
     },
     {
@@ -234,6 +251,15 @@ t.test(`faults at random for ${FAULT_SECONDS} s, both modes: the guarantees hold
       cause: err,
     })
   })
+  // waitFor cannot end a check that never returns: name the hang rather than run into tap's timeout.
+  const settleBound = new AbortController()
+  const hung = sleep(SETTLE_MS + SETTLE_HANG_MS, undefined, { signal: settleBound.signal }).then(
+    () => {
+      throw new Error(`seed ${SEED}: a settle check did not return (checks so far: ${progress.join(' ')})`)
+    },
+    () => {}, // the settle ended first
+  )
+  await Promise.race([settled, hung]).finally(() => settleBound.abort())
   t.comment(`all orders final ${now() - settleStarted} ms after the faults stopped (left: ${progress.join(' ')})`)
   t.comment(`dead letters skipped to let their keys go on: ${skipped}`)
 
