@@ -6,6 +6,7 @@ import type {
   ExactlyOnce,
   LatencyResult,
   ProcessingResult,
+  SteadyResult,
   System,
 } from './results.js'
 import {
@@ -18,7 +19,7 @@ import {
   PG_BOSS_SETTINGS,
   WORKER_MODES,
 } from './settings.js'
-import { mean, round } from './stats.js'
+import { type LatencySummary, mean, round } from './stats.js'
 
 /** The markdown report: the summary table with issue 9's targets, then every measure in detail. */
 export function renderMarkdown(r: BenchResults): string {
@@ -283,6 +284,7 @@ function detailSections(r: BenchResults): string[] {
     "handler return across their processes (their completion is written right after). Spawn to drained includes each process's start-up.",
   )
   if (r.keys.length) out.push(...keysSection(r.keys))
+  if (r.steady.runs.length) out.push(...steadySection(r.steady))
   out.push('', '## Scale (ours, default mode and batch)', '')
   const one = r.scale.find((s) => s.workers === 1 && s.historyRows === 0 && s.delayedRows === 0)
   out.push(
@@ -470,6 +472,149 @@ function keysSection(runs: readonly ProcessingResult[]): string[] {
     'claim, processing and completion after another. Ours also checks each key completed in id order. graphile-worker',
     'runs its named-queue measures without its local queue, which breaks their serial guarantee (graphile/worker#621).',
   ]
+}
+
+/**
+ * Steady state: what each system carried, then per processor and rate a row per system (the whole
+ * run, and whether its p99 stayed flat), the targets against graphile-worker at 90%, and every
+ * run's windows.
+ */
+function steadySection({ probes, runs }: BenchResults['steady']): string[] {
+  const name = (x: { system: string; mode?: string; via?: string }) =>
+    `${x.system}${x.mode ? ` ${x.mode}${x.via === 'sql' ? ', submit_order()' : ''}` : ''}`
+  const p99 = (l: LatencySummary | undefined) => l?.p99 ?? Number.NaN
+  const flatness = (x: SteadyResult) => round(p99(x.windows.at(-1)?.startMs) / p99(x.windows[1]?.startMs), 2)
+  const out = [
+    '',
+    `## Steady state, open loop (${runs[0]?.seconds} s per run, 3 worker processes each)`,
+    '',
+    'Orders are due on a fixed schedule whatever the answers; latency counts from when each was due, so a slow',
+    'answer cannot hide its own cost. Ours is submitted with POST /orders (HTTP included), the peers with their',
+    "client's one-job call; ours once more with submit_order() in the client's own transaction, as they do. *start*: due to processor start; *completion*: due to the completion's write, where the",
+    'system keeps it (graphile-worker deletes the row). The totals leave out the first window (start-up: connections',
+    "opening, code not yet optimized); the windows below show it. Flat: last window's p99 to the second's (target <= 1.5).",
+    '',
+    ...table(
+      ['system', 'processor', 'carried (probe)', 'submitted'],
+      probes.map((p) => [name(p), p.processor, rate(p.rate, '/s'), rate(p.submitted, '/s')]),
+    ),
+    '',
+    ...table(
+      [
+        'system',
+        'processor',
+        'rate',
+        'in',
+        'to start p50 / p99 / p99.9 / max',
+        'to completion p99',
+        'flat',
+        'backlog max',
+        'bytes first / last window',
+        'autovacuums',
+        'checkpoints',
+        'claim buffers/call',
+        'errors',
+        'exactly once',
+      ],
+      runs.map((x) => [
+        `${name(x)}${x.historyRows ? ' (retention)' : ''}`,
+        x.processor,
+        `${rate(x.rate, '/s')} (${Math.round(x.share * 100)}%)`,
+        x.windows.reduce((n, w) => n + w.in, 0).toLocaleString('en'),
+        `${x.startMs.p50} / ${x.startMs.p99} / ${x.startMs.p999} / ${x.startMs.max} ms`,
+        x.completedMs ? `${x.completedMs.p99} ms` : 'n/a',
+        `${flatness(x)}`,
+        Math.max(...x.windows.map((w) => w.backlog)).toLocaleString('en'),
+        `${mib(x.windows[0]?.bytes)} / ${mib(x.windows.at(-1)?.bytes)} MiB`,
+        String(x.windows.reduce((n, w) => n + w.autovacuums, 0)),
+        String(x.windows.reduce((n, w) => n + w.checkpoints, 0)),
+        String(median(x.windows.map((w) => w.claimBuffersPerCall).filter((b) => b !== undefined)) ?? ''),
+        String(x.errors),
+        once(x.exactlyOnce),
+      ]),
+    ),
+    '',
+    ...steadyTargets(runs, flatness),
+  ]
+  for (const x of runs) {
+    out.push(
+      '',
+      `### ${name(x)}, ${x.processor}, ${rate(x.rate, '/s')} (${Math.round(x.share * 100)}%)${x.historyRows ? `, ${x.historyRows.toLocaleString('en')} history rows under retention` : ''}`,
+      '',
+      ...table(
+        [
+          'window end',
+          'in',
+          'started',
+          'to start p50 / p99 / p99.9 / max',
+          'to completion p50 / p99 / p99.9 / max',
+          'backlog',
+          'claim buffers/call',
+          'MiB',
+          'dead tuples',
+          'autovacuums',
+          'checkpoints',
+        ],
+        x.windows.map((w) => [
+          `${w.endsAtSecond} s`,
+          w.in.toLocaleString('en'),
+          w.started.toLocaleString('en'),
+          `${w.startMs.p50} / ${w.startMs.p99} / ${w.startMs.p999} / ${w.startMs.max}`,
+          w.completedMs
+            ? `${w.completedMs.p50} / ${w.completedMs.p99} / ${w.completedMs.p999} / ${w.completedMs.max}`
+            : 'n/a',
+          w.backlog.toLocaleString('en'),
+          String(w.claimBuffersPerCall ?? ''),
+          mib(w.bytes),
+          w.deadTuples.toLocaleString('en'),
+          String(w.autovacuums),
+          String(w.checkpoints),
+        ]),
+      ),
+      '',
+      `Longest wait of a due order for a free call: ${x.longestSendWaitMs} ms. CPU cores (postgres / services / bench / other): ${cpu(x.cpu)}.`,
+    )
+  }
+  return out
+}
+
+/** Issue 23's steady-state targets, per processor: at 90%, ours' p99 to start against graphile-worker's, and flat; retention bounded. */
+function steadyTargets(runs: readonly SteadyResult[], flatness: (x: SteadyResult) => number): string[] {
+  const lines: string[] = []
+  const top = Math.max(...runs.map((x) => x.share))
+  for (const x of runs.filter((r) => r.system === 'ours' && r.share === top && !r.historyRows)) {
+    const how = x.via === 'sql' ? ', submit_order()' : ', POST /orders'
+    const gw = runs.find((r) => r.system === 'graphile-worker' && r.processor === x.processor && r.share === top)
+    const ours = x.startMs.p99
+    lines.push(
+      `- ${x.mode} mode${how}, ${x.processor}, ${rate(x.rate, '/s')}: ` +
+        target(
+          "p99 to start <= graphile-worker's",
+          gw !== undefined && ours <= gw.startMs.p99,
+          `${ours} vs ${gw?.startMs.p99} ms`,
+        ) +
+        '; ' +
+        target('flat', flatness(x) <= 1.5, `${flatness(x)}`),
+    )
+  }
+  const retained = runs.find((r) => r.historyRows)
+  if (retained) {
+    const first = retained.windows[0]?.bytes ?? 0
+    const last = retained.windows.at(-1)?.bytes ?? 0
+    lines.push(
+      `- with retention: ${target('table and indexes bounded (last window <= first)', last <= first, `${mib(first)} -> ${mib(last)} MiB`)}`,
+    )
+  }
+  return lines
+}
+
+function mib(bytes: number | undefined): string {
+  return bytes === undefined ? '' : String(round(bytes / 2 ** 20, 1))
+}
+
+function median(values: readonly number[]): number | undefined {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
 }
 
 function table(header: string[], rows: string[][], align?: ('l' | 'r')[]): string[] {

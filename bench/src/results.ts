@@ -84,6 +84,70 @@ export interface CeilingResult {
   cpu?: CpuUse
 }
 
+/** One window of a steady-state run (a minute, or a quarter of a shorter run). */
+export interface SteadyWindow {
+  /** Seconds from the load's start to the window's end. */
+  endsAtSecond: number
+  /** Orders due in the window and acknowledged. */
+  in: number
+  /** Processor starts in the window (first starts). */
+  started: number
+  /** From due to processor start, and to the completion's write, of the orders due in the window. */
+  startMs: LatencySummary
+  completedMs?: LatencySummary
+  /** Acknowledged, not yet started, at the window's end. */
+  backlog: number
+  /** Shared buffers per call of the statements with SKIP LOCKED (the claims) during the window. */
+  claimBuffersPerCall?: number
+  /** The system's tables and indexes, at the window's end. */
+  bytes: number
+  deadTuples: number
+  /** During the window: autovacuum runs on the system's tables; checkpoints (server-wide). */
+  autovacuums: number
+  checkpoints: number
+}
+
+export interface SteadyResult {
+  system: System
+  mode?: string
+  /** Ours: submitted over HTTP or with submit_order(). */
+  via?: 'http' | 'sql'
+  label: string
+  /** 'no-op' or 'waits 20 ms'. */
+  processor: string
+  /** The rate as a share of the highest all systems carried in the probe, and the rate. */
+  share: number
+  rate: number
+  seconds: number
+  /** Completed orders in the table at the start, which retention deletes during the run. */
+  historyRows: number
+  /** Submissions that failed. */
+  errors: number
+  /** The longest a due order waited for a free call: more than a few ms, and the load was not open. */
+  longestSendWaitMs: number
+  windows: SteadyWindow[]
+  /** The run past its first window (the warm-up). completedMs is absent where the system keeps no completion time. */
+  startMs: LatencySummary
+  completedMs?: LatencySummary
+  exactlyOnce: ExactlyOnce
+  cpu?: CpuUse
+}
+
+/** The rate a system carried in the steady-state probe (closed loop of one-job calls while it processes). */
+export interface SteadyProbe {
+  system: System
+  mode?: string
+  via?: 'http' | 'sql'
+  processor: string
+  /** Processor starts per second over the probe's last two thirds. */
+  rate: number
+  /**
+   * Calls per second over the whole probe: near `rate`, submitting bounded it; above, processing did.
+   * Absent when BENCH_STEADY_CARRIED set the rate instead of a probe.
+   */
+  submitted?: number
+}
+
 export interface MachineInfo {
   cpus: number
   cpuModel: string
@@ -110,4 +174,6 @@ export interface BenchResults {
   scale: ProcessingResult[]
   enqueue: EnqueueResult[]
   latency: LatencyResult[]
+  /** Steady state, open loop (phases/steady.ts). */
+  steady: { probes: SteadyProbe[]; runs: SteadyResult[] }
 }

@@ -59,6 +59,18 @@ export interface Sizes {
   hotKeyOrders: number
   /** Rounds of the keys phase. */
   keyRounds: number
+  /**
+   * Each steady-state run's length; unset, two checkpoint_timeout periods and a minute (11 minutes on
+   * PostgreSQL's defaults, so every run crosses two timed checkpoints). BENCH_STEADY_SECONDS sets it.
+   */
+  steadySeconds: number | undefined
+  /** Each steady-state probe's length. */
+  steadyProbeSeconds: number
+  /**
+   * The rate the steady-state shares are taken of, instead of probing for it (BENCH_STEADY_CARRIED):
+   * to run two commits at the same rates, alternating.
+   */
+  steadyCarriedRate: number | undefined
 }
 
 export const FULL: Sizes = {
@@ -76,6 +88,9 @@ export const FULL: Sizes = {
   keyedOrders: 20_000,
   hotKeyOrders: 1_000,
   keyRounds: 2,
+  steadySeconds: optionalSeconds(process.env.BENCH_STEADY_SECONDS),
+  steadyProbeSeconds: 15,
+  steadyCarriedRate: optionalNumber(process.env.BENCH_STEADY_CARRIED),
 }
 
 /** A smoke run (`BENCH_QUICK=1` or `--quick`): every code path in about two minutes, numbers meaningless. */
@@ -94,6 +109,23 @@ export const QUICK: Sizes = {
   keyedOrders: 2_000,
   hotKeyOrders: 200,
   keyRounds: 1,
+  steadySeconds: optionalSeconds(process.env.BENCH_STEADY_SECONDS) ?? 20,
+  steadyProbeSeconds: 5,
+  steadyCarriedRate: optionalNumber(process.env.BENCH_STEADY_CARRIED),
+}
+
+function optionalSeconds(value: string | undefined): number | undefined {
+  const seconds = optionalNumber(value)
+  if (seconds !== undefined && seconds < 8) throw new Error(`BENCH_STEADY_SECONDS must be 8 or more: ${value}`)
+  return seconds
+}
+
+/** A whole number above 0 from the environment, or undefined when unset. */
+function optionalNumber(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a whole number above 0, got ${value}`)
+  return n
 }
 
 /** The concurrency of each enqueue measure, as issue 4 sets them. */
@@ -134,6 +166,8 @@ const SERVER_SETTINGS = {
   // 3 graphile-worker processes hold up to 25 connections each, 6 of our workers 2 each, plus the
   // api's pool, the ceiling's clients and the bench's own.
   max_connections: 200,
+  // The steady-state phase reads each system's claim buffers per call from it.
+  shared_preload_libraries: 'pg_stat_statements',
 } as const
 
 /**

@@ -11,6 +11,7 @@ export interface LatencySummary {
   p50: number
   p95: number
   p99: number
+  p999: number
   max: number
 }
 
@@ -20,6 +21,7 @@ export function summarizeLatencies(values: readonly number[]): LatencySummary {
     p50: round(percentile(values, 50), 2),
     p95: round(percentile(values, 95), 2),
     p99: round(percentile(values, 99), 2),
+    p999: round(percentile(values, 99.9), 2),
     max: round(percentile(values, 100), 2),
   }
 }

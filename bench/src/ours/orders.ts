@@ -121,6 +121,17 @@ export async function verifyOrders(
   }
 }
 
+/** When each completed order's completion was written (epoch ms, by id), with the same read-back. */
+export async function completionTimes(db: Db): Promise<Map<number, number>> {
+  const times = new Map<number, number>()
+  for (let cursor = 0; ; ) {
+    const page = await listOrders(db, { after: cursor, status: 'completed', limit: VERIFY_PAGE })
+    for (const order of page) if (order.completedAt) times.set(order.id, order.completedAt.getTime())
+    if (page.length < VERIFY_PAGE) return times
+    cursor = page.at(-1)!.id
+  }
+}
+
 /** Counts stored orders after `after` (enqueue checks), with the same read-back. */
 export async function countOrders(db: Db, after = 0): Promise<number> {
   let count = 0

@@ -47,8 +47,8 @@ export interface RunningApi {
   /** Every request's headers: JSON, and the bearer token the api was started with. */
   headers: Record<string, string>
   /**
-   * POSTs `body` on one kept-alive connection (node:http), as a service submitting orders one by
-   * one would. Not fetch: undici's fetch adds 1.2-2 ms of client work per call at the pickup
+   * POSTs `body` on kept-alive connections (node:http; one unless the api was started with more), as
+   * a service submitting orders one by one would. Not fetch: undici's fetch adds 1.2-2 ms of client work per call at the pickup
    * measure's pace on this machine (docs/performance.md), which is not the api's time.
    */
   post(path: string, body: string): Promise<{ status: number; text: string }>
@@ -59,7 +59,7 @@ export interface RunningApi {
  * with a bearer token, as production does (and so a token in the caller's environment cannot turn
  * every request into a 401); an api without auth ignores the header.
  */
-export async function startOurApi(url: string): Promise<RunningApi> {
+export async function startOurApi(url: string, { sockets = 1 } = {}): Promise<RunningApi> {
   const port = await freePort()
   const token = randomBytes(24).toString('hex')
   const child = startNode(
@@ -77,15 +77,15 @@ export async function startOurApi(url: string): Promise<RunningApi> {
       (res) => res.ok,
       () => false,
     )
-    if (ready) return { child, baseUrl, headers, post: keptAlivePost(port, headers) }
+    if (ready) return { child, baseUrl, headers, post: keptAlivePost(port, headers, sockets) }
     await sleep(50)
   }
   await child.stop()
   throw new Error(`api not ready after 10 s\n${child.output.join('\n')}`)
 }
 
-function keptAlivePost(port: number, headers: Record<string, string>): RunningApi['post'] {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+function keptAlivePost(port: number, headers: Record<string, string>, sockets: number): RunningApi['post'] {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets })
   return (path, body) =>
     new Promise((resolve, reject) => {
       const request = http.request(

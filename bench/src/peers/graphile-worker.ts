@@ -23,6 +23,7 @@ const runner = await run({
     [PEER_QUEUE]: async (payload) => {
       const { n } = payload as { n: number }
       recorder.started(n)
+      await recorder.work()
       recorder.done(n)
     },
   },

@@ -18,6 +18,7 @@ export async function openGraphile(url: string): Promise<Peer> {
   return {
     system: 'graphile-worker',
     script: scripts.graphileWorker,
+    schema: 'graphile_worker',
     async preload(total, queues = 0) {
       for (const ns of chunks(total, PRELOAD_CHUNK)) {
         await utils.addJobs(
@@ -41,6 +42,8 @@ export async function openGraphile(url: string): Promise<Peer> {
       const left = await jobsLeft()
       return left === 0 ? [] : [`${left} jobs left in graphile_worker._private_jobs (failed or still locked)`]
     },
+    // It deletes the row in the statement that completes the job: no trace of when is left.
+    completionTimes: async () => undefined,
     async close() {
       await utils.release()
       await sql.end()

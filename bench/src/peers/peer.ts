@@ -8,6 +8,8 @@ export interface Peer {
   system: Exclude<System, 'ours'>
   /** The worker script (bench/src/peers/*-worker.ts) the bench starts one process of per worker. */
   script: string
+  /** The schema its tables live in. */
+  schema: string
   /**
    * Adds jobs n = 0 .. count-1 in bulk calls; with `queues`, spread round-robin over that many
    * named queues whose jobs run one at a time, in order (graphile-worker's job queues; only it).
@@ -26,6 +28,11 @@ export interface Peer {
    * table's view; the worker scripts' own counts are checked besides.
    */
   checkTable(expected: number): Promise<string[]>
+  /**
+   * When each job's completion was written (epoch ms, by its `n`), where the peer's table keeps it;
+   * undefined where it does not (graphile-worker deletes a completed job).
+   */
+  completionTimes(): Promise<Map<number, number> | undefined>
   close(): Promise<void>
 }
 

@@ -11,7 +11,7 @@ import { chunks, type Peer, PRELOAD_CHUNK } from './peer.js'
  */
 export async function openPgBoss(url: string): Promise<Peer> {
   const boss = new PgBoss({ connectionString: url, supervise: false, schedule: false })
-  boss.on('error', (err) => console.error('pg-boss (bench side):', err))
+  boss.on('error', (err: Error) => console.error(`pg-boss (bench side): ${err.message}`))
   await boss.start()
   await boss.createQueue(PEER_QUEUE, { ...PG_BOSS_SETTINGS.queue })
   const sql = postgres(url, { max: 1, onnotice: () => {} })
@@ -25,6 +25,7 @@ export async function openPgBoss(url: string): Promise<Peer> {
   return {
     system: 'pg-boss',
     script: scripts.pgBossWorker,
+    schema: 'pgboss',
     async preload(total, queues = 0) {
       if (queues) throw new Error('pg-boss: named queues are not part of the bench')
       for (const ns of chunks(total, PRELOAD_CHUNK))
@@ -55,6 +56,12 @@ export async function openPgBoss(url: string): Promise<Peer> {
       if (row?.completed !== expected) problems.push(`${row?.completed} completed, ${expected} expected`)
       if (row?.retried) problems.push(`${row.retried} jobs retried`)
       return problems
+    },
+    async completionTimes() {
+      const rows = await sql<{ n: number; at: number }[]>`
+        select (data->>'n')::int as n, extract(epoch from completed_on) * 1000 as at
+        from pgboss.job where name = ${PEER_QUEUE} and state = 'completed'`
+      return new Map(rows.map((row) => [row.n, Number(row.at)]))
     },
     async close() {
       await boss.stop({ graceful: false, close: true })

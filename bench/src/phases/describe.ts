@@ -1,5 +1,13 @@
 import type { CpuUse } from '../cpu.js'
-import type { CeilingResult, EnqueueResult, ExactlyOnce, LatencyResult, ProcessingResult } from '../results.js'
+import type {
+  CeilingResult,
+  EnqueueResult,
+  ExactlyOnce,
+  LatencyResult,
+  ProcessingResult,
+  SteadyResult,
+} from '../results.js'
+import type { LatencySummary } from '../stats.js'
 
 /** One progress line per measure, as the run goes. */
 export function describeProcessing(r: ProcessingResult): string {
@@ -27,6 +35,23 @@ export function describeLatency(r: LatencyResult): string {
 
 export function describeCeiling(r: CeilingResult): string {
   return `ceiling ${r.label}: ${r.rate.toLocaleString('en')} rows/s${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+}
+
+export function describeSteady(r: SteadyResult): string {
+  const second = r.windows[1]?.startMs.p99
+  const last = r.windows.at(-1)?.startMs.p99
+  const completed = r.completedMs ? `; to completion ${tail(r.completedMs)}` : ''
+  return (
+    `steady ${r.system}${r.mode ? ` ${r.mode} mode via ${r.via}` : ''} (${r.processor}, ${r.rate.toLocaleString('en')}/s = ` +
+    `${Math.round(r.share * 100)}%${r.historyRows ? ', retention' : ''}, ${r.seconds} s): to start ${tail(r.startMs)}${completed}; ` +
+    `p99 second window ${second} ms, last ${last} ms; backlog at end ${r.windows.at(-1)?.backlog}; ` +
+    `${r.errors} errors${cpu(r.cpu)}${verdict(r.exactlyOnce)}`
+  )
+}
+
+/** p50 / p99 / p99.9 / max, in ms. */
+function tail(l: LatencySummary): string {
+  return `${l.p50} / ${l.p99} / ${l.p999} / ${l.max} ms`
 }
 
 function cpu(use: CpuUse | undefined): string {

@@ -1,6 +1,7 @@
 /**
- * Our real worker loop (`runWorker`, the same call `services/worker/src/main.ts` makes) with a no-op
- * processor that tells the bench when it started on each order: the pickup latency measure needs the
+ * Our real worker loop (`runWorker`, the same call `services/worker/src/main.ts` makes) with a
+ * processor that does nothing (or waits BENCH_PROCESSOR_WAIT_MS, as an outside call would) and tells
+ * the bench when it started on each order: the pickup and steady-state measures need the
  * processor's start time, which the stock entry point does not expose.
  */
 import { runWorker } from '@postgres-queue/worker'
@@ -10,6 +11,7 @@ const recorder = createRecorder(process.env)
 
 await runWorker(process.env, async (order) => {
   recorder.started(order.id)
+  await recorder.work()
   recorder.done(order.id)
 })
 recorder.ready()

@@ -17,3 +17,6 @@ export type ParentMessage = { type: 'report' }
 
 /** Set in a worker script's environment to have it send a `started` message per job. */
 export const REPORT_STARTS_ENV = 'BENCH_REPORT_STARTS'
+
+/** Set in a worker script's environment to have its handler wait this long per job (an outside call). */
+export const PROCESSOR_WAIT_ENV = 'BENCH_PROCESSOR_WAIT_MS'

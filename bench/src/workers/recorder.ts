@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { nowMs } from '../clock.js'
 import type { ChildMessage, ParentMessage } from './protocol.js'
-import { REPORT_STARTS_ENV } from './protocol.js'
+import { PROCESSOR_WAIT_ENV, REPORT_STARTS_ENV } from './protocol.js'
 
 /** How often a worker script tells the bench its count: often enough to notice the end within a tick. */
 const PROGRESS_INTERVAL_MS = 100
@@ -10,6 +11,8 @@ export interface Recorder {
   started(key: number): void
   /** The handler is about to return for `key`. */
   done(key: number): void
+  /** What the handler does between start and done: nothing, or wait as an outside call would. */
+  work(): Promise<void> | undefined
   ready(): void
 }
 
@@ -19,6 +22,7 @@ export interface Recorder {
  */
 export function createRecorder(env: NodeJS.ProcessEnv): Recorder {
   const reportStarts = env[REPORT_STARTS_ENV] === '1'
+  const waitMs = Number(env[PROCESSOR_WAIT_ENV] ?? 0)
   const keys: number[] = []
   let firstDoneAt: number | null = null
   let lastDoneAt: number | null = null
@@ -46,6 +50,7 @@ export function createRecorder(env: NodeJS.ProcessEnv): Recorder {
       lastDoneAt = at
       keys.push(key)
     },
+    work: () => (waitMs > 0 ? sleep(waitMs) : undefined),
     ready: () => send({ type: 'ready' }),
   }
 }
