@@ -1,12 +1,10 @@
-import { randomInt } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { countOrdersByStatus, sql } from '@postgres-queue/db'
 import { openEffectsDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects, insertManyOrders, ordersPerWorker } from '../support/effects.js'
 import { startEffectWorker } from '../support/fixtures.js'
 import { isRunning, linesWith, type ServiceProcess, stopService } from '../support/processes.js'
-import { holdsWork } from '../support/work.js'
+import { killWhileDraining } from '../support/work.js'
 
 const ORDERS = 10_000
 const WORKERS = 3
@@ -52,31 +50,13 @@ for (const mode of ['transaction', 'lease'] as const) {
       }
       const fleet = Array.from({ length: WORKERS }, (_, slot) => start(slot + 1))
 
-      const started = performance.now()
-      let kills = 0
-      let midBatchKills = 0
-      for (
-        let counts = await countOrdersByStatus(db);
-        counts.completed < ORDERS;
-        counts = await countOrdersByStatus(db)
-      ) {
-        if (performance.now() - started > DRAIN_DEADLINE_MS) {
-          throw new Error(`not drained within ${DRAIN_DEADLINE_MS} ms (${kills} kills): ${JSON.stringify(counts)}`)
-        }
-        await sleep(randomInt(700, 1300))
-        // Kill only while the whole fleet is up, so two keep draining while the replacement starts.
-        // On a fixed beat regardless, start-ups (see PROCESS_MS) outlasted the beat: no worker stayed
-        // up long enough to finish a batch, and the test measured start-ups instead of crashes.
-        if (!fleet.every((w) => linesWith(w, 'worker started').length > 0)) continue
-        const victim = fleet[randomInt(fleet.length)]!
-        if (await holdsWork(db, mode, victim.name)) midBatchKills += 1
-        victim.child.kill('SIGKILL')
-        await victim.exited
-        kills += 1
-        const slot = fleet.indexOf(victim)
-        fleet[slot] = start(slot + 1)
-      }
-      const drainedMs = Math.round(performance.now() - started)
+      const { kills, midBatchKills, drainedMs } = await killWhileDraining(db, {
+        fleet,
+        start,
+        mode,
+        total: ORDERS,
+        deadlineMs: DRAIN_DEADLINE_MS,
+      })
 
       const counts = await countOrdersByStatus(db)
       t.same(

@@ -1,12 +1,10 @@
-import { randomInt } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { countOrdersByStatus, insertOrders, sql } from '@postgres-queue/db'
+import { insertOrders, sql } from '@postgres-queue/db'
 import { makeOrder, openEffectsDatabase } from '@postgres-queue/testkit'
 import t from 'tap'
 import { auditEffects } from '../support/effects.js'
-import { linesWith, type ServiceProcess, startService, stopService } from '../support/processes.js'
-import { holdsWork } from '../support/work.js'
+import { type ServiceProcess, startService, stopService } from '../support/processes.js'
+import { killWhileDraining } from '../support/work.js'
 
 // Per-key FIFO across a fleet, as the processor sees it: 3 worker processes drain orders of 30
 // orderingKeys (and unkeyed ones) while they are SIGKILLed and replaced, and some orders fail their
@@ -89,31 +87,16 @@ for (const mode of ['transaction', 'lease'] as const) {
     }
     const fleet = Array.from({ length: WORKERS }, (_, slot) => start(slot + 1))
 
-    const started = performance.now()
-    let kills = 0
-    let midBatchKills = 0
-    for (
-      let counts = await countOrdersByStatus(db);
-      counts.completed < ORDERS;
-      counts = await countOrdersByStatus(db)
-    ) {
-      if (performance.now() - started > DRAIN_DEADLINE_MS) {
-        const [failed] = await db.execute(
-          sql`select id, status, last_error from orders where last_error is not null limit 1`,
-        )
-        throw new Error(`not drained within ${DRAIN_DEADLINE_MS} ms: ${JSON.stringify({ counts, failed })}`)
-      }
-      await sleep(randomInt(700, 1300))
-      if (kills >= 4 || !fleet.every((w) => linesWith(w, 'worker started').length > 0)) continue
-      const victim = fleet[randomInt(fleet.length)]!
-      if (await holdsWork(db, mode, victim.name)) midBatchKills += 1
-      victim.child.kill('SIGKILL')
-      await victim.exited
-      kills += 1
-      const slot = fleet.indexOf(victim)
-      fleet[slot] = start(slot + 1)
-    }
-    const drainedMs = Math.round(performance.now() - started)
+    const { kills, midBatchKills, drainedMs } = await killWhileDraining(db, {
+      fleet,
+      start,
+      mode,
+      total: ORDERS,
+      deadlineMs: DRAIN_DEADLINE_MS,
+      maxKills: 4,
+      explainTimeout: async () =>
+        (await db.execute(sql`select id, status, last_error from orders where last_error is not null limit 1`))[0],
+    })
 
     const audit = await auditEffects(db, ids)
     t.same([audit.missing, audit.doubled, audit.foreign], [[], [], 0], 'every order completed once, with one effect')
