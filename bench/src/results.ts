@@ -99,6 +99,11 @@ export interface SteadyWindow {
   backlog: number
   /** Shared buffers per call of the statements with SKIP LOCKED (the claims) during the window. */
   claimBuffersPerCall?: number
+  /**
+   * Those calls per order started: above 1, claims that found nothing or only part of what was
+   * there (every idle worker woken by one order's notification claims).
+   */
+  claimsPerOrder?: number
   /** The system's tables and indexes, at the window's end. */
   bytes: number
   deadTuples: number

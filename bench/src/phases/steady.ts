@@ -375,6 +375,7 @@ function summarizeWindows(
       completedMs: completed ? summarizeLatencies(latencies(dueAt, completed, dueIn[w]!)) : undefined,
       backlog: sample.backlog,
       claimBuffersPerCall: claims > 0 ? round((after.claimBuffers - before.claimBuffers) / claims, 1) : undefined,
+      claimsPerOrder: startsIn[w]! > 0 ? round(claims / startsIn[w]!, 2) : undefined,
       bytes: after.bytes,
       deadTuples: after.deadTuples,
       autovacuums: after.autovacuums - before.autovacuums,
