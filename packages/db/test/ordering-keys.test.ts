@@ -14,12 +14,14 @@ import {
   keysOf,
   leaseOrders,
   listOrders,
+  type NewOrder,
   type Order,
   promoteDueOrders,
   retryOrders,
   settleLeasedOrders,
   skipOrder,
   sql,
+  submitOrders,
 } from '../src/index.js'
 
 // Per-key FIFO (ordering-keys.ts): the orders of one orderingKey run one at a time, in id order,
@@ -211,52 +213,75 @@ t.test('lease mode: a completed lease promotes the next order of its key; a fail
   t.same(await statuses(db, [a2!.id, b2!.id]), ['pending', 'waiting'])
 })
 
-t.test('concurrent submissions to one key make exactly one head, and the rest wait in id order', async (t) => {
-  const db = await setUp(t)
-  const submitted = await Promise.all(
-    Array.from({ length: 40 }, (_, i) =>
-      insertOrders(
-        db,
-        i % 4 === 0
-          ? [makeOrder({ orderingKey: 'hot' }), makeOrder({ orderingKey: 'hot' })]
-          : [makeOrder({ orderingKey: 'hot' })],
-      ),
-    ),
-  )
-  const all = submitted.flat().sort((a, b) => a.id - b.id)
-  t.equal(all.length, 50)
-  const heads = all.filter((o) => o.status !== 'waiting')
-  t.equal(heads.length, 1, 'one head')
-  t.equal(heads[0]!.id, all[0]!.id, 'the oldest')
-})
+/**
+ * The two ways an order reaches a key's line: the api's insert, and submit_orders() in a
+ * transaction of the caller's own. Each decides head or waiting for itself (the same rule, written
+ * twice: in TypeScript's insert and in the SQL function), so each is raced the same way. Returns the
+ * orders' ids.
+ */
+const submitters = {
+  insertOrders: async (db: Db, orders: readonly NewOrder[]) => ids(await insertOrders(db, orders)),
+  'submit_orders()': (db: Db, orders: readonly NewOrder[]) => db.$client.begin((tx) => submitOrders(tx, orders)),
+}
 
-t.test('submissions racing the head settling never strand a key: every order of it runs, in order', async (t) => {
-  const db = await setUp(t)
-  const total = 150
-  const ran: number[] = []
-  let submitting = true
-  const submitter = (async () => {
-    for (let i = 0; i < total; i++) await insertOrders(db, [makeOrder({ orderingKey: 'race' })])
-    submitting = false
-  })()
-  // A worker draining the key as fast as it can, while the line empties and refills under it.
-  for (let idle = 0; submitting || idle < 3; ) {
-    const [head, ...more] = await claimableIds(db)
-    t.equal(more.length, 0)
-    if (head === undefined) {
-      idle += submitting ? 0 : 1
-      await new Promise((resolve) => setImmediate(resolve))
-      continue
-    }
-    ran.push(head)
-    await settleNow(db, { completed: [head] })
-  }
-  await submitter
-  const line = ids(await listOrders(db, { orderingKey: 'race', limit: 1000, order: 'asc' }))
-  t.equal(line.length, total)
-  t.same(ran, line, 'each once, in id order: none left waiting behind a head that is gone')
-  t.equal((await countOrdersByStatus(db)).waiting, 0)
-})
+for (const [via, submit] of Object.entries(submitters)) {
+  t.test(
+    `${via}: concurrent submissions to one key make exactly one head, and the rest wait in id order`,
+    async (t) => {
+      const db = await setUp(t)
+      const submitted = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          submit(
+            db,
+            i % 4 === 0
+              ? [makeOrder({ orderingKey: 'hot' }), makeOrder({ orderingKey: 'hot' })]
+              : [makeOrder({ orderingKey: 'hot' })],
+          ),
+        ),
+      )
+      const all = (await listOrders(db, { orderingKey: 'hot', limit: 100 })).sort((a, b) => a.id - b.id)
+      t.equal(all.length, 50)
+      t.same(
+        ids(all),
+        submitted.flat().sort((a, b) => a - b),
+      )
+      const heads = all.filter((o) => o.status !== 'waiting')
+      t.equal(heads.length, 1, 'one head')
+      t.equal(heads[0]!.id, all[0]!.id, 'the oldest')
+    },
+  )
+
+  t.test(
+    `${via}: submissions racing the head settling never strand a key: every order of it runs, in order`,
+    async (t) => {
+      const db = await setUp(t)
+      const total = 150
+      const ran: number[] = []
+      let submitting = true
+      const submitter = (async () => {
+        for (let i = 0; i < total; i++) await submit(db, [makeOrder({ orderingKey: 'race' })])
+        submitting = false
+      })()
+      // A worker draining the key as fast as it can, while the line empties and refills under it.
+      for (let idle = 0; submitting || idle < 3; ) {
+        const [head, ...more] = await claimableIds(db)
+        t.equal(more.length, 0)
+        if (head === undefined) {
+          idle += submitting ? 0 : 1
+          await new Promise((resolve) => setImmediate(resolve))
+          continue
+        }
+        ran.push(head)
+        await settleNow(db, { completed: [head] })
+      }
+      await submitter
+      const line = ids(await listOrders(db, { orderingKey: 'race', limit: 1000, order: 'asc' }))
+      t.equal(line.length, total)
+      t.same(ran, line, 'each once, in id order: none left waiting behind a head that is gone')
+      t.equal((await countOrdersByStatus(db)).waiting, 0)
+    },
+  )
+}
 
 /** The constraint a statement broke, or 'none'. */
 async function violated(query: Promise<unknown>): Promise<string> {
