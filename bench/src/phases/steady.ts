@@ -73,7 +73,7 @@ interface Running {
 
 /**
  * Steady state, open loop: per processor, a probe finds the highest rate every system carries
- * (ours in each mode, graphile-worker, pg-boss, 3 worker processes each); then each system runs
+ * (SYSTEMS, 3 worker processes each), or BENCH_STEADY_CARRIED sets it; then each system runs
  * `sizes.steadySeconds` at 50% and at 90% of the lowest of them, with orders arriving on a
  * schedule whatever the answers. Per window (a minute, or a quarter of a shorter run): orders in and
  * out, latency from each order's due time to its processor's start and to its completion's write,
