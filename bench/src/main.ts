@@ -2,7 +2,7 @@
  * `pnpm bench`: this project, pg-boss and graphile-worker side by side on one embedded PostgreSQL,
  * plus the database's own ceiling for the same patterns. Writes bench/results/latest.{md,json} and a
  * timestamped copy. `--quick` (or BENCH_QUICK=1) is a smoke run with small sizes; `--only=a,b` (or
- * BENCH_ONLY) runs some phases: ceiling, processing, keys, scale, enqueue, latency, steady. `--pg=queue` (or
+ * BENCH_ONLY) runs some phases: ceiling, processing, keys, scale, enqueue, latency, steady, retention. `--pg=queue` (or
  * BENCH_PG) runs on PostgreSQL set for a queue (settings.ts, SERVER_PROFILES); its results are
  * written as latest-queue.{md,json}.
  */
@@ -18,7 +18,7 @@ import { runKeysPhase } from './phases/keys.js'
 import { runLatencyPhase } from './phases/latency.js'
 import { runProcessingPhase } from './phases/processing.js'
 import { runScalePhase } from './phases/scale.js'
-import { runSteadyPhase } from './phases/steady.js'
+import { runRetentionPhase, runSteadyPhase } from './phases/steady.js'
 import { renderMarkdown } from './report.js'
 import type { BenchResults } from './results.js'
 import { startBenchServer } from './server.js'
@@ -27,7 +27,7 @@ import { BUSY_MACHINE_CORES, FULL, QUICK, SERVER_PROFILES, type ServerProfile } 
 /** How long the idle check watches the machine before the first measure. */
 const IDLE_CHECK_MS = 2000
 
-const PHASES = ['ceiling', 'processing', 'keys', 'scale', 'enqueue', 'latency', 'steady'] as const
+const PHASES = ['ceiling', 'processing', 'keys', 'scale', 'enqueue', 'latency', 'steady', 'retention'] as const
 type Phase = (typeof PHASES)[number]
 
 const args = process.argv.slice(2)
@@ -105,6 +105,7 @@ try {
     latency: only.includes('latency') ? await runLatencyPhase(ctx) : [],
     steady: only.includes('steady') ? await runSteadyPhase(ctx) : { probes: [], runs: [] },
   }
+  if (only.includes('retention')) results.steady.runs.push(await runRetentionPhase(ctx, results.steady.probes))
   results.durationSeconds = (performance.now() - began) / 1000
   const markdown = renderMarkdown(results)
   await writeResults(results, markdown)

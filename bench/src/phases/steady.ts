@@ -78,27 +78,14 @@ interface Running {
  * schedule whatever the answers. Per window (a minute, or a quarter of a shorter run): orders in and
  * out, latency from each order's due time to its processor's start and to its completion's write,
  * the backlog, and the database's side (claim buffers per call, table and index bytes, dead tuples,
- * autovacuum runs, checkpoints). Last, ours once more at 90% with a history in the table that
- * retention deletes while the load runs.
+ * autovacuum runs, checkpoints).
  */
 export async function runSteadyPhase(ctx: BenchContext): Promise<{ probes: SteadyProbe[]; runs: SteadyResult[] }> {
-  const seconds = ctx.sizes.steadySeconds ?? (await crossesTwoCheckpoints(ctx))
-  ctx.log(`steady state: ${seconds} s per run`)
+  const seconds = await steadySeconds(ctx)
   const probes: SteadyProbe[] = []
   const runs: SteadyResult[] = []
   for (const processor of PROCESSORS) {
-    for (const s of SYSTEMS) {
-      if (ctx.sizes.steadyCarriedRate) {
-        probes.push({ ...s, processor: processor.name, rate: ctx.sizes.steadyCarriedRate })
-        continue
-      }
-      const probe = await probeCarried(ctx, s, processor)
-      probes.push(probe)
-      ctx.log(
-        `steady probe ${probe.system}${s.mode ? ` ${s.mode} mode via ${s.via}` : ''}, ${processor.name}: carries ${probe.rate}/s (submitted ${probe.submitted}/s)`,
-      )
-    }
-    const carried = Math.min(...probes.filter((p) => p.processor === processor.name).map((p) => p.rate))
+    const carried = carriedRate(await probeAll(ctx, processor, probes))
     for (const share of RATE_SHARES) {
       const rate = Math.max(1, Math.round(carried * share))
       for (const s of SYSTEMS) {
@@ -108,19 +95,62 @@ export async function runSteadyPhase(ctx: BenchContext): Promise<{ probes: Stead
       }
     }
   }
+  return { probes, runs }
+}
+
+/**
+ * The `retention` phase: ours (transaction mode, POST /orders, no-op processor) at 90% of what every
+ * system carries, with `sizes.historyRows` completed orders past RETENTION_DAYS in the table that
+ * retention deletes while the load runs. The rate comes from the steady phase's probes when it ran,
+ * else BENCH_STEADY_CARRIED, else probes of its own.
+ */
+export async function runRetentionPhase(ctx: BenchContext, probes: SteadyProbe[]): Promise<SteadyResult> {
   const noOp = PROCESSORS[0]
-  const carried = Math.min(...probes.filter((p) => p.processor === noOp.name).map((p) => p.rate))
+  const known = probes.filter((p) => p.processor === noOp.name)
+  const carried = carriedRate(known.length ? known : await probeAll(ctx, noOp, probes))
   const share = RATE_SHARES.at(-1)!
-  const withRetention = await steadyRun(
+  const result = await steadyRun(
     ctx,
     SYSTEMS[0]!,
     noOp,
-    { rate: Math.round(carried * share), share, seconds },
+    { rate: Math.round(carried * share), share, seconds: await steadySeconds(ctx) },
     ctx.sizes.historyRows,
   )
-  runs.push(withRetention)
-  ctx.log(describeSteady(withRetention))
-  return { probes, runs }
+  ctx.log(describeSteady(result))
+  return result
+}
+
+/** What each system carries with `processor` (or BENCH_STEADY_CARRIED for all), added to `probes`. */
+async function probeAll(
+  ctx: BenchContext,
+  processor: (typeof PROCESSORS)[number],
+  probes: SteadyProbe[],
+): Promise<SteadyProbe[]> {
+  const found: SteadyProbe[] = []
+  for (const s of SYSTEMS) {
+    const probe = ctx.sizes.steadyCarriedRate
+      ? { ...s, processor: processor.name, rate: ctx.sizes.steadyCarriedRate }
+      : await probeCarried(ctx, s, processor)
+    if (!ctx.sizes.steadyCarriedRate)
+      ctx.log(
+        `steady probe ${probe.system}${s.mode ? ` ${s.mode} mode via ${s.via}` : ''}, ${processor.name}: carries ${probe.rate}/s (submitted ${probe.submitted}/s)`,
+      )
+    found.push(probe)
+  }
+  probes.push(...found)
+  return found
+}
+
+/** The highest rate all of them carry. */
+function carriedRate(probes: readonly SteadyProbe[]): number {
+  return Math.min(...probes.map((p) => p.rate))
+}
+
+/** BENCH_STEADY_SECONDS, or long enough to cross two timed checkpoints. */
+async function steadySeconds(ctx: BenchContext): Promise<number> {
+  const seconds = ctx.sizes.steadySeconds ?? (await crossesTwoCheckpoints(ctx))
+  ctx.log(`steady state: ${seconds} s per run`)
+  return seconds
 }
 
 /** Two checkpoint_timeout periods and a minute: at least two timed checkpoints in every run. */
