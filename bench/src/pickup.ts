@@ -9,6 +9,22 @@ const SETTLE_MS = 1000
 /** Long enough for a poll-based worker to notice the last job. */
 const LAST_PICKUP_TIMEOUT_MS = 15_000
 
+/**
+ * Every processor start the children report (their scripts run with BENCH_REPORT_STARTS=1): each
+ * key's first start, and every start, to find a key started twice.
+ */
+export function listenForStarts(children: readonly Child[]): { firstStart: Map<number, number>; every: number[] } {
+  const firstStart = new Map<number, number>()
+  const every: number[] = []
+  for (const child of children)
+    child.onMessage((message) => {
+      if (message.type !== 'started') return
+      every.push(message.key)
+      if (!firstStart.has(message.key)) firstStart.set(message.key, message.at)
+    })
+  return { firstStart, every }
+}
+
 export interface PickupMeasure {
   latencyMs: LatencySummary
   /** Problems with the handlers' start messages: a job started twice, or never. */
@@ -29,15 +45,7 @@ export async function measurePickup(
   children: readonly Child[],
   submit: (index: number) => Promise<number>,
 ): Promise<PickupMeasure> {
-  const starts = new Map<number, number>()
-  const startedKeys: number[] = []
-  for (const child of children) {
-    child.onMessage((message) => {
-      if (message.type !== 'started') return
-      startedKeys.push(message.key)
-      if (!starts.has(message.key)) starts.set(message.key, message.at)
-    })
-  }
+  const { firstStart: starts, every: startedKeys } = listenForStarts(children)
   await Promise.all(children.map((child) => child.waitFor('ready')))
   await sleep(SETTLE_MS)
 

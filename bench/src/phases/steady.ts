@@ -7,6 +7,7 @@ import { BENCH_ORDER, completionTimes, createOurDatabase, dropOurDatabase } from
 import { startOurApi, startOurWorkers } from '../ours/services.js'
 import { PEERS } from '../peers/index.js'
 import { startPeerWorkers } from '../peers/workers.js'
+import { listenForStarts } from '../pickup.js'
 import { type Child, scripts, stopAll, waitUntil } from '../processes.js'
 import type { SteadyProbe, SteadyResult, SteadyWindow, System } from '../results.js'
 import { DEFAULT_BATCH_SIZE, type WorkerMode } from '../settings.js'
@@ -128,14 +129,8 @@ async function probeAll(
 ): Promise<SteadyProbe[]> {
   const found: SteadyProbe[] = []
   for (const s of SYSTEMS) {
-    const probe = ctx.sizes.steadyCarriedRate
-      ? { ...s, processor: processor.name, rate: ctx.sizes.steadyCarriedRate }
-      : await probeCarried(ctx, s, processor)
-    if (!ctx.sizes.steadyCarriedRate)
-      ctx.log(
-        `steady probe ${probe.system}${s.mode ? ` ${s.mode} mode via ${s.via}` : ''}, ${processor.name}: carries ${probe.rate}/s (submitted ${probe.submitted}/s)`,
-      )
-    found.push(probe)
+    const rate = ctx.sizes.steadyCarriedRate
+    found.push(rate ? { ...s, processor: processor.name, rate } : await probeCarried(ctx, s, processor))
   }
   probes.push(...found)
   return found
@@ -221,19 +216,6 @@ async function startSystem(
   }
 }
 
-/** Every processor start the children report, first start per key kept, every start counted. */
-function listenForStarts(children: readonly Child[]): { firstStart: Map<number, number>; every: number[] } {
-  const firstStart = new Map<number, number>()
-  const every: number[] = []
-  for (const child of children)
-    child.onMessage((message) => {
-      if (message.type !== 'started') return
-      every.push(message.key)
-      if (!firstStart.has(message.key)) firstStart.set(message.key, message.at)
-    })
-  return { firstStart, every }
-}
-
 /**
  * The highest rate a system carries: a closed loop of PROBE_IN_FLIGHT one-job calls while its
  * workers process, for `sizes.steadyProbeSeconds`; the rate is of processor starts over the last
@@ -259,7 +241,7 @@ async function probeCarried(
     const seconds = (performance.now() - began) / 1000
     const from = Date.now() - (2 * probeMs) / 3
     const counted = [...starts.firstStart.values()].filter((at) => at >= from).length
-    return {
+    const probe = {
       system: s.system,
       mode: s.mode,
       via: s.via,
@@ -267,6 +249,10 @@ async function probeCarried(
       rate: Math.round(counted / ((2 * probeMs) / 3 / 1000)),
       submitted: Math.round(n / seconds),
     }
+    ctx.log(
+      `steady probe ${s.system}${s.mode ? ` ${s.mode} mode via ${s.via}` : ''}, ${processor.name}: carries ${probe.rate}/s (submitted ${probe.submitted}/s)`,
+    )
+    return probe
   } finally {
     await running.close()
   }
