@@ -1,4 +1,4 @@
-import { makeOrder, openTestDb, settleNow } from '@postgres-queue/testkit'
+import { makeOrder, openTestDb, settleNow, waitFor } from '@postgres-queue/testkit'
 import t, { type Test } from 'tap'
 import {
   cancelOrder,
@@ -18,9 +18,11 @@ import {
   type Order,
   promoteDueOrders,
   retryOrders,
+  settleBatch,
   settleLeasedOrders,
   skipOrder,
   sql,
+  submitOrder,
   submitOrders,
 } from '../src/index.js'
 
@@ -282,6 +284,58 @@ for (const [via, submit] of Object.entries(submitters)) {
     },
   )
 }
+
+t.test("submit_order() with a key holds the key until the caller's transaction ends, and no other key", async (t) => {
+  const db = await setUp(t)
+  const [head] = await insertOrders(db, [makeOrder({ orderingKey: 'k' })])
+  const { tx: claimed, orders } = await claimBatch(db, { limit: 10 })
+  t.same(ids(orders), [head!.id], 'a worker holds the head')
+
+  // The caller's transaction: its keyed submission, then whatever else it does before it commits.
+  let callerOrder: number | undefined
+  let commit = () => {}
+  const callerCommits = new Promise<void>((resolve) => {
+    commit = resolve
+  })
+  const caller = db.$client.begin(async (tx) => {
+    callerOrder = await submitOrder(tx, makeOrder({ orderingKey: 'k' }))
+    await callerCommits
+  })
+  await waitFor(() => callerOrder !== undefined, { message: "the caller's submission" })
+
+  const finished: string[] = []
+  const settling = settleBatch(claimed, {
+    completed: [head!.id],
+    completedKeys: ['k'],
+    failures: [],
+    workerId: 'w',
+    policy: { baseMs: 0, maxMs: 0 },
+  }).then((settlement) => {
+    finished.push('settlement')
+    return settlement
+  })
+  const laterSubmission = insertOrders(db, [makeOrder({ orderingKey: 'k' })]).then(([order]) => {
+    finished.push('submission')
+    return order!
+  })
+  const [otherKey] = await insertOrders(db, [makeOrder({ orderingKey: 'other' })])
+  t.equal(otherKey!.status, 'pending', 'another key goes on at once')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(finished, [], "the head's settlement and a later submission to the key wait for the caller")
+  t.equal((await getOrder(db, head!.id))!.status, 'pending', 'the head is not settled yet')
+
+  commit()
+  await caller
+  const settlement = await settling
+  const later = await laterSubmission
+  t.same(
+    settlement.promoted.map((p) => p.id),
+    [callerOrder],
+    "then the settlement promotes the caller's order: it was waiting, and is not stranded",
+  )
+  t.ok(later.id > callerOrder!, 'the later submission is behind it')
+  t.same(await statuses(db, [head!.id, callerOrder!, later.id]), ['completed', 'pending', 'waiting'])
+})
 
 /** The constraint a statement broke, or 'none'. */
 async function violated(query: Promise<unknown>): Promise<string> {
