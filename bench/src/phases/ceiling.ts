@@ -8,6 +8,7 @@ import type { CeilingResult, ExactlyOnce } from '../results.js'
 import { DEFAULT_BATCH_SIZE } from '../settings.js'
 import { perSecond } from '../stats.js'
 import { describeCeiling } from './describe.js'
+import { MANY_KEYS } from './keys.js'
 
 const CLAIM_CLIENTS = 4
 const INSERT_CLIENTS = 8
@@ -36,6 +37,15 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
   record(
     await drainCeiling(
       ctx,
+      'claim-complete-keyed-1tx',
+      `the same over ${MANY_KEYS.toLocaleString('en')} orderingKeys: lock the batch's keys, complete, promote each key's next order, one tx, ${CLAIM_CLIENTS} clients`,
+      claimCompleteKeyedInOneTransaction,
+      { keys: MANY_KEYS },
+    ),
+  )
+  record(
+    await drainCeiling(
+      ctx,
       'lease-2tx',
       `lease: claim ${DEFAULT_BATCH_SIZE} rows (UPDATE ... FROM SKIP LOCKED), complete in a 2nd tx, ${CLAIM_CLIENTS} clients`,
       claimThenCompleteInTwoTransactions,
@@ -44,10 +54,19 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
   record(
     await drainCeiling(
       ctx,
+      'lease-delete-2tx',
+      `lease as above, complete by DELETE (graphile-worker's shape: the finished row leaves the table), ${CLAIM_CLIENTS} clients`,
+      leaseThenDelete,
+      { deletes: true },
+    ),
+  )
+  record(
+    await drainCeiling(
+      ctx,
       'hot-lease-2tx',
       `HOT lease: status stays pending, expiry in an unindexed column (fillfactor ${HOT_LEASE_FILLFACTOR}), claim ${DEFAULT_BATCH_SIZE} rows stepping over held leases, complete in a 2nd tx, ${CLAIM_CLIENTS} clients`,
       hotLeaseThenComplete,
-      prepareHotLease,
+      { prepare: prepareHotLease },
     ),
   )
   record(
@@ -56,7 +75,7 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
       'narrow-lease-2tx',
       `narrow lease: a row in a lease table of its own, orders untouched until completion, claim ${DEFAULT_BATCH_SIZE} rows stepping over held leases, complete and drop the lease in a 2nd tx, ${CLAIM_CLIENTS} clients`,
       narrowLeaseThenComplete,
-      prepareNarrowLease,
+      { prepare: prepareNarrowLease },
     ),
   )
   record(await insertCeiling(ctx, 'insert', `insert 1 row/tx, ${INSERT_CLIENTS} clients`, insertOne))
@@ -93,12 +112,73 @@ const claimCompleteInOneTransaction: Step = (sql, client) =>
   }) as Promise<number>
 
 /**
+ * (a) over ordering keys, as a keyed settlement does (claims.ts, ordering-keys.ts): the completed
+ * orders' keys locked first, then the completion and the promotion of each key's next waiting
+ * order in one statement. What a keyed order costs PostgreSQL beyond an unkeyed one: a row lock,
+ * and a second update of a wide row (the promotion), which inserts into every index a due head is in.
+ */
+const claimCompleteKeyedInOneTransaction: Step = (sql, client) =>
+  sql.begin(async (tx) => {
+    const rows = await tx<{ id: string; ordering_key: string }[]>`
+      select id, ordering_key from orders
+      where ${claimable(sql)}
+      limit ${DEFAULT_BATCH_SIZE}
+      for update skip locked`
+    if (rows.length === 0) return 0
+    await tx`
+      insert into ordering_keys (key)
+      select distinct key from unnest(${tx.array(rows.map((r) => r.ordering_key))}::text[]) as key order by key
+      on conflict (key) do update set key = excluded.key where false`
+    await tx`
+      with completed as (
+        update orders set status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
+                          completed_by = ${client}, updated_at = statement_timestamp()
+        where id = any(${tx.array(rows.map((r) => r.id))}::bigint[]) and status = 'pending'
+        returning ordering_key
+      )
+      update orders set status = 'pending', run_at = statement_timestamp(), updated_at = statement_timestamp()
+      where id in (
+        select (select next.id from orders as next
+                where next.ordering_key = completed.ordering_key and next.status = 'waiting'
+                order by next.id limit 1)
+        from completed)`
+    return rows.length
+  }) as Promise<number>
+
+/**
  * (b) Lease mode's pattern, as leases.ts writes it: one committed statement takes the lease
  * (processing, a new fencing token, expiry in run_at, attempts + 1), a second completes what is
  * still held under that token.
  */
 const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
-  const rows = await sql<{ id: string; lease_token: number }[]>`
+  const rows = await leaseBatch(sql, client)
+  if (rows.length === 0) return 0
+  await sql`
+    update orders set status = 'completed', completed_at = statement_timestamp(), completed_by = ${client},
+                      locked_by = null, updated_at = statement_timestamp()
+    from unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.lease_token))}::int[]) as lease(id, token)
+    where orders.id = lease.id and orders.lease_token = lease.token and orders.status = 'processing'`
+  return rows.length
+}
+
+/**
+ * Lease mode's lease, then graphile-worker's completion: a DELETE, which writes no new row version
+ * and no index entry, where ours keeps the completed order (a non-HOT update). The gap between this
+ * and lease-2tx is what keeping the history in the hot table costs lease mode.
+ */
+const leaseThenDelete: Step = async (sql, client) => {
+  const rows = await leaseBatch(sql, client)
+  if (rows.length === 0) return 0
+  await sql`
+    delete from orders
+    using unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.lease_token))}::int[]) as lease(id, token)
+    where orders.id = lease.id and orders.lease_token = lease.token and orders.status = 'processing'`
+  return rows.length
+}
+
+/** Lease mode's lease of a batch, as leases.ts takes it: the rows leased, with their tokens. */
+function leaseBatch(sql: postgres.Sql, client: string) {
+  return sql<{ id: string; lease_token: number }[]>`
     with claimed as materialized (
       select id from orders
       where ${claimable(sql)}
@@ -110,13 +190,6 @@ const claimThenCompleteInTwoTransactions: Step = async (sql, client) => {
     from claimed
     where o.id = claimed.id
     returning o.id, o.lease_token`
-  if (rows.length === 0) return 0
-  await sql`
-    update orders set status = 'completed', completed_at = statement_timestamp(), completed_by = ${client},
-                      locked_by = null, updated_at = statement_timestamp()
-    from unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.lease_token))}::int[]) as lease(id, token)
-    where orders.id = lease.id and orders.lease_token = lease.token and orders.status = 'processing'`
-  return rows.length
 }
 
 /** Leaves room on each page for a lease's new row version, so the lease can be a HOT update. */
@@ -226,18 +299,26 @@ const insertOneAndNotify: Step = async (sql) => {
   return 1
 }
 
-/** Preloads the orders, then `CLAIM_CLIENTS` loops of `step` until each finds nothing to claim. */
+/**
+ * Preloads the orders (spread over `keys` orderingKeys, if given), then `CLAIM_CLIENTS` loops of
+ * `step` until each finds nothing to claim. `deletes`: the step deletes what it finishes instead of
+ * completing it.
+ */
 async function drainCeiling(
   ctx: BenchContext,
   pattern: string,
   label: string,
   step: Step,
-  prepare?: (sql: postgres.Sql) => Promise<void>,
+  {
+    prepare,
+    keys,
+    deletes = false,
+  }: { prepare?: (sql: postgres.Sql) => Promise<void>; keys?: number; deletes?: boolean } = {},
 ): Promise<CeilingResult> {
   const rows = ctx.sizes.processingOrders
   return withCeilingDatabase(ctx, pattern, async (db, sql) => {
     await prepare?.(sql)
-    await preloadOrders(db, rows)
+    await preloadOrders(db, rows, keys)
     await ctx.server.checkpoint()
     const measure = await ctx.startCpuMeter(() => [])
     const started = nowMs()
@@ -251,10 +332,11 @@ async function drainCeiling(
     const ms = nowMs() - started
     const cpu = await measure()
     const claimed = done.reduce((a, b) => a + b, 0)
-    const [row] = await sql<
-      { n: number }[]
-    >`select count(*)::int as n from orders where status = 'completed' and attempts = 1`
-    const problems = check(claimed, rows, 'claimed').concat(check(row?.n ?? 0, rows, 'completed with attempts = 1'))
+    const [row] = deletes
+      ? await sql<{ n: number }[]>`select (${rows} - count(*))::int as n from orders`
+      : await sql<{ n: number }[]>`select count(*)::int as n from orders where status = 'completed' and attempts = 1`
+    const finished = deletes ? 'deleted' : 'completed with attempts = 1'
+    const problems = check(claimed, rows, 'claimed').concat(check(row?.n ?? 0, rows, finished))
     return {
       pattern,
       label,
@@ -262,7 +344,7 @@ async function drainCeiling(
       rows,
       ms,
       rate: perSecond(rows, ms),
-      exactlyOnce: verdict(problems, 'rows claimed by the loops and completed rows both equal the preload'),
+      exactlyOnce: verdict(problems, `rows claimed by the loops and rows ${finished} both equal the preload`),
       cpu,
     }
   })

@@ -6,7 +6,7 @@ import { DEFAULT_BATCH_SIZE, WORKER_MODES } from '../settings.js'
 import { describeProcessing } from './describe.js'
 
 /** Keys the orders are spread over in the many-keys measure: most are blocked at any instant. */
-const MANY_KEYS = 1000
+export const MANY_KEYS = 1000
 
 /**
  * Per-key FIFO at the largest process count: ours unkeyed, over 1,000 orderingKeys and on one hot
