@@ -2,7 +2,7 @@ import { Logger, makeWorkerUtils } from 'graphile-worker'
 import postgres from 'postgres'
 import { scripts } from '../processes.js'
 import { PEER_QUEUE } from '../settings.js'
-import { chunks, type Peer, PRELOAD_CHUNK } from './peer.js'
+import { chunks, jobPayload, type Peer, PRELOAD_CHUNK } from './peer.js'
 
 /** graphile-worker on a fresh database: WorkerUtils migrates its schema and submits jobs. */
 export async function openGraphile(url: string): Promise<Peer> {
@@ -24,17 +24,17 @@ export async function openGraphile(url: string): Promise<Peer> {
         await utils.addJobs(
           ns.map((n) => ({
             identifier: PEER_QUEUE,
-            payload: { n },
+            payload: jobPayload(n),
             ...(queues ? { queueName: `q-${n % queues}` } : {}),
           })),
         )
       }
     },
     async addOne(n) {
-      await utils.addJob(PEER_QUEUE, { n })
+      await utils.addJob(PEER_QUEUE, jobPayload(n))
     },
     async addMany(ns) {
-      await utils.addJobs(ns.map((n) => ({ identifier: PEER_QUEUE, payload: { n } })))
+      await utils.addJobs(ns.map((n) => ({ identifier: PEER_QUEUE, payload: jobPayload(n) })))
     },
     remaining: jobsLeft,
     stored: jobsLeft,

@@ -2,7 +2,7 @@ import { PgBoss } from 'pg-boss'
 import postgres from 'postgres'
 import { scripts } from '../processes.js'
 import { PEER_QUEUE, PG_BOSS_SETTINGS } from '../settings.js'
-import { chunks, type Peer, PRELOAD_CHUNK } from './peer.js'
+import { chunks, jobPayload, type Peer, PRELOAD_CHUNK } from './peer.js'
 
 /**
  * pg-boss on a fresh database: creates its schema and the bench queue (with `notify: true`, as the
@@ -31,16 +31,16 @@ export async function openPgBoss(url: string): Promise<Peer> {
       for (const ns of chunks(total, PRELOAD_CHUNK))
         await boss.insert(
           PEER_QUEUE,
-          ns.map((n) => ({ data: { n } })),
+          ns.map((n) => ({ data: jobPayload(n) })),
         )
     },
     async addOne(n) {
-      await boss.send(PEER_QUEUE, { n })
+      await boss.send(PEER_QUEUE, jobPayload(n))
     },
     async addMany(ns) {
       await boss.insert(
         PEER_QUEUE,
-        ns.map((n) => ({ data: { n } })),
+        ns.map((n) => ({ data: jobPayload(n) })),
       )
     },
     remaining: () => count(sql`and state <> 'completed'`),
