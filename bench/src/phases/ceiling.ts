@@ -1,4 +1,4 @@
-import { claimableText, DEFAULT_SCHEMA } from '@postgres-queue/db'
+import { claimableText, type Db, DEFAULT_SCHEMA, lockOrderingKeys } from '@postgres-queue/db'
 import postgres from 'postgres'
 import { nowMs } from '../clock.js'
 import type { BenchContext } from '../context.js'
@@ -90,7 +90,8 @@ export async function runCeilingPhase(ctx: BenchContext): Promise<CeilingResult[
   return results
 }
 
-type Step = (sql: postgres.Sql, client: string) => Promise<number>
+/** One turn of a client's loop: rows done (0: nothing left). `db` compiles the product's own statements. */
+type Step = (sql: postgres.Sql, client: string, db: Db) => Promise<number>
 
 /** The product's own claim predicate and order (claims.ts), so a ceiling walks the same index. */
 const claimable = (sql: postgres.Sql) => sql.unsafe(`${claimableText.where} order by ${claimableText.orderBy}`)
@@ -113,11 +114,12 @@ const claimCompleteInOneTransaction: Step = (sql, client) =>
 
 /**
  * (a) over ordering keys, as a keyed settlement does (claims.ts, ordering-keys.ts): the completed
- * orders' keys locked first, then the completion and the promotion of each key's next waiting
- * order in one statement. What a keyed order costs PostgreSQL beyond an unkeyed one: a row lock,
- * and a second update of a wide row (the promotion), which inserts into every index a due head is in.
+ * orders' keys locked first (the product's own lockOrderingKeys), then the completion and the
+ * promotion of each key's next waiting order in one statement. What a keyed order costs PostgreSQL
+ * beyond an unkeyed one: a row lock, and a second update of a wide row (the promotion), which
+ * inserts into every index a due head is in.
  */
-const claimCompleteKeyedInOneTransaction: Step = (sql, client) =>
+const claimCompleteKeyedInOneTransaction: Step = (sql, client, db) =>
   sql.begin(async (tx) => {
     const rows = await tx<{ id: string; ordering_key: string }[]>`
       select id, ordering_key from orders
@@ -125,10 +127,8 @@ const claimCompleteKeyedInOneTransaction: Step = (sql, client) =>
       limit ${DEFAULT_BATCH_SIZE}
       for update skip locked`
     if (rows.length === 0) return 0
-    await tx`
-      insert into ordering_keys (key)
-      select distinct key from unnest(${tx.array(rows.map((r) => r.ordering_key))}::text[]) as key order by key
-      on conflict (key) do update set key = excluded.key where false`
+    const lock = lockOrderingKeys.bind(db, { keys: rows.map((r) => r.ordering_key) })
+    await tx.unsafe(lock.sql, lock.params as never[], { prepare: true })
     await tx`
       with completed as (
         update orders set status = 'completed', attempts = attempts + 1, completed_at = statement_timestamp(),
@@ -245,7 +245,7 @@ const claimableUnleased = (sql: postgres.Sql) =>
     `not exists (select 1 from order_leases l where l.order_id = orders.id) and ${claimableText.where} order by ${claimableText.orderBy}`,
   )
 
-const narrowLeaseThenComplete: Step = async (sql, client) => {
+const narrowLeaseThenComplete: Step = async (sql, client, db) => {
   const rows = await sql<{ id: string }[]>`
     with claimed as materialized (
       select id from orders
@@ -260,7 +260,7 @@ const narrowLeaseThenComplete: Step = async (sql, client) => {
   if (rows.length === 0) {
     // Every pick may have lost the race above: end only when nothing unleased is pending.
     const [left] = await sql`select 1 from orders where ${claimableUnleased(sql)} limit 1`
-    return left ? narrowLeaseThenComplete(sql, client) : 0
+    return left ? narrowLeaseThenComplete(sql, client, db) : 0
   }
   // The order first, then its lease (an unreferenced CTE runs after the main statement): a claim
   // that locked the order on a stale snapshot then meets a committed lease and skips it. Dropping
@@ -325,7 +325,7 @@ async function drainCeiling(
     const done = await Promise.all(
       Array.from({ length: CLAIM_CLIENTS }, async (_, i) => {
         let total = 0
-        for (let n = -1; n !== 0; total += n) n = await step(sql, `ceiling-${i + 1}`)
+        for (let n = -1; n !== 0; total += n) n = await step(sql, `ceiling-${i + 1}`, db)
         return total
       }),
     )
@@ -352,14 +352,14 @@ async function drainCeiling(
 
 /** `INSERT_CLIENTS` loops of `step` for `sizes.ceilingInsertSeconds`. */
 async function insertCeiling(ctx: BenchContext, pattern: string, label: string, step: Step): Promise<CeilingResult> {
-  return withCeilingDatabase(ctx, pattern, async (_db, sql) => {
+  return withCeilingDatabase(ctx, pattern, async (db, sql) => {
     const deadline = nowMs() + ctx.sizes.ceilingInsertSeconds * 1000
     const measure = await ctx.startCpuMeter(() => [])
     const started = nowMs()
     const done = await Promise.all(
       Array.from({ length: INSERT_CLIENTS }, async () => {
         let total = 0
-        while (nowMs() < deadline) total += await step(sql, '')
+        while (nowMs() < deadline) total += await step(sql, '', db)
         return total
       }),
     )

@@ -127,11 +127,10 @@ async function probeAll(
   processor: (typeof PROCESSORS)[number],
   probes: SteadyProbe[],
 ): Promise<SteadyProbe[]> {
+  const rate = ctx.sizes.steadyCarriedRate
   const found: SteadyProbe[] = []
-  for (const s of SYSTEMS) {
-    const rate = ctx.sizes.steadyCarriedRate
+  for (const s of SYSTEMS)
     found.push(rate ? { ...s, processor: processor.name, rate } : await probeCarried(ctx, s, processor))
-  }
   probes.push(...found)
   return found
 }
